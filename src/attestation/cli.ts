@@ -1,0 +1,5 @@
+// Subcommand entry for src/attestation (placeholder until the capability lands).
+export async function run(_argv: string[]): Promise<number> {
+  process.stderr.write('cloister: this command is not implemented yet\n');
+  return 2;
+}

@@ -1,0 +1,127 @@
+// The typed configuration every capability reads. Two sources:
+//  - the Enclaver manifest `enclaver.yaml` (kept valid for Enclaver: nothing of cloister's own goes in it);
+//  - cloister's own settings, in an optional `cloister.yaml` beside it (documented defaults below).
+
+export interface TlsFiles {
+  key_file: string;
+  cert_file: string;
+}
+
+export interface IngressEntry {
+  listen_port: number;
+  tls?: TlsFiles;
+}
+
+export interface Manifest {
+  version: string;
+  name: string;
+  target: string;
+  sources: {
+    app: string;
+    /** E5 name of the supervisor image (E6: odyn). */
+    supervisor?: string;
+    /** E5 name of the wrapper image (E6: sleeve). */
+    wrapper?: string;
+    odyn?: string;
+    sleeve?: string;
+  };
+  signature?: { certificate: string; key: string };
+  ingress?: IngressEntry[];
+  egress?: { proxy_port?: number; allow?: string[]; deny?: string[] };
+  defaults?: { cpu_count?: number; memory_mb?: number };
+  kms_proxy?: { listen_port: number; endpoints?: Record<string, string> };
+  api?: { listen_port: number };
+  spire?: {
+    server_addr?: string;
+    ca_cert?: string;
+    trust_domain?: string;
+    svid_dir?: string;
+    workload_api_addr?: string;
+  };
+}
+
+export type RestartPolicy = 'never' | 'on-failure' | 'always';
+
+/** cloister.yaml. Every key is optional; DEFAULT_SETTINGS holds the documented defaults. */
+export interface Settings {
+  app: {
+    /** Run the app as this uid/gid (default: cloister's own, i.e. root in an enclave). */
+    uid: number | null;
+    gid: number | null;
+    restart: RestartPolicy;
+    /** First restart delay; doubles each time up to restart_backoff_max_ms. */
+    restart_backoff_ms: number;
+    restart_backoff_max_ms: number;
+    /** Give up after this many restarts in a row (null = never give up). */
+    max_restarts: number | null;
+    /** SIGTERM -> wait this long -> SIGKILL. */
+    stop_grace_ms: number;
+  };
+  log: {
+    /** Size of the log ring replayed to each new reader on vsock 17001. */
+    buffer_bytes: number;
+    level: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+  };
+  transport: {
+    kind: 'vsock' | 'emulated';
+    /** emulated: directory of `<cid>/<port>.sock`. */
+    dir: string | null;
+    /** emulated: the enclave's CID. */
+    enclave_cid: number;
+  };
+  egress: {
+    connect_timeout_ms: number;
+    header_timeout_ms: number;
+    idle_timeout_ms: number;
+    max_header_bytes: number;
+    max_tunnels: number;
+  };
+  ingress: {
+    /** How long to keep retrying 127.0.0.1:<port> while the app is still starting. */
+    upstream_retry_ms: number;
+    /** Send a PROXY protocol v2 header to the app (host side adds it). */
+    proxy_protocol: boolean;
+  };
+  kms: {
+    /** How long a KMS call that arrives before credentials/key are ready waits. */
+    ready_wait_ms: number;
+    upstream_timeout_ms: number;
+  };
+  api: {
+    /** Port for /healthz and /metrics inside the enclave (null = off). */
+    metrics_port: number | null;
+  };
+}
+
+export const DEFAULT_SETTINGS: Settings = {
+  app: {
+    uid: null,
+    gid: null,
+    restart: 'never',
+    restart_backoff_ms: 1000,
+    restart_backoff_max_ms: 30000,
+    max_restarts: null,
+    stop_grace_ms: 10000,
+  },
+  log: { buffer_bytes: 128 * 1024, level: 'info' },
+  transport: { kind: 'vsock', dir: null, enclave_cid: 16 },
+  egress: {
+    connect_timeout_ms: 10000,
+    header_timeout_ms: 10000,
+    idle_timeout_ms: 300000,
+    max_header_bytes: 16384,
+    max_tunnels: 10000,
+  },
+  ingress: { upstream_retry_ms: 30000, proxy_protocol: false },
+  kms: { ready_wait_ms: 10000, upstream_timeout_ms: 30000 },
+  api: { metrics_port: null },
+};
+
+export interface Config {
+  /** Absolute path of the manifest file that was loaded. */
+  manifestPath: string;
+  /** The directory holding enclaver.yaml, cloister.yaml and tls/. */
+  configDir: string;
+  manifest: Manifest;
+  settings: Settings;
+}

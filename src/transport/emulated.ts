@@ -1,0 +1,46 @@
+// vsock emulated over Unix sockets: `<dir>/<cid>/<port>.sock`. Two processes on one machine,
+// even in different network namespaces (Unix sockets are filesystem objects), talk as host and enclave do.
+import { mkdirSync, rmSync } from 'node:fs';
+import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import type { Transport } from './types.ts';
+
+export function socketPath(dir: string, cid: number, port: number): string {
+  return join(dir, String(cid), `${port}.sock`);
+}
+
+export class EmulatedTransport implements Transport {
+  readonly kind = 'emulated' as const;
+  constructor(
+    readonly dir: string,
+    /** The CID of the side using this transport; listen() binds under it. */
+    readonly ownCid: number,
+  ) {}
+
+  listen(port: number): Promise<Server> {
+    const path = socketPath(this.dir, this.ownCid, port);
+    mkdirSync(join(this.dir, String(this.ownCid)), { recursive: true, mode: 0o700 });
+    // A stale socket file from a crashed run would make bind fail with EADDRINUSE.
+    rmSync(path, { force: true });
+    const server = createServer({ allowHalfOpen: true });
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => {
+        server.off('error', reject);
+        resolve(server);
+      });
+    });
+  }
+
+  connect(cid: number, port: number): Promise<Socket> {
+    const path = socketPath(this.dir, cid, port);
+    return new Promise((resolve, reject) => {
+      const sock = netConnect({ path, allowHalfOpen: true });
+      sock.once('error', reject);
+      sock.once('connect', () => {
+        sock.off('error', reject);
+        resolve(sock);
+      });
+    });
+  }
+}
