@@ -91,6 +91,15 @@ export interface Settings {
     /** Port for /healthz and /metrics inside the enclave (null = off). */
     metrics_port: number | null;
   };
+  nsm: {
+    /** `device`: /dev/nsm (a real enclave). `software`: the software NSM (dev mode, tests). */
+    kind: 'device' | 'software';
+    device_path: string;
+    /** software: where its CA chain and key live, so the same root is trusted across restarts. */
+    state_dir: string | null;
+    /** software: PCR index -> hex value reported in documents (others are zero). */
+    pcrs: Record<string, string>;
+  };
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -115,6 +124,7 @@ export const DEFAULT_SETTINGS: Settings = {
   ingress: { upstream_retry_ms: 30000, proxy_protocol: false },
   kms: { ready_wait_ms: 10000, upstream_timeout_ms: 30000 },
   api: { metrics_port: null },
+  nsm: { kind: 'device', device_path: '/dev/nsm', state_dir: null, pcrs: {} },
 };
 
 export interface Config {

@@ -1,0 +1,20 @@
+// What every in-enclave capability gets when the supervisor starts it, and what it hands back.
+import type { Config } from './config/types.ts';
+import type { Logger } from './log/logger.ts';
+import type { Nsm } from './nsm/types.ts';
+import type { Transport } from './transport/types.ts';
+
+export interface ServiceContext {
+  config: Config;
+  transport: Transport;
+  logger: Logger;
+  /** Started lazily by the supervisor; services must not block on it at startup. */
+  nsm: Nsm;
+}
+
+export interface Service {
+  /** Environment variables the app should get because this service runs (proxy URLs, endpoints). */
+  env?: Record<string, string>;
+  /** Stop accepting; resolve when in-flight work has finished (or been cut off). */
+  close(): Promise<void>;
+}
