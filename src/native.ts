@@ -5,8 +5,45 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/** An AF_VSOCK address. */
+export interface VsockAddress {
+  cid: number;
+  port: number;
+}
+
+/**
+ * The addon's functions (native/src/cloister_native.c). Failed syscalls throw (or reject with) an
+ * Error whose `code` is the errno name (ECONNREFUSED, EMSGSIZE...), plus `errno` and `syscall`.
+ */
 export interface NativeAddon {
-  [fn: string]: unknown;
+  /** socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC) -> fd. */
+  vsockSocket(): number;
+  vsockBind(fd: number, cid: number, port: number): void;
+  vsockListen(fd: number, backlog: number): void;
+  /** Connects off the event loop; resolves with a connected non-blocking fd. ETIMEDOUT after timeoutMs (<0: none). */
+  vsockConnect(cid: number, port: number, timeoutMs: number): Promise<number>;
+  vsockLocalAddress(fd: number): VsockAddress;
+  vsockRemoteAddress(fd: number): VsockAddress;
+  closeFd(fd: number): void;
+  /** open(path, O_RDWR | O_CLOEXEC) -> fd. */
+  nsmOpen(path: string): number;
+  /** NSM_IOCTL_RAW off the event loop with a 12288-byte response buffer; request <= 4096 bytes (else EMSGSIZE, before the call). */
+  nsmRequest(fd: number, request: Uint8Array): Promise<Buffer>;
+  bringUpLoopback(): void;
+  seedEntropy(bytes: Uint8Array): { credited: boolean };
+  setChildSubreaper(): void;
+  reapZombie(pid: number): number | null;
+}
+
+/** The error shape the addon throws. */
+export interface NativeError extends Error {
+  code: string;
+  errno: number;
+  syscall: string;
+}
+
+export function isNativeError(e: unknown): e is NativeError {
+  return e instanceof Error && typeof (e as Partial<NativeError>).code === 'string' && 'errno' in e;
 }
 
 let cached: NativeAddon | undefined;

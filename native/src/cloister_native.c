@@ -1,8 +1,625 @@
 // cloister's native addon: the few syscalls Node cannot make (AF_VSOCK sockets, the NSM ioctl,
-// bringing up lo, crediting entropy). Everything else stays in TypeScript.
+// bringing up lo, crediting entropy, child-subreaper reaping). Everything else stays in TypeScript.
+//
+// Plain C against node_api.h (N-API 8) so one build loads in Node 20, 24 and 26. Calls that can block
+// (vsock connect, the NSM ioctl, which may wait up to 120 s in the driver) run on the libuv thread pool
+// through napi_create_async_work and settle a promise; the rest are quick and synchronous.
+// Errors are Error objects with `code` = errno name (ECONNREFUSED, EMSGSIZE...), `errno` and `syscall`.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/random.h>
+#include <linux/vm_sockets.h>
+
 #include <node_api.h>
 
+// NSM uapi (include/uapi/linux/nsm.h); defined here because older kernel headers lack the file.
+#define NSM_REQUEST_MAX_SIZE 0x1000
+#define NSM_RESPONSE_MAX_SIZE 0x3000
+struct nsm_iovec {
+  uint64_t addr;
+  uint64_t len;
+};
+struct nsm_raw {
+  struct nsm_iovec request;
+  struct nsm_iovec response;
+};
+#define NSM_IOCTL_RAW _IOWR(0x0A, 0x0, struct nsm_raw)
+_Static_assert(sizeof(struct nsm_raw) == 32, "nsm_raw must be 32 bytes");
+_Static_assert(NSM_IOCTL_RAW == 0xC0200A00u, "NSM_IOCTL_RAW must be 0xC0200A00");
+
+// ---------------------------------------------------------------------------------------------
+// errors
+
+static const char *errno_name(int e) {
+  switch (e) {
+#define E(x) \
+  case x:    \
+    return #x;
+    E(EPERM) E(ENOENT) E(ESRCH) E(EINTR) E(EIO) E(ENXIO) E(E2BIG) E(ENOEXEC) E(EBADF) E(ECHILD)
+    E(EAGAIN) E(ENOMEM) E(EACCES) E(EFAULT) E(EBUSY) E(EEXIST) E(ENODEV) E(ENOTDIR) E(EISDIR)
+    E(EINVAL) E(ENFILE) E(EMFILE) E(ENOTTY) E(ENOSPC) E(EPIPE) E(ERANGE) E(ENOSYS) E(ENODATA)
+    E(ETIME) E(EPROTO) E(EOVERFLOW) E(ENOTSOCK) E(EDESTADDRREQ) E(EMSGSIZE) E(EPROTOTYPE)
+    E(ENOPROTOOPT) E(EPROTONOSUPPORT) E(ESOCKTNOSUPPORT) E(EOPNOTSUPP) E(EPFNOSUPPORT)
+    E(EAFNOSUPPORT) E(EADDRINUSE) E(EADDRNOTAVAIL) E(ENETDOWN) E(ENETUNREACH) E(ENETRESET)
+    E(ECONNABORTED) E(ECONNRESET) E(ENOBUFS) E(EISCONN) E(ENOTCONN) E(ESHUTDOWN) E(ETIMEDOUT)
+    E(ECONNREFUSED) E(EHOSTDOWN) E(EHOSTUNREACH) E(EALREADY) E(EINPROGRESS) E(ECANCELED)
+#undef E
+    default:
+      return "UNKNOWN";
+  }
+}
+
+static napi_value make_errno_error(napi_env env, const char *syscall, int err) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s: %s (%s)", syscall, strerror(err), errno_name(err));
+  napi_value code, message, error, num, sc;
+  napi_create_string_utf8(env, errno_name(err), NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
+  napi_create_error(env, code, message, &error);
+  napi_create_int32(env, err, &num);
+  napi_set_named_property(env, error, "errno", num);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sc);
+  napi_set_named_property(env, error, "syscall", sc);
+  return error;
+}
+
+static napi_value throw_errno(napi_env env, const char *syscall, int err) {
+  napi_throw(env, make_errno_error(env, syscall, err));
+  return NULL;
+}
+
+#define NAPI_CALL(env, call)                                          \
+  do {                                                                \
+    if ((call) != napi_ok) {                                          \
+      const napi_extended_error_info *info;                           \
+      napi_get_last_error_info((env), &info);                         \
+      bool pending;                                                   \
+      napi_is_exception_pending((env), &pending);                     \
+      if (!pending)                                                   \
+        napi_throw_error((env), NULL,                                 \
+                         info && info->error_message ? info->error_message \
+                                                     : "N-API call failed"); \
+      return NULL;                                                    \
+    }                                                                 \
+  } while (0)
+
+// Reads argument i as a uint32 (cid, port) after checking its type and range.
+static bool arg_u32(napi_env env, napi_value v, const char *what, uint32_t *out) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) {
+    char m[96];
+    snprintf(m, sizeof m, "%s must be a number", what);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", m);
+    return false;
+  }
+  double d;
+  napi_get_value_double(env, v, &d);
+  if (!(d >= 0 && d <= 4294967295.0) || d != (double)(uint32_t)d) {
+    char m[96];
+    snprintf(m, sizeof m, "%s must be an integer in [0, 2^32-1]", what);
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", m);
+    return false;
+  }
+  *out = (uint32_t)d;
+  return true;
+}
+
+static bool arg_i32(napi_env env, napi_value v, const char *what, int32_t *out) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) {
+    char m[96];
+    snprintf(m, sizeof m, "%s must be a number", what);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", m);
+    return false;
+  }
+  napi_get_value_int32(env, v, out);
+  return true;
+}
+
+static bool get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    napi_throw_error(env, NULL, "could not read arguments");
+    return false;
+  }
+  if (argc < want) {
+    napi_throw_type_error(env, "ERR_MISSING_ARGS", "missing arguments");
+    return false;
+  }
+  return true;
+}
+
+static napi_value undefined(napi_env env) {
+  napi_value u;
+  napi_get_undefined(env, &u);
+  return u;
+}
+
+// ---------------------------------------------------------------------------------------------
+// async work: one shape for every off-loop call. execute() runs on the thread pool and fills
+// `err` (errno) or the result fields; complete() settles the promise on the loop thread.
+
+typedef struct async_op async_op;
+typedef void (*op_exec)(async_op *op);
+typedef napi_value (*op_result)(napi_env env, async_op *op);
+
+struct async_op {
+  napi_async_work work;
+  napi_deferred deferred;
+  op_exec exec;
+  op_result result;
+  const char *syscall;
+  int err;
+  // vsock connect
+  uint32_t cid, port;
+  int timeout_ms;
+  int fd;
+  // nsm
+  uint8_t *req;
+  size_t req_len;
+  uint8_t *resp;
+  uint64_t resp_len;
+};
+
+static void async_execute(napi_env env, void *data) {
+  async_op *op = data;
+  op->exec(op);
+}
+
+static void async_complete(napi_env env, napi_status status, void *data) {
+  async_op *op = data;
+  if (status != napi_ok) {
+    napi_value msg, e;
+    napi_create_string_utf8(env, "async work cancelled", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &e);
+    napi_reject_deferred(env, op->deferred, e);
+  } else if (op->err) {
+    napi_reject_deferred(env, op->deferred, make_errno_error(env, op->syscall, op->err));
+  } else {
+    napi_value r = op->result(env, op);
+    if (r) {
+      napi_resolve_deferred(env, op->deferred, r);
+    } else {
+      // result() threw (e.g. out of memory creating the buffer): hand the exception to the promise.
+      napi_value exc;
+      napi_get_and_clear_last_exception(env, &exc);
+      napi_reject_deferred(env, op->deferred, exc);
+    }
+  }
+  napi_delete_async_work(env, op->work);
+  free(op->req);
+  free(op->resp);
+  free(op);
+}
+
+static napi_value queue_op(napi_env env, async_op *op, const char *name) {
+  napi_value promise, resource_name;
+  if (napi_create_promise(env, &op->deferred, &promise) != napi_ok ||
+      napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource_name) != napi_ok ||
+      napi_create_async_work(env, NULL, resource_name, async_execute, async_complete, op, &op->work) !=
+          napi_ok ||
+      napi_queue_async_work(env, op->work) != napi_ok) {
+    free(op->req);
+    free(op->resp);
+    free(op);
+    napi_throw_error(env, NULL, "could not queue async work");
+    return NULL;
+  }
+  return promise;
+}
+
+// ---------------------------------------------------------------------------------------------
+// AF_VSOCK
+
+static bool get_vsock_addr(napi_env env, napi_value vcid, napi_value vport, struct sockaddr_vm *sa) {
+  uint32_t cid, port;
+  if (!arg_u32(env, vcid, "cid", &cid) || !arg_u32(env, vport, "port", &port)) return false;
+  memset(sa, 0, sizeof *sa);
+  sa->svm_family = AF_VSOCK;
+  sa->svm_cid = cid;
+  sa->svm_port = port;
+  return true;
+}
+
+// vsockSocket(): fd. Non-blocking and close-on-exec; libuv adopts it as a stream.
+static napi_value VsockSocket(napi_env env, napi_callback_info info) {
+  int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno);
+  napi_value r;
+  NAPI_CALL(env, napi_create_int32(env, fd, &r));
+  return r;
+}
+
+// vsockBind(fd, cid, port)
+static napi_value VsockBind(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv)) return NULL;
+  int32_t fd;
+  struct sockaddr_vm sa;
+  if (!arg_i32(env, argv[0], "fd", &fd) || !get_vsock_addr(env, argv[1], argv[2], &sa)) return NULL;
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) return throw_errno(env, "bind", errno);
+  return undefined(env);
+}
+
+// vsockListen(fd, backlog)
+static napi_value VsockListen(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  int32_t fd, backlog;
+  if (!arg_i32(env, argv[0], "fd", &fd) || !arg_i32(env, argv[1], "backlog", &backlog)) return NULL;
+  if (listen(fd, backlog) < 0) return throw_errno(env, "listen", errno);
+  return undefined(env);
+}
+
+static napi_value addr_object(napi_env env, const struct sockaddr_vm *sa) {
+  napi_value o, cid, port;
+  NAPI_CALL(env, napi_create_object(env, &o));
+  NAPI_CALL(env, napi_create_uint32(env, sa->svm_cid, &cid));
+  NAPI_CALL(env, napi_create_uint32(env, sa->svm_port, &port));
+  NAPI_CALL(env, napi_set_named_property(env, o, "cid", cid));
+  NAPI_CALL(env, napi_set_named_property(env, o, "port", port));
+  return o;
+}
+
+// vsockLocalAddress(fd) / vsockRemoteAddress(fd): { cid, port }
+static napi_value vsock_name(napi_env env, napi_callback_info info, bool peer) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  int32_t fd;
+  if (!arg_i32(env, argv[0], "fd", &fd)) return NULL;
+  struct sockaddr_vm sa;
+  socklen_t len = sizeof sa;
+  memset(&sa, 0, sizeof sa);
+  int r = peer ? getpeername(fd, (struct sockaddr *)&sa, &len) : getsockname(fd, (struct sockaddr *)&sa, &len);
+  if (r < 0) return throw_errno(env, peer ? "getpeername" : "getsockname", errno);
+  if (sa.svm_family != AF_VSOCK) return throw_errno(env, peer ? "getpeername" : "getsockname", EAFNOSUPPORT);
+  return addr_object(env, &sa);
+}
+static napi_value VsockLocalAddress(napi_env env, napi_callback_info info) {
+  return vsock_name(env, info, false);
+}
+static napi_value VsockRemoteAddress(napi_env env, napi_callback_info info) {
+  return vsock_name(env, info, true);
+}
+
+static void connect_exec(async_op *op) {
+  int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    op->syscall = "socket";
+    op->err = errno;
+    return;
+  }
+  struct sockaddr_vm sa;
+  memset(&sa, 0, sizeof sa);
+  sa.svm_family = AF_VSOCK;
+  sa.svm_cid = op->cid;
+  sa.svm_port = op->port;
+  op->syscall = "connect";
+  int r;
+  do r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+  while (r < 0 && errno == EINTR);
+  if (r < 0 && errno != EINPROGRESS && errno != EALREADY) {
+    op->err = errno;
+    close(fd);
+    return;
+  }
+  if (r < 0) {
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int n;
+    do n = poll(&p, 1, op->timeout_ms < 0 ? -1 : op->timeout_ms);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      op->err = errno;
+      close(fd);
+      return;
+    }
+    if (n == 0) {
+      op->err = ETIMEDOUT;
+      close(fd);
+      return;
+    }
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) soerr = errno;
+    if (soerr) {
+      op->err = soerr;
+      close(fd);
+      return;
+    }
+  }
+  op->fd = fd;
+}
+
+static napi_value fd_result(napi_env env, async_op *op) {
+  napi_value r;
+  if (napi_create_int32(env, op->fd, &r) != napi_ok) {
+    close(op->fd);
+    return NULL;
+  }
+  return r;
+}
+
+// vsockConnect(cid, port, timeoutMs): Promise<fd> of a connected, non-blocking socket.
+static napi_value VsockConnect(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv)) return NULL;
+  uint32_t cid, port;
+  int32_t timeout;
+  if (!arg_u32(env, argv[0], "cid", &cid) || !arg_u32(env, argv[1], "port", &port) ||
+      !arg_i32(env, argv[2], "timeoutMs", &timeout))
+    return NULL;
+  async_op *op = calloc(1, sizeof *op);
+  if (!op) return throw_errno(env, "calloc", ENOMEM);
+  op->exec = connect_exec;
+  op->result = fd_result;
+  op->cid = cid;
+  op->port = port;
+  op->timeout_ms = timeout;
+  op->fd = -1;
+  return queue_op(env, op, "cloister.vsockConnect");
+}
+
+// closeFd(fd): for fds never handed to libuv (a failed bind, a device).
+static napi_value CloseFd(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  int32_t fd;
+  if (!arg_i32(env, argv[0], "fd", &fd)) return NULL;
+  if (close(fd) < 0 && errno != EINTR) return throw_errno(env, "close", errno);
+  return undefined(env);
+}
+
+// ---------------------------------------------------------------------------------------------
+// NSM
+
+// nsmOpen(path): fd, opened O_RDWR like nsm-api's driver.
+static napi_value NsmOpen(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  char path[4096];
+  size_t len;
+  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "path must be a string");
+    return NULL;
+  }
+  int fd = open(path, O_RDWR | O_CLOEXEC);
+  if (fd < 0) return throw_errno(env, "open", errno);
+  napi_value r;
+  NAPI_CALL(env, napi_create_int32(env, fd, &r));
+  return r;
+}
+
+static void nsm_exec(async_op *op) {
+  struct nsm_raw raw;
+  memset(&raw, 0, sizeof raw);
+  raw.request.addr = (uint64_t)(uintptr_t)op->req;
+  raw.request.len = op->req_len;
+  raw.response.addr = (uint64_t)(uintptr_t)op->resp;
+  raw.response.len = NSM_RESPONSE_MAX_SIZE;
+  op->syscall = "ioctl";
+  int r;
+  do r = ioctl(op->fd, NSM_IOCTL_RAW, &raw);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    op->err = errno;
+    return;
+  }
+  // The driver writes min(capacity, device length) and reports that; anything larger is a broken
+  // driver (or an impostor) and must not make us read past the buffer.
+  if (raw.response.len > NSM_RESPONSE_MAX_SIZE) {
+    op->err = EOVERFLOW;
+    return;
+  }
+  op->resp_len = raw.response.len;
+}
+
+static napi_value nsm_result(napi_env env, async_op *op) {
+  napi_value buf;
+  void *data;
+  if (napi_create_buffer_copy(env, op->resp_len, op->resp, &data, &buf) != napi_ok) return NULL;
+  return buf;
+}
+
+// nsmRequest(fd, request): Promise<Buffer> with the device's reply (at most 12288 bytes).
+static napi_value NsmRequest(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  int32_t fd;
+  if (!arg_i32(env, argv[0], "fd", &fd)) return NULL;
+  bool is_ta = false;
+  napi_is_typedarray(env, argv[1], &is_ta);
+  if (!is_ta) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "request must be a Uint8Array");
+    return NULL;
+  }
+  napi_typedarray_type type;
+  size_t length, offset;
+  void *data;
+  napi_value ab;
+  NAPI_CALL(env, napi_get_typedarray_info(env, argv[1], &type, &length, &data, &ab, &offset));
+  if (type != napi_uint8_array) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "request must be a Uint8Array");
+    return NULL;
+  }
+  // Refused before the ioctl, as nsm-api does (the driver would answer EMSGSIZE).
+  if (length > NSM_REQUEST_MAX_SIZE) return throw_errno(env, "nsmRequest", EMSGSIZE);
+  async_op *op = calloc(1, sizeof *op);
+  if (!op) return throw_errno(env, "calloc", ENOMEM);
+  // Copied so the caller may reuse its buffer while the request is in flight.
+  op->req = malloc(length ? length : 1);
+  op->resp = malloc(NSM_RESPONSE_MAX_SIZE);
+  if (!op->req || !op->resp) {
+    free(op->req);
+    free(op->resp);
+    free(op);
+    return throw_errno(env, "malloc", ENOMEM);
+  }
+  if (length) memcpy(op->req, data, length);
+  op->req_len = length;
+  op->fd = fd;
+  op->exec = nsm_exec;
+  op->result = nsm_result;
+  return queue_op(env, op, "cloister.nsmRequest");
+}
+
+// ---------------------------------------------------------------------------------------------
+// system bootstrap
+
+// bringUpLoopback(): sets IFF_UP on "lo" (the kernel then assigns 127.0.0.1/8 and ::1).
+static napi_value BringUpLoopback(napi_env env, napi_callback_info info) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return throw_errno(env, "socket", errno);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
+    int e = errno;
+    close(s);
+    return throw_errno(env, "ioctl(SIOCGIFFLAGS)", e);
+  }
+  if (!(ifr.ifr_flags & IFF_UP)) {
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) {
+      int e = errno;
+      close(s);
+      return throw_errno(env, "ioctl(SIOCSIFFLAGS)", e);
+    }
+  }
+  close(s);
+  return undefined(env);
+}
+
+// seedEntropy(bytes): { credited }. RNDADDENTROPY mixes the bytes in and credits 8 bits per byte
+// (needs CAP_SYS_ADMIN); without the capability a plain write still mixes them in, uncredited.
+static napi_value SeedEntropy(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  bool is_ta = false;
+  napi_is_typedarray(env, argv[0], &is_ta);
+  if (!is_ta) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "bytes must be a Uint8Array");
+    return NULL;
+  }
+  napi_typedarray_type type;
+  size_t length, offset;
+  void *data;
+  napi_value ab;
+  NAPI_CALL(env, napi_get_typedarray_info(env, argv[0], &type, &length, &data, &ab, &offset));
+  if (type != napi_uint8_array) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "bytes must be a Uint8Array");
+    return NULL;
+  }
+  if (length > 1 << 20) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "at most 1 MiB of entropy at a time");
+    return NULL;
+  }
+  int fd = open("/dev/random", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return throw_errno(env, "open(/dev/random)", errno);
+  bool credited = false;
+  size_t words = (length + 3) / 4;
+  struct rand_pool_info *rpi = calloc(1, sizeof *rpi + words * 4);
+  if (!rpi) {
+    close(fd);
+    return throw_errno(env, "calloc", ENOMEM);
+  }
+  if (length) memcpy(rpi->buf, data, length);
+  rpi->entropy_count = (int)(length * 8);
+  rpi->buf_size = (int)length;
+  if (ioctl(fd, RNDADDENTROPY, rpi) == 0) {
+    credited = true;
+  } else if (errno == EPERM || errno == EACCES) {
+    size_t off = 0;
+    while (off < length) {
+      ssize_t w = write(fd, (const uint8_t *)data + off, length - off);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        int e = errno;
+        free(rpi);
+        close(fd);
+        return throw_errno(env, "write(/dev/random)", e);
+      }
+      off += (size_t)w;
+    }
+  } else {
+    int e = errno;
+    free(rpi);
+    close(fd);
+    return throw_errno(env, "ioctl(RNDADDENTROPY)", e);
+  }
+  explicit_bzero(rpi, sizeof *rpi + words * 4);
+  free(rpi);
+  close(fd);
+  napi_value o, c;
+  NAPI_CALL(env, napi_create_object(env, &o));
+  NAPI_CALL(env, napi_get_boolean(env, credited, &c));
+  NAPI_CALL(env, napi_set_named_property(env, o, "credited", c));
+  return o;
+}
+
+// setChildSubreaper(): orphaned descendants are re-parented to this process instead of init.
+static napi_value SetChildSubreaper(napi_env env, napi_callback_info info) {
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) return throw_errno(env, "prctl", errno);
+  return undefined(env);
+}
+
+// reapZombie(pid): waitpid(pid, WNOHANG) -> raw status, or null while it still runs. Only a
+// positive pid: waitpid(-1) would steal the exit statuses of children libuv is waiting for.
+static napi_value ReapZombie(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  int32_t pid;
+  if (!arg_i32(env, argv[0], "pid", &pid)) return NULL;
+  if (pid <= 0) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "pid must be a positive integer");
+    return NULL;
+  }
+  int status = 0;
+  pid_t r;
+  do r = waitpid(pid, &status, WNOHANG);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) return throw_errno(env, "waitpid", errno);
+  napi_value v;
+  if (r == 0) {
+    NAPI_CALL(env, napi_get_null(env, &v));
+  } else {
+    NAPI_CALL(env, napi_create_int32(env, status, &v));
+  }
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+
 static napi_value Init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"vsockSocket", NULL, VsockSocket, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"vsockBind", NULL, VsockBind, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"vsockListen", NULL, VsockListen, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"vsockConnect", NULL, VsockConnect, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"vsockLocalAddress", NULL, VsockLocalAddress, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"vsockRemoteAddress", NULL, VsockRemoteAddress, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"closeFd", NULL, CloseFd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"nsmOpen", NULL, NsmOpen, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"nsmRequest", NULL, NsmRequest, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bringUpLoopback", NULL, BringUpLoopback, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"seedEntropy", NULL, SeedEntropy, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setChildSubreaper", NULL, SetChildSubreaper, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"reapZombie", NULL, ReapZombie, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;
 }
 

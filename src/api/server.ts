@@ -1,6 +1,236 @@
-// Attestation API on 127.0.0.1:<api.listen_port> (placeholder; implemented by the attestation work).
+// Attestation API on 127.0.0.1:<api.listen_port>, compatible with Enclaver's odyn:
+//
+//   POST /v1/attestation  {"nonce": b64, "user_data": b64, "public_key": PEM SPKI}  (all optional)
+//     -> 200 application/cbor, the raw COSE_Sign1 document from the NSM
+//   GET  /v1/attestation?nonce=HEX&user_data=HEX   the same, for curl
+//   Accept: application/json (or ?format=json) -> {"document": b64, ...decoded fields}
+//
+// Unlike odyn, the document's public_key is the full DER SubjectPublicKeyInfo of the PEM sent (odyn
+// 0.5 embedded only the inner key bytes, a bug), and failures are answered, never dropped: JSON
+// {"error": ...} with 400 (bad JSON/base64/PEM, field over 1024 bytes), 404, 405, 413, 503 (NSM).
+import { createPublicKey } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { documentToJson } from '../attestation/describe.ts';
+import { decodeDocument } from '../attestation/document.ts';
+import { pemBlocks } from '../attestation/x509.ts';
+import { attestationRequests } from '../metrics.ts';
+import { ATTESTATION_FIELD_MAX } from '../nsm/codec.ts';
+import type { AttestationRequest } from '../nsm/types.ts';
 import type { Service, ServiceContext } from '../service.ts';
 
-export async function startApiServer(_ctx: ServiceContext): Promise<Service> {
-  return { close: async () => {} };
+export const ATTESTATION_PATH = '/v1/attestation';
+/** Three 1024-byte fields as base64 and a PEM fit many times over. */
+const MAX_BODY_BYTES = 64 * 1024;
+const CLOSE_GRACE_MS = 5000;
+
+export interface ApiService extends Service {
+  /** The port actually bound (differs from the manifest's only when it asked for 0). */
+  port: number;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly result: string,
+  ) {
+    super(message);
+  }
+}
+
+const bad = (message: string) => new HttpError(400, message, 'bad_request');
+
+function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  const text = `${JSON.stringify(body)}\n`;
+  res.writeHead(status, {
+    'Content-Type': 'application/json',
+    'Content-Length': Buffer.byteLength(text),
+    ...headers,
+  });
+  res.end(text);
+}
+
+const B64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2,3})?$/;
+
+/** Strict standard base64 (padding optional); Buffer.from alone would skip bad characters silently. */
+function base64Field(body: Record<string, unknown>, key: string): Buffer | null {
+  const v = body[key];
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'string') throw bad(`${key}: expected a base64 string`);
+  if (!B64_RE.test(v)) throw bad(`${key}: invalid base64`);
+  return sized(key, Buffer.from(v, 'base64'));
+}
+
+function hexParam(params: URLSearchParams, key: string): Buffer | null {
+  const v = params.get(key);
+  if (v === null || v === '') return null;
+  if (!/^([0-9a-fA-F]{2})*$/.test(v)) throw bad(`${key}: expected an even-length hex string`);
+  return sized(key, Buffer.from(v, 'hex'));
+}
+
+function sized(key: string, b: Buffer): Buffer {
+  if (b.length > ATTESTATION_FIELD_MAX) {
+    throw bad(`${key}: ${b.length} bytes, the NSM accepts at most ${ATTESTATION_FIELD_MAX}`);
+  }
+  return b;
+}
+
+/** A PEM "PUBLIC KEY" (SubjectPublicKeyInfo) -> its full DER, checked to be a key Node can load. */
+function publicKeyField(body: Record<string, unknown>): Buffer | null {
+  const v = body.public_key;
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'string') throw bad('public_key: expected a PEM string');
+  let der: Buffer | undefined;
+  try {
+    der = pemBlocks(v, 'PUBLIC KEY')[0];
+  } catch (err) {
+    throw bad(`public_key: ${(err as Error).message}`);
+  }
+  if (!der) throw bad('public_key: expected a PEM block "-----BEGIN PUBLIC KEY-----" (SubjectPublicKeyInfo)');
+  try {
+    createPublicKey({ key: der, format: 'der', type: 'spki' });
+  } catch (err) {
+    throw bad(`public_key: not a valid SubjectPublicKeyInfo (${(err as Error).message})`);
+  }
+  return sized('public_key', der);
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > MAX_BODY_BYTES) {
+      reject(new HttpError(413, `request body over ${MAX_BODY_BYTES} bytes`, 'too_large'));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new HttpError(413, `request body over ${MAX_BODY_BYTES} bytes`, 'too_large'));
+        req.pause();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+async function parsePost(req: IncomingMessage): Promise<AttestationRequest> {
+  const raw = await readBody(req);
+  let body: unknown;
+  try {
+    body = JSON.parse(raw.toString('utf8'));
+  } catch (err) {
+    throw bad(`invalid JSON: ${(err as Error).message}`);
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw bad('expected a JSON object');
+  const o = body as Record<string, unknown>;
+  return {
+    nonce: base64Field(o, 'nonce'),
+    user_data: base64Field(o, 'user_data'),
+    public_key: publicKeyField(o),
+  };
+}
+
+function parseGet(params: URLSearchParams): AttestationRequest {
+  return { nonce: hexParam(params, 'nonce'), user_data: hexParam(params, 'user_data'), public_key: null };
+}
+
+function wantsJson(req: IncomingMessage, params: URLSearchParams): boolean {
+  if (params.get('format') === 'json') return true;
+  const accept = req.headers.accept ?? '';
+  return /\bapplication\/json\b/i.test(accept) && !/\bapplication\/cbor\b/i.test(accept);
+}
+
+export async function startApiServer(ctx: ServiceContext): Promise<ApiService> {
+  const port = ctx.config.manifest.api?.listen_port;
+  if (port === undefined) throw new Error('api.listen_port is not set in the manifest');
+  const log = ctx.logger.child({ component: 'api' });
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname !== ATTESTATION_PATH)
+      throw new HttpError(404, `no such path: ${url.pathname}`, 'not_found');
+    let attReq: AttestationRequest;
+    if (req.method === 'POST') attReq = await parsePost(req);
+    else if (req.method === 'GET') attReq = parseGet(url.searchParams);
+    else throw new HttpError(405, `method ${req.method} not allowed`, 'method_not_allowed');
+
+    let doc: Uint8Array;
+    try {
+      doc = await ctx.nsm.attestation(attReq);
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'NSM attestation failed');
+      throw new HttpError(503, `NSM attestation failed: ${(err as Error).message}`, 'nsm_error');
+    }
+    attestationRequests.inc({ result: 'ok' });
+    if (wantsJson(req, url.searchParams)) {
+      sendJson(res, 200, {
+        document: Buffer.from(doc).toString('base64'),
+        ...documentToJson(decodeDocument(doc)),
+      });
+      return;
+    }
+    res.writeHead(200, { 'Content-Type': 'application/cbor', 'Content-Length': doc.length });
+    res.end(doc);
+  }
+
+  const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      const e =
+        err instanceof HttpError
+          ? err
+          : new HttpError(500, `internal error: ${(err as Error).message}`, 'error');
+      attestationRequests.inc({ result: e.result });
+      if (e.status >= 500) log.warn({ status: e.status, err: e.message }, 'attestation request failed');
+      else log.debug({ status: e.status, err: e.message }, 'attestation request refused');
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      const headers: Record<string, string> = e.status === 405 ? { Allow: 'GET, POST' } : {};
+      // A body we stopped reading (413) cannot be drained safely: answer, then close.
+      if (e.status === 413) headers.Connection = 'close';
+      sendJson(res, e.status, { error: e.message }, headers);
+    });
+  });
+  server.on('clientError', (err, socket) => {
+    if (socket.writable)
+      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    else socket.destroy();
+    log.debug({ err: err.message }, 'malformed HTTP request');
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = (server.address() as AddressInfo).port;
+  log.info({ port: bound }, 'attestation API listening');
+
+  return {
+    port: bound,
+    close: () =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);
+        timer.unref();
+        server.close(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+        server.closeIdleConnections();
+      }),
+  };
 }

@@ -1,6 +1,378 @@
-// In-enclave egress proxy on 127.0.0.1:<egress.proxy_port> (placeholder; implemented by the egress work).
+// In-enclave egress proxy on 127.0.0.1:<egress.proxy_port> (default 10000), what the app's
+// HTTP(S)_PROXY points at. Every target is judged by the policy after normalisation, and the
+// normalised target is what the host relay is asked to dial, so a header or spelling can never make
+// the proxy check one host and connect to another.
+//
+//   app --HTTP CONNECT / absolute-form--> [proxy: parse -> policy -> vsock 2:17002 -> relay frame] --> host relay
+//
+// Status codes: 200 tunnel up; 400 malformed request or target; 403 not allowed by the policy (odyn
+// answered 401 "blocked by egress security policy"; the body keeps that wording and adds why);
+// 502 upstream refused / relay unreachable; 503 too many tunnels; 504 timeout.
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { egressBytes, egressDecisions, egressOpenTunnels } from '../metrics.ts';
 import type { Service, ServiceContext } from '../service.ts';
+import { CID_HOST, EGRESS_VSOCK_PORT } from '../transport/types.ts';
+import { compilePolicy, type Decision } from './policy.ts';
+import { encodeRequest, parseResponse, readFrame } from './protocol.ts';
+import { joinSockets } from './tunnel.ts';
 
-export async function startEgressProxy(_ctx: ServiceContext): Promise<Service> {
-  return { env: {}, close: async () => {} };
+export const DEFAULT_PROXY_PORT = 10000;
+
+export interface EgressProxyService extends Service {
+  /** The port actually bound (differs from the manifest's only when it asked for 0). */
+  port?: number;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  403: 'Forbidden',
+  408: 'Request Timeout',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  501: 'Not Implemented',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
+/** Writes a complete error response on a raw socket (CONNECT, parse errors) and closes it. */
+function rawReply(socket: Socket, status: number, body: string): void {
+  if (!socket.writable) return void socket.destroy();
+  const text = `${body}\n`;
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+  );
+  socket.destroySoon?.();
+}
+
+/** Splits `host:port`, `[v6]:port` or (defaultPort given) a bare host. Throws HttpError(400). */
+export function parseAuthority(authority: string, defaultPort?: number): { host: string; port: number } {
+  if (authority.includes('@'))
+    throw new HttpError(400, `userinfo is not allowed in the target '${authority}'`);
+  let host: string;
+  let portText: string | undefined;
+  if (authority.startsWith('[')) {
+    const close = authority.indexOf(']');
+    if (close < 0) throw new HttpError(400, `unterminated IPv6 address in '${authority}'`);
+    host = authority.slice(1, close);
+    const rest = authority.slice(close + 1);
+    if (rest !== '') {
+      if (!rest.startsWith(':')) throw new HttpError(400, `unexpected '${rest}' after the IPv6 address`);
+      portText = rest.slice(1);
+    }
+  } else {
+    const colon = authority.lastIndexOf(':');
+    host = colon < 0 ? authority : authority.slice(0, colon);
+    portText = colon < 0 ? undefined : authority.slice(colon + 1);
+    if (host.includes(':')) throw new HttpError(400, `IPv6 addresses need brackets: '${authority}'`);
+  }
+  if (host === '') throw new HttpError(400, `no host in '${authority}'`);
+  let port: number;
+  if (portText === undefined) {
+    if (defaultPort === undefined)
+      throw new HttpError(400, `CONNECT address is missing a port: '${authority}'`);
+    port = defaultPort;
+  } else {
+    if (!/^\d{1,5}$/.test(portText)) throw new HttpError(400, `port '${portText}' is not a number`);
+    port = Number(portText);
+    if (port < 1 || port > 65535) throw new HttpError(400, `port ${port} is out of range (1-65535)`);
+  }
+  return { host, port };
+}
+
+// RFC 9110 §7.6.1 connection-specific fields, plus the proxy's own (never forwarded upstream).
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+]);
+
+/** Raw header pairs minus hop-by-hop fields and any field the Connection header names. */
+function forwardHeaders(raw: string[]): string[] {
+  const named = new Set<string>();
+  for (let i = 0; i < raw.length; i += 2)
+    if (raw[i]!.toLowerCase() === 'connection')
+      for (const n of raw[i + 1]!.split(',')) named.add(n.trim().toLowerCase());
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!.toLowerCase();
+    if (!HOP_BY_HOP.has(k) && !named.has(k)) out.push(raw[i]!, raw[i + 1]!);
+  }
+  return out;
+}
+
+export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxyService> {
+  const egress = ctx.config.manifest.egress;
+  const allow = egress?.allow ?? [];
+  // Enclaver runs no proxy (and sets no proxy variables) unless something is allowed.
+  if (allow.length === 0) return { close: async () => {} };
+  const policy = compilePolicy(allow, egress?.deny ?? []);
+  const settings = ctx.config.settings.egress;
+  const log = ctx.logger.child({ component: 'egress-proxy' });
+  let tunnels = 0;
+  /** Tunnel sockets: detached from the HTTP server once CONNECT succeeds, so close() destroys them itself. */
+  const live = new Set<Socket>();
+
+  function decide(host: string, port: number): Decision {
+    const d = policy.check(host, port);
+    egressDecisions.inc({ verdict: d.allowed ? 'allow' : 'deny', rule: d.rule ?? '(default deny)' });
+    const entry = { host, port, verdict: d.allowed ? 'allow' : 'deny', rule: d.rule, target: d.target };
+    if (d.allowed) log.info(entry, `egress allowed: ${d.reason}`);
+    else log.warn(entry, `egress denied: ${d.reason}`);
+    return d;
+  }
+
+  /** Judges a target; throws 400 for an invalid one and 403 for a denied one. */
+  function admit(host: string, port: number): { target: string; decision: Decision } {
+    const d = decide(host, port);
+    if (d.allowed) return { target: d.target!, decision: d };
+    if (d.target === undefined) throw new HttpError(400, `bad target: ${d.reason}`);
+    throw new HttpError(403, `blocked by egress security policy: ${d.reason}`);
+  }
+
+  /** Opens a vsock stream to the host relay and asks it to dial target:port. */
+  async function openUpstream(target: string, port: number, decision: Decision): Promise<Socket> {
+    if (tunnels >= settings.max_tunnels)
+      throw new HttpError(503, `too many open tunnels (egress.max_tunnels = ${settings.max_tunnels})`);
+    const deadline = Date.now() + settings.connect_timeout_ms;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new HttpError(
+              504,
+              `timed out after ${settings.connect_timeout_ms} ms connecting to ${target}:${port}`,
+            ),
+          ),
+        settings.connect_timeout_ms,
+      );
+    });
+    let sock: Socket | undefined;
+    let gaveUp = false;
+    try {
+      const connecting = ctx.transport.connect(CID_HOST, EGRESS_VSOCK_PORT);
+      // A stream that connects after we gave up must not leak.
+      connecting.then(
+        (s) => {
+          if (gaveUp) s.destroy();
+        },
+        () => {},
+      );
+      sock = await Promise.race([connecting, timeout]).catch((e: NodeJS.ErrnoException) => {
+        if (e instanceof HttpError) throw e;
+        throw new HttpError(502, `cannot reach the host egress relay: ${e.code ?? e.message}`);
+      });
+      sock.write(encodeRequest({ host: target, port, deny_ips: policy.resolvedDenyRanges(decision, port) }));
+      const frame = await readFrame(sock, Math.max(1, deadline - Date.now())).catch(
+        (e: NodeJS.ErrnoException) => {
+          if (e.code === 'ETIMEDOUT')
+            throw new HttpError(
+              504,
+              `timed out after ${settings.connect_timeout_ms} ms connecting to ${target}:${port}`,
+            );
+          throw new HttpError(502, `host egress relay failed: ${e.message}`);
+        },
+      );
+      let reply: ReturnType<typeof parseResponse>;
+      try {
+        reply = parseResponse(frame);
+      } catch (e) {
+        throw new HttpError(502, `host egress relay sent a bad reply: ${(e as Error).message}`);
+      }
+      if (!reply.ok) {
+        // 110 ETIMEDOUT -> 504; 13 EACCES (the relay refused a resolved address or its own policy) -> 403.
+        const status = reply.os_code === 110 ? 504 : reply.os_code === 13 ? 403 : 502;
+        throw new HttpError(status, `${target}:${port}: os_err: ${reply.os_code}: ${reply.message}`);
+      }
+      return sock;
+    } catch (e) {
+      gaveUp = true;
+      sock?.destroy();
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  function track(client: Socket, upstream: Socket): void {
+    live.add(client);
+    live.add(upstream);
+    client.once('close', () => live.delete(client));
+    upstream.once('close', () => live.delete(upstream));
+    tunnels++;
+    egressOpenTunnels.inc();
+    joinSockets(client, upstream, {
+      idleTimeoutMs: settings.idle_timeout_ms,
+      onClose: ({ aRead, aWritten }) => {
+        tunnels--;
+        egressOpenTunnels.dec();
+        egressBytes.inc({ direction: 'up' }, aRead);
+        egressBytes.inc({ direction: 'down' }, aWritten);
+      },
+    });
+  }
+
+  async function onConnect(req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
+    client.on('error', () => client.destroy());
+    try {
+      const { host, port } = parseAuthority(req.url ?? '');
+      const { target, decision } = admit(host, port);
+      const upstream = await openUpstream(target, port, decision);
+      if (client.destroyed) return void upstream.destroy();
+      client.setTimeout(0);
+      client.write('HTTP/1.1 200 Connection established\r\n\r\n');
+      if (head.length > 0) upstream.write(head);
+      track(client, upstream);
+    } catch (e) {
+      const status = e instanceof HttpError ? e.status : 500;
+      if (!(e instanceof HttpError) || status >= 500)
+        log.warn({ url: req.url, status }, String((e as Error).message));
+      rawReply(client, status, (e as Error).message);
+    }
+  }
+
+  async function onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const fail = (status: number, msg: string) => {
+      if (res.headersSent) return void res.destroy();
+      res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
+      res.end(`${msg}\n`);
+      req.resume();
+    };
+    try {
+      const url = req.url ?? '';
+      const m = /^http:\/\/([^/?#]*)([^#]*)/i.exec(url);
+      if (!m) {
+        if (/^https:\/\//i.test(url)) throw new HttpError(400, `use CONNECT for https targets, not '${url}'`);
+        throw new HttpError(
+          400,
+          `URI is missing a host: send absolute-form (http://host/path) or CONNECT, not '${url}'`,
+        );
+      }
+      // RFC 9112 §6.1: a message with both is a smuggling vector; llhttp refuses most, this is the backstop.
+      if (req.headers['transfer-encoding'] !== undefined && req.headers['content-length'] !== undefined)
+        throw new HttpError(400, 'both Content-Length and Transfer-Encoding: refused');
+      const { host, port } = parseAuthority(m[1]!, 80);
+      let path = m[2] || '/';
+      if (!path.startsWith('/')) path = `/${path}`; // "http://h?q" -> "/?q"
+      const { target, decision } = admit(host, port);
+      const upstream = await openUpstream(target, port, decision);
+      tunnels++;
+      egressOpenTunnels.inc();
+      upstream.once('close', () => {
+        tunnels--;
+        egressOpenTunnels.dec();
+        egressBytes.inc({ direction: 'up' }, upstream.bytesWritten);
+        egressBytes.inc({ direction: 'down' }, upstream.bytesRead);
+      });
+      // Host always names what is dialled; the client's own Host header (which may disagree) is dropped.
+      const hostHeader = `${target.includes(':') ? `[${target}]` : target}${port === 80 ? '' : `:${port}`}`;
+      if (req.headers.host !== undefined && req.headers.host.toLowerCase() !== hostHeader)
+        log.info(
+          { claimed: req.headers.host, target: hostHeader },
+          'replaced a Host header that disagreed with the URL',
+        );
+      const out = httpRequest({
+        method: req.method,
+        path,
+        headers: ['Host', hostHeader, ...forwardHeaders(req.rawHeaders)] as unknown as Record<string, string>,
+        setHost: false,
+        createConnection: () => upstream,
+      });
+      // readFrame left the stream paused; the HTTP client's own 'data' listener is in place by 'socket'.
+      out.once('socket', (s) => s.resume());
+      out.on('response', (up) => {
+        res.writeHead(up.statusCode ?? 502, up.statusMessage, forwardHeaders(up.rawHeaders));
+        up.pipe(res);
+        up.on('error', () => res.destroy());
+      });
+      out.on('error', (e) => {
+        upstream.destroy();
+        fail(502, `upstream ${target}:${port} failed: ${e.message}`);
+      });
+      res.on('close', () => {
+        if (!res.writableFinished) upstream.destroy();
+      });
+      req.pipe(out);
+    } catch (e) {
+      const status = e instanceof HttpError ? e.status : 500;
+      if (!(e instanceof HttpError) || status >= 500)
+        log.warn({ url: req.url, status }, String((e as Error).message));
+      fail(status, (e as Error).message);
+    }
+  }
+
+  const server = createServer({
+    maxHeaderSize: settings.max_header_bytes,
+    headersTimeout: settings.header_timeout_ms,
+    requestTimeout: 0,
+    keepAliveTimeout: Math.min(settings.idle_timeout_ms, 60_000),
+    // How often slow-header connections are swept; the default 30 s would let slowloris linger.
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, settings.header_timeout_ms / 2)),
+  });
+  server.timeout = settings.idle_timeout_ms;
+  server.on('connect', (req: IncomingMessage, sock: Socket, head: Buffer) => void onConnect(req, sock, head));
+  server.on('request', (req, res) => void onRequest(req, res));
+  server.on('upgrade', (_req: IncomingMessage, sock: Socket) =>
+    rawReply(sock, 501, 'protocol upgrades through the proxy are not supported; tunnel with CONNECT'),
+  );
+  server.on('clientError', (err: NodeJS.ErrnoException, sock: Socket) => {
+    const code = err.code ?? '';
+    const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const why =
+      status === 431
+        ? `request headers exceed ${settings.max_header_bytes} bytes (egress.max_header_bytes)`
+        : status === 408
+          ? `request headers not received within ${settings.header_timeout_ms} ms (egress.header_timeout_ms)`
+          : `malformed request: ${(err as { reason?: string }).reason ?? err.message}`;
+    if (code !== 'ECONNRESET') log.info({ code }, why);
+    rawReply(sock, status, why);
+  });
+
+  const port = egress?.proxy_port ?? DEFAULT_PROXY_PORT;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = (server.address() as { port: number }).port;
+  const url = `http://127.0.0.1:${bound}/`;
+  log.info({ port: bound, allow: allow.length, deny: egress?.deny?.length ?? 0 }, 'egress proxy listening');
+  return {
+    port: bound,
+    env: {
+      HTTP_PROXY: url,
+      HTTPS_PROXY: url,
+      http_proxy: url,
+      https_proxy: url,
+      NO_PROXY: 'localhost,127.0.0.1,::1',
+      no_proxy: 'localhost,127.0.0.1,::1',
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+        for (const s of live) s.destroy();
+      }),
+  };
 }

@@ -1,6 +1,31 @@
-// Host-side egress relay on vsock 17002 (placeholder; implemented by the egress work).
+// Host-side egress relay on vsock 17002: reads one connect request per stream (protocol.ts), resolves
+// and dials on the host, answers "Ok" or {"Err":...}, then joins the streams. Event-driven: one
+// socket pair per tunnel, no worker pool, no thread per connection.
+//
+//   enclave proxy --vsock 17002--> [relay: frame -> policy -> DNS -> deny_ips -> connect] --TCP--> upstream
+//
+// The host is untrusted from the enclave's point of view: everything this side enforces (its own
+// policy, the enclave's deny_ips after DNS) is defence in depth, never the enclave's protection.
+import { lookup as dnsLookup } from 'node:dns/promises';
+import { connect as netConnect, type Server, type Socket } from 'node:net';
 import type { Logger } from '../log/logger.ts';
-import type { Transport } from '../transport/types.ts';
+import { EGRESS_VSOCK_PORT, type Transport } from '../transport/types.ts';
+import { formatIp, formatRange, type IpAddr, type IpRange, inRange, parseIp, parseRange } from './address.ts';
+import { compilePolicy, normalizeHost, type Policy } from './policy.ts';
+import {
+  type ConnectRequest,
+  encodeResponse,
+  FrameError,
+  parseRequest,
+  readFrame,
+  toWireError,
+} from './protocol.ts';
+import { joinSockets } from './tunnel.ts';
+
+export interface LookupResult {
+  address: string;
+  family: number;
+}
 
 export interface RelayOptions {
   transport: Transport;
@@ -8,9 +33,202 @@ export interface RelayOptions {
   /** Optional host-side policy rules (the enclave's policy is the one that counts). */
   allow?: string[];
   deny?: string[];
+  /** Budget for DNS plus trying every address (default 10 s). */
   connectTimeoutMs?: number;
+  /** How long a new stream may take to send its request frame (default 10 s). */
+  requestTimeoutMs?: number;
+  /** Close a tunnel after this long without traffic (default 0 = never; the enclave side has its own). */
+  idleTimeoutMs?: number;
+  /** Resolver (default: the system's, every A and AAAA record). Tests inject one to avoid real DNS. */
+  lookup?: (host: string) => Promise<LookupResult[]>;
+  /** vsock port to listen on (default 17002). */
+  port?: number;
 }
 
-export async function startEgressRelay(_opts: RelayOptions): Promise<{ close(): Promise<void> }> {
-  return { close: async () => {} };
+export interface Relay {
+  close(): Promise<void>;
+}
+
+const EACCES = 13;
+const EINVAL = 22;
+
+class RelayError extends Error {
+  constructor(
+    readonly osCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const systemLookup = (host: string) => dnsLookup(host, { all: true, verbatim: true });
+
+function connectOnce(addr: string, family: number, port: number, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = netConnect({ host: addr, port, family, allowHalfOpen: true });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(Object.assign(new Error(`connect to ${addr} timed out`), { code: 'ETIMEDOUT' }));
+    }, timeoutMs);
+    s.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    s.once('connect', () => {
+      clearTimeout(timer);
+      s.removeAllListeners('error');
+      resolve(s);
+    });
+  });
+}
+
+export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
+  const log = opts.logger.child({ component: 'egress-relay' });
+  const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
+  const requestTimeoutMs = opts.requestTimeoutMs ?? 10_000;
+  const lookup = opts.lookup ?? systemLookup;
+  // Host-side policy: allow defaults to everything (names, IPs, the host itself) when only deny is given.
+  const hostPolicy: Policy | null =
+    opts.allow || opts.deny
+      ? compilePolicy(
+          opts.allow ?? [
+            '**',
+            '0.0.0.0/0',
+            '::/0',
+            'host',
+            'localhost',
+            '127.0.0.0/8',
+            '0.0.0.0/8',
+            '::1',
+            '::',
+          ],
+          opts.deny ?? [],
+        )
+      : null;
+  const open = new Set<Socket>();
+
+  async function dial(req: ConnectRequest): Promise<{ upstream: Socket; address: string }> {
+    const rawHost = req.host.startsWith('[') && req.host.endsWith(']') ? req.host.slice(1, -1) : req.host;
+    if (req.port === 0) throw new RelayError(EINVAL, 'port 0 is not a destination');
+    // `host` is Enclaver's name for the parent instance: its loopback.
+    const isHostAlias = rawHost.toLowerCase() === 'host';
+    const target = isHostAlias ? normalizeHost('127.0.0.1') : normalizeHost(rawHost);
+    if ('error' in target) throw new RelayError(EINVAL, `invalid host '${rawHost}': ${target.error}`);
+    if (hostPolicy) {
+      const d = hostPolicy.check(isHostAlias ? 'host' : rawHost, req.port);
+      if (!d.allowed) throw new RelayError(EACCES, `denied by the host's egress policy: ${d.reason}`);
+    }
+    const denyRanges: IpRange[] = [];
+    for (const text of req.deny_ips ?? []) {
+      const r = parseRange(text);
+      if (r === null || typeof r === 'string')
+        throw new RelayError(EINVAL, `deny_ips entry '${text}' is not a CIDR`);
+      denyRanges.push(r);
+    }
+    const deadline = Date.now() + connectTimeoutMs;
+    let addrs: IpAddr[];
+    if (target.kind === 'ip') addrs = [target.addr];
+    else {
+      const found = await Promise.race([
+        lookup(target.name),
+        new Promise<never>((_, reject) =>
+          setTimeout(
+            () => reject(Object.assign(new Error('DNS lookup timed out'), { code: 'ETIMEDOUT' })),
+            connectTimeoutMs,
+          ).unref(),
+        ),
+      ]);
+      addrs = found.map((f) => parseIp(f.address)).filter((a): a is IpAddr => a !== null);
+      if (addrs.length === 0) throw Object.assign(new Error('no addresses'), { code: 'ENOTFOUND' });
+    }
+    // Refuse addresses the enclave (deny_ips) or this host's policy denies: P4, names resolving to denied IPs.
+    const refused: string[] = [];
+    const allowed = addrs.filter((a) => {
+      const text = formatIp(a);
+      const range = denyRanges.find((r) => inRange(a, r));
+      if (range) {
+        refused.push(`${text} (in ${formatRange(range)}, denied by the enclave's policy)`);
+        return false;
+      }
+      if (hostPolicy && target.kind === 'name') {
+        const d = hostPolicy.check(text, req.port);
+        if (d.list === 'deny') {
+          refused.push(`${text} (host deny rule '${d.rule}')`);
+          return false;
+        }
+      }
+      return true;
+    });
+    if (allowed.length === 0)
+      throw new RelayError(EACCES, `${rawHost} resolves only to denied addresses: ${refused.join(', ')}`);
+    let lastErr: NodeJS.ErrnoException = new Error('no address tried');
+    for (const a of allowed) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        lastErr = Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' });
+        break;
+      }
+      const address = formatIp(a);
+      try {
+        return { upstream: await connectOnce(address, a.family, req.port, left), address };
+      } catch (e) {
+        lastErr = e as NodeJS.ErrnoException;
+      }
+    }
+    throw lastErr;
+  }
+
+  async function serve(sock: Socket): Promise<void> {
+    open.add(sock);
+    sock.once('close', () => open.delete(sock));
+    sock.on('error', () => sock.destroy());
+    let req: ConnectRequest | undefined;
+    try {
+      req = parseRequest(await readFrame(sock, requestTimeoutMs));
+      const { upstream, address } = await dial(req);
+      if (sock.destroyed) {
+        upstream.destroy();
+        return;
+      }
+      open.add(upstream);
+      upstream.once('close', () => open.delete(upstream));
+      sock.write(encodeResponse({ ok: true }));
+      log.debug({ host: req.host, port: req.port, address }, 'egress relay connected');
+      joinSockets(sock, upstream, { idleTimeoutMs: opts.idleTimeoutMs });
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      const wire =
+        e instanceof RelayError
+          ? { os_code: e.osCode, message: e.message }
+          : e instanceof FrameError
+            ? { os_code: EINVAL, message: `bad request: ${e.message}` }
+            : toWireError(err, req ? `${req.host}:${req.port}` : '');
+      log.info(
+        { host: req?.host, port: req?.port, os_code: wire.os_code, err: wire.message },
+        'egress relay refused',
+      );
+      if (!sock.destroyed && sock.writable) sock.end(encodeResponse({ ok: false, ...wire }));
+      // Any bytes the enclave sent ahead are dropped with the stream.
+      sock.resume();
+    }
+  }
+
+  const server: Server = await opts.transport.listen(opts.port ?? EGRESS_VSOCK_PORT);
+  server.on('connection', (s: Socket) => {
+    serve(s).catch((e) => {
+      log.error({ err: String(e) }, 'egress relay stream failed');
+      s.destroy();
+    });
+  });
+  log.info(
+    { port: opts.port ?? EGRESS_VSOCK_PORT, hostPolicy: hostPolicy !== null },
+    'egress relay listening',
+  );
+  return {
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of open) s.destroy();
+      }),
+  };
 }

@@ -1,6 +1,241 @@
-// Enclave side of ingress: vsock <port> -> 127.0.0.1:<port> (placeholder; implemented by the ingress work).
+// Enclave side of ingress (odyn's EnclaveProxy, without its serialized TLS handshakes):
+//
+//   host TCP :P -> vsock (enclave CID, P) -> [this] -> [optional TLS termination] -> TCP 127.0.0.1:P (the app)
+//
+// One transport listener per manifest `ingress[].listen_port`. Each connection is spliced to the app with
+// backpressure and half-close. While the app is still starting (connection refused), the upstream connect
+// is retried with backoff for settings.ingress.upstream_retry_ms, then the client is dropped.
+// With `tls`, the TLS session ends here, so the parent instance only ever relays ciphertext.
+import { existsSync, readFileSync } from 'node:fs';
+import { connect as netConnect, type Server, type Socket } from 'node:net';
+import { resolve } from 'node:path';
+import { Duplex } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
+import type { Config, IngressEntry } from '../config/types.ts';
+import type { Logger } from '../log/logger.ts';
+import { ingressConnections } from '../metrics.ts';
 import type { Service, ServiceContext } from '../service.ts';
+import { readProxyV2 } from './proxy-protocol.ts';
+import { ConnectionSet, splice } from './splice.ts';
 
-export async function startIngress(_ctx: ServiceContext): Promise<Service> {
-  return { close: async () => {} };
+/** How long close() waits for in-flight connections before cutting them off. */
+const CLOSE_GRACE_MS = 10_000;
+/** A client that has not finished its TLS handshake (or PROXY header) by then is dropped. */
+const HANDSHAKE_TIMEOUT_MS = 30_000;
+
+export interface TlsMaterial {
+  keyPath: string;
+  certPath: string;
+}
+
+/**
+ * Where the key and certificate of a TLS ingress port are. The manifest's tls.key_file/cert_file
+ * (relative to the config dir) win; odyn ignored them and always read
+ * <config-dir>/tls/server/<port>/{key,cert}.pem, so that is the fallback when the named files are absent.
+ */
+export function resolveTlsMaterial(configDir: string, entry: IngressEntry): TlsMaterial {
+  const tls = entry.tls;
+  if (!tls) throw new Error(`ingress port ${entry.listen_port} has no tls block`);
+  const named = { keyPath: resolve(configDir, tls.key_file), certPath: resolve(configDir, tls.cert_file) };
+  if (existsSync(named.keyPath) && existsSync(named.certPath)) return named;
+  const dir = resolve(configDir, 'tls', 'server', String(entry.listen_port));
+  const legacy = { keyPath: resolve(dir, 'key.pem'), certPath: resolve(dir, 'cert.pem') };
+  if (existsSync(legacy.keyPath) && existsSync(legacy.certPath)) return legacy;
+  throw new Error(
+    `ingress port ${entry.listen_port}: TLS key/certificate not found at ${named.keyPath} and ${named.certPath}` +
+      ` nor at odyn's location ${legacy.keyPath} and ${legacy.certPath}`,
+  );
+}
+
+function loadSecureContext(configDir: string, entry: IngressEntry): SecureContext {
+  const m = resolveTlsMaterial(configDir, entry);
+  try {
+    return createSecureContext({ key: readFileSync(m.keyPath), cert: readFileSync(m.certPath) });
+  } catch (err) {
+    // Never echo key material: name the files and OpenSSL's reason only.
+    throw new Error(
+      `ingress port ${entry.listen_port}: cannot use TLS key ${m.keyPath} / certificate ${m.certPath}: ${(err as Error).message}`,
+    );
+  }
+}
+
+/** A plain JS duplex over a socket (reads through its JS buffer, including unshifted bytes). */
+function streamOver(sock: Socket): Duplex {
+  const d = new Duplex({
+    read() {
+      sock.resume();
+    },
+    write(chunk, _enc, cb) {
+      sock.write(chunk, cb);
+    },
+    final(cb) {
+      sock.end();
+      cb();
+    },
+    destroy(err, cb) {
+      sock.destroy();
+      cb(err);
+    },
+  });
+  sock.on('data', (c: Buffer) => {
+    if (!d.push(c)) sock.pause();
+  });
+  sock.once('end', () => d.push(null));
+  sock.once('close', () => d.destroy());
+  return d;
+}
+
+/** Connects to 127.0.0.1:port, retrying refused connections with backoff until deadline. */
+export async function connectUpstream(port: number, deadline: number, gone: () => boolean): Promise<Socket> {
+  let delay = 25;
+  for (;;) {
+    try {
+      return await new Promise<Socket>((res, rej) => {
+        const s = netConnect({ host: '127.0.0.1', port, allowHalfOpen: true });
+        s.once('error', rej);
+        s.once('connect', () => {
+          s.off('error', rej);
+          s.setNoDelay(true);
+          res(s);
+        });
+      });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const retriable = code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EADDRNOTAVAIL';
+      if (!retriable || Date.now() + delay > deadline || gone()) throw err;
+      await sleep(delay);
+      delay = Math.min(delay * 2, 1000);
+    }
+  }
+}
+
+interface PortPlan {
+  port: number;
+  secureContext: SecureContext | null;
+}
+
+export interface IngressOptions {
+  proxyProtocol: boolean;
+  upstreamRetryMs: number;
+  closeGraceMs?: number;
+}
+
+/** Starts ingress for the given ports; the supervisor calls startIngress, tests may call this directly. */
+export async function startIngressPorts(
+  ctx: Pick<ServiceContext, 'transport' | 'logger'>,
+  plans: PortPlan[],
+  opts: IngressOptions,
+): Promise<Service> {
+  const log: Logger = ctx.logger.child({ component: 'ingress' });
+  const conns = new ConnectionSet();
+  const servers: Server[] = [];
+
+  const handle = async (port: number, secureContext: SecureContext | null, raw: Socket) => {
+    const label = String(port);
+    const arrived = Date.now();
+    let inbound: Socket = raw;
+    let upstream: Socket | undefined;
+    conns.add(raw);
+    raw.on('error', () => {}); // reported through the result below; never crash the daemon
+    try {
+      let header: Buffer | null = null;
+      if (opts.proxyProtocol) header = await readProxyV2(raw, HANDSHAKE_TIMEOUT_MS);
+      if (secureContext) {
+        // TLSSocket reads a net.Socket's handle directly and would miss bytes we pushed back after the
+        // PROXY header: give it a JS stream over the socket in that case.
+        const carrier = header ? streamOver(raw) : raw;
+        const tls = new TLSSocket(carrier as Socket, { isServer: true, secureContext } as never);
+        inbound = tls;
+        conns.add(tls);
+        tls.on('error', () => {});
+        await new Promise<void>((res, rej) => {
+          const timer = setTimeout(() => rej(new Error('TLS handshake timed out')), HANDSHAKE_TIMEOUT_MS);
+          tls.once('secure', () => {
+            clearTimeout(timer);
+            res();
+          });
+          tls.once('error', (e) => {
+            clearTimeout(timer);
+            rej(new Error(`TLS handshake failed: ${e.message}`));
+          });
+          tls.once('close', () => {
+            clearTimeout(timer);
+            rej(new Error('TLS handshake failed: client went away'));
+          });
+        });
+      }
+      inbound.pause();
+      upstream = await connectUpstream(port, arrived + opts.upstreamRetryMs, () => raw.destroyed);
+      conns.add(upstream);
+      if (header) upstream.write(header);
+      ingressConnections.inc({ port: label, result: 'ok' });
+      const stats = await splice(inbound, upstream);
+      log.debug({ port, in: stats.aToB, out: stats.bToA }, 'ingress connection closed');
+    } catch (err) {
+      const msg = (err as Error).message;
+      const result = msg.startsWith('TLS')
+        ? 'tls_failed'
+        : (err as Error).name === 'ProxyHeaderError'
+          ? 'proxy_header_invalid'
+          : 'upstream_failed';
+      ingressConnections.inc({ port: label, result });
+      if (result === 'upstream_failed') {
+        log.warn({ port, err: msg }, `Connection to upstream (127.0.0.1:${port}) failed`);
+      } else {
+        log.info({ port, err: msg }, 'ingress connection dropped');
+      }
+      inbound.destroy();
+      raw.destroy();
+      upstream?.destroy();
+    }
+  };
+
+  try {
+    for (const plan of plans) {
+      const server = await ctx.transport.listen(plan.port);
+      servers.push(server);
+      server.on('connection', (sock: Socket) => {
+        // Each connection runs on its own: a slow TLS handshake or a late app never blocks accept().
+        void handle(plan.port, plan.secureContext, sock);
+      });
+      server.on('error', (err) => log.error({ port: plan.port, err: err.message }, 'ingress listener error'));
+      log.info({ port: plan.port, tls: plan.secureContext !== null }, 'ingress listening');
+    }
+  } catch (err) {
+    for (const s of servers) s.close();
+    throw err;
+  }
+
+  let closing: Promise<void> | null = null;
+  return {
+    close() {
+      closing ??= (async () => {
+        await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+        await conns.drain(opts.closeGraceMs ?? CLOSE_GRACE_MS);
+      })();
+      return closing;
+    },
+  };
+}
+
+/** Derives the per-port plan once (TLS contexts loaded at startup: a missing key fails the boot, not a client). */
+export function planIngress(config: Config): PortPlan[] {
+  const byPort = new Map<number, PortPlan>();
+  for (const entry of config.manifest.ingress ?? []) {
+    byPort.set(entry.listen_port, {
+      port: entry.listen_port,
+      secureContext: entry.tls ? loadSecureContext(config.configDir, entry) : null,
+    });
+  }
+  return [...byPort.values()];
+}
+
+export async function startIngress(ctx: ServiceContext): Promise<Service> {
+  const { settings } = ctx.config;
+  return startIngressPorts(ctx, planIngress(ctx.config), {
+    proxyProtocol: settings.ingress.proxy_protocol,
+    upstreamRetryMs: settings.ingress.upstream_retry_ms,
+    closeGraceMs: settings.app.stop_grace_ms,
+  });
 }

@@ -1,5 +1,21 @@
-// Subcommand entry for src/supervisor (placeholder until the capability lands).
-export async function run(_argv: string[]): Promise<number> {
-  process.stderr.write('cloister: this command is not implemented yet\n');
-  return 2;
+// `cloister enclave`: the supervisor inside the enclave (odyn's command line; see args.ts).
+import { ENCLAVE_USAGE, parseEnclaveArgs, UsageError } from './args.ts';
+import { Supervisor } from './supervisor.ts';
+
+export async function run(argv: string[]): Promise<number> {
+  let args: ReturnType<typeof parseEnclaveArgs>;
+  try {
+    args = parseEnclaveArgs(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`cloister enclave: ${err.message}\n${ENCLAVE_USAGE}`);
+    return 2;
+  }
+  if (args.help) {
+    process.stdout.write(ENCLAVE_USAGE);
+    return 0;
+  }
+  const code = await new Supervisor(args).run();
+  // Services may leave handles (keep-alive sockets, timers) behind; the supervisor decided to exit.
+  process.exit(code);
 }

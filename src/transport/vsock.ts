@@ -1,13 +1,176 @@
-// AF_VSOCK through the native addon. (Filled in by the native/transport work.)
-import type { Server, Socket } from 'node:net';
-import type { Transport } from './types.ts';
+// AF_VSOCK through the native addon. The addon only makes the fd (socket, bind, listen, connect);
+// the bytes then flow through Node's own stream machinery: the fd is adopted by a libuv Pipe handle
+// (libuv's stream code works on any stream socket, while net.Server.listen({fd}) refuses a vsock fd
+// because libuv only guesses TCP and Unix sockets). So callers get real net.Server / net.Socket
+// objects with backpressure and half-close, exactly like the emulated transport's Unix sockets.
+import { Server, Socket, type SocketConstructorOpts } from 'node:net';
+import { getSystemErrorName } from 'node:util';
+import { isNativeError, loadNative, type VsockAddress } from '../native.ts';
+import { CID_ANY, type Transport } from './types.ts';
+
+/** VMADDR_PORT_ANY: let the kernel pick a free port. */
+export const VSOCK_PORT_ANY = 0xffffffff;
+export const DEFAULT_VSOCK_CONNECT_TIMEOUT_MS = 10_000;
+const DEFAULT_BACKLOG = 511;
+
+interface PipeHandle {
+  open(fd: number): number;
+  readonly fd: number;
+  close(cb?: () => void): void;
+}
+interface PipeWrapBinding {
+  Pipe: new (type: number) => PipeHandle;
+  constants: { SOCKET: number; SERVER: number };
+}
+
+let pipeWrap: PipeWrapBinding | undefined;
+function pipeBinding(): PipeWrapBinding {
+  // process.binding('pipe_wrap') is deprecated in the docs but still present and silent in Node 20-26;
+  // it is the one way to hand an arbitrary stream fd to libuv.
+  pipeWrap ??= (process as unknown as { binding(name: string): PipeWrapBinding }).binding('pipe_wrap');
+  return pipeWrap;
+}
+
+function uvError(op: string, rc: number): Error {
+  const code = getSystemErrorName(rc);
+  return Object.assign(new Error(`${op} failed: ${code}`), { code, errno: -rc });
+}
+
+/**
+ * Adopts a listening stream-socket fd (vsock, but any stream socket works) as a net.Server, which then
+ * owns it. If the fd cannot be adopted this throws synchronously and the caller still owns the fd.
+ */
+export function serverFromListeningFd(
+  fd: number,
+  opts: { allowHalfOpen?: boolean; backlog?: number } = {},
+): Promise<Server> {
+  const { Pipe, constants } = pipeBinding();
+  const handle = new Pipe(constants.SERVER);
+  const rc = handle.open(fd);
+  if (rc !== 0) {
+    handle.close();
+    throw uvError('adopting the listening socket', rc);
+  }
+  const server = new Server({ allowHalfOpen: opts.allowHalfOpen ?? true });
+  // What server.listen(tcpHandle) does for a TCP handle; listen() itself accepts only TCP handles,
+  // so set the handle and take the same internal path (present since Node 0.x, used by cluster).
+  const internal = server as unknown as {
+    _handle: PipeHandle | null;
+    _listen2(address: null, port: number, addressType: number, backlog: number): void;
+  };
+  internal._handle = handle;
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once('error', onError);
+    server.once('listening', () => {
+      server.off('error', onError);
+      resolve(server);
+    });
+    internal._listen2(null, -1, -1, opts.backlog ?? DEFAULT_BACKLOG);
+  });
+}
+
+/**
+ * Wraps a connected stream-socket fd as a net.Socket (half-open allowed, like the emulated transport),
+ * which then owns it. On failure it throws and the caller still owns the fd.
+ */
+export function socketFromConnectedFd(fd: number): Socket {
+  const { Pipe, constants } = pipeBinding();
+  const handle = new Pipe(constants.SOCKET);
+  const rc = handle.open(fd);
+  if (rc !== 0) {
+    handle.close();
+    throw uvError('adopting the connected socket', rc);
+  }
+  // `handle` is an undocumented but long-standing Socket option (net.Server uses it for accepted sockets).
+  const opts = { handle, readable: true, writable: true, allowHalfOpen: true };
+  return new Socket(opts as unknown as SocketConstructorOpts);
+}
+
+function handleFd(obj: Server | Socket): number | undefined {
+  const h = (obj as unknown as { _handle?: { fd?: number } | null })._handle;
+  return typeof h?.fd === 'number' && h.fd >= 0 ? h.fd : undefined;
+}
+
+/** The peer's (cid, port) of a vsock connection, or undefined if it is not (or no longer) a vsock socket. */
+export function vsockRemoteAddress(sock: Socket): VsockAddress | undefined {
+  const fd = handleFd(sock);
+  if (fd === undefined) return undefined;
+  try {
+    return loadNative().vsockRemoteAddress(fd);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The (cid, port) a vsock server is bound to (port is useful after listening on VSOCK_PORT_ANY). */
+export function vsockLocalAddress(obj: Server | Socket): VsockAddress | undefined {
+  const fd = handleFd(obj);
+  if (fd === undefined) return undefined;
+  try {
+    return loadNative().vsockLocalAddress(fd);
+  } catch {
+    return undefined;
+  }
+}
+
+export interface VsockTransportOptions {
+  /** CID to bind listeners to; default VMADDR_CID_ANY. */
+  listenCid?: number;
+  connectTimeoutMs?: number;
+  backlog?: number;
+}
 
 export class VsockTransport implements Transport {
   readonly kind = 'vsock' as const;
-  listen(_port: number): Promise<Server> {
-    return Promise.reject(new Error('vsock transport not implemented yet'));
+  private readonly listenCid: number;
+  private readonly connectTimeoutMs: number;
+  private readonly backlog: number;
+
+  constructor(opts: VsockTransportOptions = {}) {
+    this.listenCid = opts.listenCid ?? CID_ANY;
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULT_VSOCK_CONNECT_TIMEOUT_MS;
+    this.backlog = opts.backlog ?? DEFAULT_BACKLOG;
   }
-  connect(_cid: number, _port: number): Promise<Socket> {
-    return Promise.reject(new Error('vsock transport not implemented yet'));
+
+  async listen(port: number): Promise<Server> {
+    const native = loadNative();
+    const fd = native.vsockSocket();
+    try {
+      native.vsockBind(fd, this.listenCid, port);
+      native.vsockListen(fd, this.backlog);
+    } catch (err) {
+      native.closeFd(fd);
+      throw withAddress(err, 'listen on', this.listenCid, port);
+    }
+    let server: Promise<Server>;
+    try {
+      server = serverFromListeningFd(fd, { allowHalfOpen: true, backlog: this.backlog });
+    } catch (err) {
+      native.closeFd(fd);
+      throw err;
+    }
+    // From here the Pipe handle owns the fd (closing the server closes it).
+    return server;
   }
+
+  async connect(cid: number, port: number): Promise<Socket> {
+    let fd: number;
+    try {
+      fd = await loadNative().vsockConnect(cid, port, this.connectTimeoutMs);
+    } catch (err) {
+      throw withAddress(err, 'connect to', cid, port);
+    }
+    try {
+      return socketFromConnectedFd(fd);
+    } catch (err) {
+      loadNative().closeFd(fd);
+      throw err;
+    }
+  }
+}
+
+function withAddress(err: unknown, what: string, cid: number, port: number): unknown {
+  if (isNativeError(err)) err.message = `vsock ${what} ${cid}:${port}: ${err.message}`;
+  return err;
 }

@@ -1,0 +1,105 @@
+// cloister.yaml: cloister's own settings, in a file beside enclaver.yaml so that the manifest stays
+// valid for Enclaver. Every key is optional; absent keys take DEFAULT_SETTINGS (src/config/types.ts).
+import { isAbsolute, resolve } from 'node:path';
+import { bool, dict, int, nullable, obj, oneOf, opt, port, refine, str, type YamlSource } from './schema.ts';
+import { DEFAULT_SETTINGS, type Settings } from './types.ts';
+
+/** Partial settings, section by section: what cloister.yaml or command-line flags provide. */
+export type SettingsOverrides = { [S in keyof Settings]?: Partial<Settings[S]> };
+
+const ms = (min = 0) => int({ min, expected: `a duration in milliseconds (an integer >= ${min})` });
+
+const settingsSchema = obj({
+  app: opt(
+    obj({
+      uid: opt(nullable(int({ min: 0, max: 0xfffffffe }))),
+      gid: opt(nullable(int({ min: 0, max: 0xfffffffe }))),
+      restart: opt(oneOf(['never', 'on-failure', 'always'])),
+      restart_backoff_ms: opt(ms()),
+      restart_backoff_max_ms: opt(ms()),
+      max_restarts: opt(nullable(int({ min: 0 }))),
+      stop_grace_ms: opt(ms()),
+    }),
+  ),
+  log: opt(
+    obj({
+      buffer_bytes: opt(int({ min: 0, max: 1024 * 1024 * 1024 })),
+      level: opt(oneOf(['trace', 'debug', 'info', 'warn', 'error'])),
+    }),
+  ),
+  transport: opt(
+    obj({
+      kind: opt(oneOf(['vsock', 'emulated'])),
+      dir: opt(nullable(str())),
+      // 0-2 are the hypervisor, local and host CIDs; 0xffffffff is VMADDR_CID_ANY.
+      enclave_cid: opt(int({ min: 3, max: 0xfffffffe })),
+    }),
+  ),
+  egress: opt(
+    obj({
+      connect_timeout_ms: opt(ms(1)),
+      header_timeout_ms: opt(ms(1)),
+      idle_timeout_ms: opt(ms(1)),
+      max_header_bytes: opt(int({ min: 1024, max: 1024 * 1024 })),
+      max_tunnels: opt(int({ min: 1 })),
+    }),
+  ),
+  ingress: opt(obj({ upstream_retry_ms: opt(ms()), proxy_protocol: opt(bool()) })),
+  kms: opt(obj({ ready_wait_ms: opt(ms()), upstream_timeout_ms: opt(ms(1)) })),
+  api: opt(obj({ metrics_port: opt(nullable(port())) })),
+  nsm: opt(
+    obj({
+      kind: opt(oneOf(['device', 'software'])),
+      device_path: opt(str()),
+      state_dir: opt(nullable(str())),
+      // NSM PCRs are SHA-384: 48 bytes, 96 hex digits. Indexes 0..31 (the NSM's PCR count).
+      pcrs: opt(
+        dict(
+          refine(str(), (v) =>
+            /^[0-9a-fA-F]{96}$/.test(v) ? undefined : 'must be 96 hex digits (a 48-byte SHA-384 PCR value)',
+          ),
+          (k) => (/^(?:[0-9]|[12][0-9]|3[01])$/.test(k) ? undefined : `"${k}" is not a PCR index (0..31)`),
+          'a mapping of PCR indexes (0..31) to 96-hex-digit values',
+        ),
+      ),
+    }),
+  ),
+});
+
+/** Deep-enough merge: each section of `partial` over the same section of `base`; undefined keeps base. */
+export function mergeSettings(base: Settings, partial: SettingsOverrides): Settings {
+  const out = structuredClone(base);
+  for (const section of Object.keys(partial) as (keyof Settings)[]) {
+    const over = partial[section];
+    if (over === undefined) continue;
+    if (!Object.hasOwn(base, section)) throw new Error(`unknown settings section "${section}"`);
+    const target = out[section] as unknown as Record<string, unknown>;
+    for (const [k, v] of Object.entries(over)) if (v !== undefined) target[k] = structuredClone(v);
+  }
+  return out;
+}
+
+/** Validates cloister.yaml and merges it over the defaults; problems are recorded on `src`. */
+export function parseSettings(src: YamlSource, settingsDir: string): Settings {
+  // An empty file (or one with only comments) is the same as no file.
+  if (src.root === null) return structuredClone(DEFAULT_SETTINGS);
+  const parsed = settingsSchema.parse(src.root, [], src);
+  if (typeof parsed !== 'object') return structuredClone(DEFAULT_SETTINGS);
+  const s = mergeSettings(DEFAULT_SETTINGS, parsed as SettingsOverrides);
+
+  if (s.app.restart_backoff_max_ms < s.app.restart_backoff_ms) {
+    const at = src.nodes.has('app.restart_backoff_max_ms')
+      ? 'app.restart_backoff_max_ms'
+      : 'app.restart_backoff_ms';
+    src.report(
+      src.nodes.get(at),
+      at,
+      `restart_backoff_max_ms (${s.app.restart_backoff_max_ms}) must be >= restart_backoff_ms (${s.app.restart_backoff_ms})`,
+    );
+  }
+  // Relative directories mean "beside cloister.yaml", not "wherever cloister was started".
+  const abs = (p: string | null) => (p === null || isAbsolute(p) ? p : resolve(settingsDir, p));
+  s.transport.dir = abs(s.transport.dir);
+  s.nsm.state_dir = abs(s.nsm.state_dir);
+  return s;
+}

@@ -1,0 +1,168 @@
+// The enclave <-> host egress protocol on vsock 17002, byte-compatible with Enclaver's
+// (proxy/egress_http.rs, enclaver-compat.md §9.2):
+//
+//   enclave proxy                                   host relay
+//     [u16 LE length]{"host":"h","port":443}  --->
+//                                             <---  [u16 LE length]"Ok"
+//                                                   or {"Err":{"os_code":111,"message":"..."}}
+//     raw bytes both ways until either side closes
+//
+// Extension (negotiation-free, safe with either old peer): the request may carry "deny_ips", the
+// enclave's IP deny ranges that the host must refuse after resolving a name (odyn bug P4). Enclaver's
+// host side deserialises with serde's default (unknown fields ignored), so it simply does not enforce
+// them; Enclaver's enclave side never sends them, and the reply format is unchanged.
+import type { Socket } from 'node:net';
+
+export const MAX_FRAME = 0xffff;
+/** Enough for any host name plus a generous deny list; a longer request is refused. */
+export const MAX_DENY_IPS = 1024;
+
+export interface ConnectRequest {
+  host: string;
+  port: number;
+  deny_ips?: string[];
+}
+
+export type ConnectResponse = { ok: true } | { ok: false; os_code: number; message: string };
+
+export class FrameError extends Error {
+  constructor(
+    message: string,
+    readonly code = 'EPROTO',
+  ) {
+    super(message);
+    this.name = 'FrameError';
+  }
+}
+
+export function encodeFrame(value: unknown): Buffer {
+  const json = Buffer.from(JSON.stringify(value));
+  // odyn casts the length `as u16`; a longer message would be silently truncated there.
+  if (json.length > MAX_FRAME) throw new FrameError(`frame of ${json.length} bytes exceeds ${MAX_FRAME}`);
+  const out = Buffer.allocUnsafe(2 + json.length);
+  out.writeUInt16LE(json.length, 0);
+  json.copy(out, 2);
+  return out;
+}
+
+export function encodeRequest(req: ConnectRequest): Buffer {
+  const body: Record<string, unknown> = { host: req.host, port: req.port };
+  if (req.deny_ips && req.deny_ips.length > 0) body.deny_ips = req.deny_ips;
+  return encodeFrame(body);
+}
+
+export function encodeResponse(res: ConnectResponse): Buffer {
+  return encodeFrame(res.ok ? 'Ok' : { Err: { os_code: res.os_code, message: res.message } });
+}
+
+function parseJson(buf: Buffer): unknown {
+  try {
+    return JSON.parse(buf.toString('utf8'));
+  } catch {
+    throw new FrameError('frame is not valid JSON');
+  }
+}
+
+export function parseRequest(buf: Buffer): ConnectRequest {
+  const v = parseJson(buf) as Record<string, unknown> | null;
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new FrameError('request is not a JSON object');
+  const { host, port, deny_ips } = v;
+  if (typeof host !== 'string' || host.length === 0 || host.length > 1024)
+    throw new FrameError('request "host" must be a non-empty string');
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535)
+    throw new FrameError('request "port" must be an integer 0-65535');
+  const req: ConnectRequest = { host, port };
+  if (deny_ips !== undefined) {
+    if (
+      !Array.isArray(deny_ips) ||
+      deny_ips.length > MAX_DENY_IPS ||
+      !deny_ips.every((x) => typeof x === 'string')
+    )
+      throw new FrameError(`request "deny_ips" must be an array of at most ${MAX_DENY_IPS} strings`);
+    req.deny_ips = deny_ips as string[];
+  }
+  return req;
+}
+
+export function parseResponse(buf: Buffer): ConnectResponse {
+  const v = parseJson(buf) as unknown;
+  if (v === 'Ok') return { ok: true };
+  const err = (v as { Err?: { os_code?: unknown; message?: unknown } } | null)?.Err;
+  if (typeof err === 'object' && err !== null) {
+    const code = Number.isInteger(err.os_code) ? (err.os_code as number) : 0;
+    // The host is untrusted: keep its text short and printable before it reaches a log or a client.
+    const message =
+      typeof err.message === 'string' ? err.message.replace(/[^\x20-\x7e]/g, '?').slice(0, 512) : '';
+    return { ok: false, os_code: code, message };
+  }
+  throw new FrameError('reply is neither "Ok" nor {"Err":...}');
+}
+
+/**
+ * Reads one length-prefixed frame. Bytes that arrive after it stay in the socket (unshifted, socket
+ * paused) for whoever pipes it next. Rejects on EOF, error or timeout.
+ */
+export function readFrame(socket: Socket, timeoutMs: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    let buf: Buffer = Buffer.alloc(0);
+    const finish = (err: Error | null, frame?: Buffer, rest?: Buffer) => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('error', onError);
+      socket.off('close', onEnd);
+      socket.pause();
+      if (err) return reject(err);
+      if (rest && rest.length > 0) socket.unshift(rest);
+      resolve(frame!);
+    };
+    const onData = (chunk: Buffer) => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      if (buf.length < 2) return;
+      const len = buf.readUInt16LE(0);
+      if (len === 0) return finish(new FrameError('empty frame'));
+      if (buf.length < 2 + len) return;
+      finish(null, buf.subarray(2, 2 + len), buf.subarray(2 + len));
+    };
+    const onEnd = () => finish(new FrameError('peer closed before a complete frame', 'ECONNRESET'));
+    const onError = (e: Error) => finish(e);
+    const timer = setTimeout(
+      () => finish(new FrameError(`no complete frame within ${timeoutMs} ms`, 'ETIMEDOUT')),
+      timeoutMs,
+    );
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+    socket.on('close', onEnd);
+    socket.on('error', onError);
+    socket.resume();
+  });
+}
+
+// errno -> the text Rust's io::Error prints, so messages read the same as Enclaver's.
+const OS_TEXT: Record<string, [number, string]> = {
+  EACCES: [13, 'Permission denied'],
+  ECONNREFUSED: [111, 'Connection refused'],
+  ECONNRESET: [104, 'Connection reset by peer'],
+  EHOSTUNREACH: [113, 'No route to host'],
+  ENETUNREACH: [101, 'Network is unreachable'],
+  ETIMEDOUT: [110, 'Connection timed out'],
+  EADDRNOTAVAIL: [99, 'Cannot assign requested address'],
+  EINVAL: [22, 'Invalid argument'],
+  EMFILE: [24, 'Too many open files'],
+};
+
+export function errnoOf(code: string): number {
+  return OS_TEXT[code]?.[0] ?? 0;
+}
+
+/** Converts a Node error to the {os_code, message} pair of the wire. DNS failures have no errno (0). */
+export function toWireError(err: NodeJS.ErrnoException, context = ''): { os_code: number; message: string } {
+  const code = err.code ?? '';
+  const known = OS_TEXT[code];
+  const suffix = context ? ` (${context})` : '';
+  if (known) return { os_code: known[0], message: `${known[1]} (os error ${known[0]})${suffix}` };
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_FAIL' || code === 'ENODATA')
+    return { os_code: 0, message: `failed to lookup address information: ${code}${suffix}` };
+  return { os_code: 0, message: `${err.message}${suffix}` };
+}

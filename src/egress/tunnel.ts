@@ -1,0 +1,39 @@
+// Joins two sockets into one tunnel: bytes both ways with Node's own backpressure (pipe), half-close
+// carried across (one side's FIN becomes end() on the other, the other direction keeps flowing), and
+// an error, reset or idle timeout on either side tearing down both. No per-chunk JS beyond pipe's own.
+import type { Socket } from 'node:net';
+
+export interface TunnelOptions {
+  /** Destroy both sides after this long with no traffic on a side (0 = never). */
+  idleTimeoutMs?: number;
+  /** Called once when both sides are closed. */
+  onClose?: (info: { aRead: number; aWritten: number; error: Error | null }) => void;
+}
+
+export function joinSockets(a: Socket, b: Socket, opts: TunnelOptions = {}): void {
+  let firstError: Error | null = null;
+  let closed = 0;
+  const teardown = (err?: Error) => {
+    if (err && !firstError) firstError = err;
+    a.destroy();
+    b.destroy();
+  };
+  for (const [s, other] of [
+    [a, b],
+    [b, a],
+  ] as const) {
+    s.on('error', (err) => teardown(err));
+    s.on('close', () => {
+      // A side that closed before finishing both directions was cut off: the tunnel cannot go on.
+      // One that closed cleanly has already passed its FIN on; let the other side flush and close.
+      if (!s.readableEnded || !s.writableFinished) other.destroy();
+      if (++closed === 2) opts.onClose?.({ aRead: a.bytesRead, aWritten: a.bytesWritten, error: firstError });
+    });
+    if (opts.idleTimeoutMs) {
+      s.setTimeout(opts.idleTimeoutMs, () => teardown(new Error(`idle for ${opts.idleTimeoutMs} ms`)));
+    }
+    s.setNoDelay?.(true);
+  }
+  a.pipe(b);
+  b.pipe(a);
+}

@@ -1,0 +1,82 @@
+// Byte pump shared by both sides of ingress: two duplex streams joined in both directions.
+// pipe() gives backpressure (the reader pauses while the writer's buffer is full) and, with
+// allowHalfOpen sockets, half-close: when one side ends, the other gets end() (a FIN / shutdown(WR))
+// and may keep sending its answer. Any error on either side destroys both: a broken connection
+// never leaks the other half.
+import type { Duplex } from 'node:stream';
+
+export interface SpliceStats {
+  /** Bytes that went a -> b and b -> a. */
+  aToB: number;
+  bToA: number;
+}
+
+/** Joins a and b; resolves once both are closed (never rejects: an error is a normal end of a connection). */
+export function splice(a: Duplex, b: Duplex): Promise<SpliceStats> {
+  const stats: SpliceStats = { aToB: 0, bToA: 0 };
+  if (a.destroyed || b.destroyed) {
+    a.destroy();
+    b.destroy();
+    return Promise.resolve(stats);
+  }
+  return new Promise((resolve) => {
+    let open = 2;
+    const done = () => {
+      open -= 1;
+      if (open === 0) resolve(stats);
+    };
+    const fail = () => {
+      a.destroy();
+      b.destroy();
+    };
+    a.on('data', (c: Buffer) => {
+      stats.aToB += c.length;
+    });
+    b.on('data', (c: Buffer) => {
+      stats.bToA += c.length;
+    });
+    a.on('error', fail);
+    b.on('error', fail);
+    a.once('close', done);
+    b.once('close', done);
+    // When both directions have ended the sockets close by themselves (allowHalfOpen only keeps
+    // the writable side open until we end it, which pipe does).
+    a.pipe(b);
+    b.pipe(a);
+  });
+}
+
+/** Tracks live connections so close() can wait for them, then cut off the stragglers. */
+export class ConnectionSet {
+  private readonly live = new Set<Duplex>();
+  private drained: (() => void) | null = null;
+
+  add(...streams: Duplex[]): void {
+    for (const s of streams) {
+      this.live.add(s);
+      s.once('close', () => {
+        this.live.delete(s);
+        if (this.live.size === 0) this.drained?.();
+      });
+    }
+  }
+
+  get size(): number {
+    return this.live.size;
+  }
+
+  /** Waits up to graceMs for every connection to finish, then destroys what is left. */
+  async drain(graceMs: number): Promise<void> {
+    if (this.live.size === 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, graceMs);
+      timer.unref();
+      this.drained = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    for (const s of this.live) s.destroy();
+    this.live.clear();
+  }
+}

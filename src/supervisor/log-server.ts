@@ -1,0 +1,66 @@
+// The log stream on vsock 17001 (enclaver-compat.md §7.2): each reader gets the ring from its oldest
+// retained byte, then follows live. Readers are independent: each has its own cursor, and at most one
+// chunk is queued in its socket at a time (the next is written on 'drain'). A reader that falls more
+// than a ring behind skips ahead to the oldest retained byte and is told so by a marker line; odyn
+// skips silently. Nothing a reader does can make the ring, or the app, wait.
+import type { Server, Socket } from 'node:net';
+import type { LogRing } from '../log/ring.ts';
+
+/** Largest write handed to a reader's socket at once. */
+const CHUNK = 64 * 1024;
+
+export function skipMarker(skipped: number): string {
+  return `[cloister] this log reader fell behind: ${skipped} bytes skipped\n`;
+}
+
+export class LogServer {
+  private readonly readers = new Set<Socket>();
+
+  constructor(private readonly ring: LogRing) {}
+
+  serve(server: Server): void {
+    server.on('connection', (sock) => this.addReader(sock));
+  }
+
+  addReader(sock: Socket): void {
+    this.readers.add(sock);
+    let cursor = this.ring.start;
+    let waitingForDrain = false;
+    let lastByte = 0x0a;
+
+    const pump = (): void => {
+      while (!waitingForDrain && !sock.destroyed && cursor < this.ring.end) {
+        const { data, next, skipped } = this.ring.read(cursor, CHUNK);
+        let out = data;
+        if (skipped > 0) {
+          // Start the marker on a line of its own so it cannot be mistaken for part of an app line.
+          const marker = `${lastByte === 0x0a ? '' : '\n'}${skipMarker(skipped)}`;
+          out = Buffer.concat([Buffer.from(marker), data]);
+        }
+        cursor = next;
+        if (out.length === 0) break;
+        lastByte = out[out.length - 1]!;
+        if (!sock.write(out)) waitingForDrain = true;
+      }
+    };
+
+    const unsubscribe = this.ring.onAppend(pump);
+    sock.on('drain', () => {
+      waitingForDrain = false;
+      pump();
+    });
+    // The host sends nothing on this port; discard input and keep writing after its FIN.
+    sock.resume();
+    sock.on('error', () => sock.destroy());
+    sock.on('close', () => {
+      unsubscribe();
+      this.readers.delete(sock);
+    });
+    pump();
+  }
+
+  closeReaders(): void {
+    for (const sock of this.readers) sock.destroy();
+    this.readers.clear();
+  }
+}

@@ -1,0 +1,134 @@
+// Reaping orphans. The app's descendants that outlive their parent are reparented to cloister (we are
+// PID 1, or a child subreaper); when they exit they become zombies only cloister can collect.
+//
+// Node collects its own children itself (libuv calls waitpid(pid) for each child it spawned, and only
+// then emits 'exit'). Reaping one of those here would steal its exit status: libuv would get ECHILD and
+// the 'exit' event would never come. So every child Node spawns is recorded (ChildProcess.prototype.spawn
+// is the single path for spawn/exec/execFile/fork) until its 'exit', and the reaper only touches zombies
+// that are our children and not on that list: exactly the reparented orphans.
+import { ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+
+const nodeChildren = new Set<number>();
+let tracking = false;
+
+/** Start recording the pids of children Node spawns. Idempotent; call before anything spawns. */
+export function trackNodeChildren(): void {
+  if (tracking) return;
+  tracking = true;
+  // `spawn` is on the prototype but not in @types/node's ChildProcess.
+  const proto = ChildProcess.prototype as unknown as { spawn: (...args: unknown[]) => unknown };
+  const original = proto.spawn;
+  proto.spawn = function (this: ChildProcess, ...args: unknown[]) {
+    const result = original.apply(this, args);
+    const pid = this.pid;
+    if (pid !== undefined) {
+      nodeChildren.add(pid);
+      this.once('exit', () => nodeChildren.delete(pid));
+    }
+    return result;
+  };
+}
+
+export function isNodeChild(pid: number): boolean {
+  return nodeChildren.has(pid);
+}
+
+interface ProcStat {
+  pid: number;
+  state: string;
+  ppid: number;
+}
+
+/** Parse /proc/<pid>/stat. comm may hold spaces and parentheses, so split after the last ')'. */
+export function parseProcStat(text: string): ProcStat | null {
+  const close = text.lastIndexOf(')');
+  if (close === -1) return null;
+  const pid = Number.parseInt(text, 10);
+  const fields = text.slice(close + 2).split(' ');
+  const ppid = Number(fields[1]);
+  if (!Number.isInteger(pid) || !fields[0] || !Number.isInteger(ppid)) return null;
+  return { pid, state: fields[0], ppid };
+}
+
+/** Our children that are zombies, read from /proc. */
+export function findZombieChildren(parent = process.pid, procDir = '/proc'): number[] {
+  const out: number[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(procDir);
+  } catch {
+    return out;
+  }
+  for (const name of names) {
+    if (name.charCodeAt(0) < 0x30 || name.charCodeAt(0) > 0x39) continue;
+    let text: string;
+    try {
+      text = readFileSync(`${procDir}/${name}/stat`, 'latin1');
+    } catch {
+      continue; // exited and reaped between readdir and read
+    }
+    const st = parseProcStat(text);
+    if (st && st.ppid === parent && st.state === 'Z') out.push(st.pid);
+  }
+  return out;
+}
+
+export interface ReaperOptions {
+  /** waitpid(pid, WNOHANG): the raw wait status, or null if the pid was not ready. */
+  reapZombie: (pid: number) => number | null;
+  /** Called for each orphan collected (for a debug log line). */
+  onReaped?: (pid: number, status: number) => void;
+  /** Slow sweep in case a SIGCHLD was coalesced or missed. */
+  intervalMs?: number;
+}
+
+export class Reaper {
+  private timer: NodeJS.Timeout | undefined;
+  private scheduled = false;
+  private readonly onSigchld = () => this.schedule();
+
+  constructor(private readonly opts: ReaperOptions) {}
+
+  start(): void {
+    process.on('SIGCHLD', this.onSigchld);
+    this.timer = setInterval(() => this.sweep(), this.opts.intervalMs ?? 5000);
+    this.timer.unref();
+    this.schedule();
+  }
+
+  stop(): void {
+    process.off('SIGCHLD', this.onSigchld);
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** Sweep soon, once, however many SIGCHLDs arrive meanwhile. */
+  schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    // setImmediate: libuv handles the same SIGCHLD for Node's own children first.
+    setImmediate(() => {
+      this.scheduled = false;
+      this.sweep();
+    });
+  }
+
+  /** Collect every reparented zombie; returns how many were reaped. */
+  sweep(): number {
+    let reaped = 0;
+    for (const pid of findZombieChildren()) {
+      if (isNodeChild(pid)) continue;
+      let status: number | null;
+      try {
+        status = this.opts.reapZombie(pid);
+      } catch {
+        continue; // ECHILD: someone else got it first
+      }
+      if (status !== null) {
+        reaped++;
+        this.opts.onReaped?.(pid, status);
+      }
+    }
+    return reaped;
+  }
+}

@@ -1,0 +1,105 @@
+// The app status stream on vsock 17000, odyn's protocol (enclaver-compat.md §7.1) with its bugs fixed:
+// each line is JSON.stringify'd (a fatal error text with quotes or newlines stays valid JSON), and
+// `signaled` carries the signal as a number (what the stock enclaver-run parses, as i32) plus its name.
+// Every new reader gets the current status at once, then one line per change; cloister never closes it.
+import type { Server, Socket } from 'node:net';
+import { constants } from 'node:os';
+
+export type AppStatus =
+  /** Before the app was spawned (services still starting). Not an odyn status: a stock host skips it. */
+  | { status: 'starting' }
+  | { status: 'running'; pid?: number; restarts?: number }
+  /** The app ended and the restart policy will start it again after `delay_ms`. Not an odyn status. */
+  | {
+      status: 'restarting';
+      code?: number;
+      signal?: number;
+      signal_name?: string;
+      restarts: number;
+      delay_ms: number;
+    }
+  | { status: 'exited'; code: number }
+  | { status: 'signaled'; signal: number; signal_name: string }
+  | { status: 'fatal'; error: string };
+
+/** enclaver-run reads status lines of at most 1024 bytes (enclaver-compat.md §7.1). */
+export const STATUS_LINE_MAX = 1024;
+/** A reader that stopped reading gets cut off rather than buffered without bound. */
+const MAX_QUEUED_BYTES = 64 * 1024;
+
+export function signalNumber(name: string): number {
+  return (constants.signals as Record<string, number>)[name] ?? 0;
+}
+
+export function signalName(signo: number): string {
+  for (const [name, n] of Object.entries(constants.signals)) if (n === signo) return name;
+  return `SIG${signo}`;
+}
+
+/** One status as a JSON line that fits the host's 1024-byte limit (a long error text is shortened). */
+export function formatStatus(s: AppStatus): string {
+  const line = `${JSON.stringify(s)}\n`;
+  if (Buffer.byteLength(line) <= STATUS_LINE_MAX || s.status !== 'fatal') return line;
+  // Longest prefix of the error (in code points, so none is split) whose line still fits.
+  const chars = Array.from(s.error);
+  const fits = (n: number) =>
+    `${JSON.stringify({ status: 'fatal', error: `${chars.slice(0, n).join('')}…` })}\n`;
+  let lo = 0;
+  let hi = chars.length;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (Buffer.byteLength(fits(mid)) <= STATUS_LINE_MAX) lo = mid;
+    else hi = mid - 1;
+  }
+  return fits(lo);
+}
+
+export class StatusBoard {
+  private current: AppStatus = { status: 'starting' };
+  private readonly readers = new Set<Socket>();
+  private readonly changeListeners = new Set<(s: AppStatus) => void>();
+
+  get status(): AppStatus {
+    return this.current;
+  }
+
+  set(next: AppStatus): void {
+    this.current = next;
+    const line = formatStatus(next);
+    for (const sock of this.readers) this.send(sock, line);
+    for (const fn of this.changeListeners) fn(next);
+  }
+
+  onChange(fn: (s: AppStatus) => void): void {
+    this.changeListeners.add(fn);
+  }
+
+  /** Serve every connection the server accepts. */
+  serve(server: Server): void {
+    server.on('connection', (sock) => this.addReader(sock));
+  }
+
+  addReader(sock: Socket): void {
+    this.readers.add(sock);
+    // The host never sends anything meaningful here: discard whatever arrives, keep writing after its FIN.
+    sock.resume();
+    sock.on('error', () => sock.destroy());
+    sock.on('close', () => this.readers.delete(sock));
+    this.send(sock, formatStatus(this.current));
+  }
+
+  /** Drop every reader connection (cloister is exiting). */
+  closeReaders(): void {
+    for (const sock of this.readers) sock.destroy();
+    this.readers.clear();
+  }
+
+  private send(sock: Socket, line: string): void {
+    if (sock.destroyed || !sock.writable) return;
+    if (sock.writableLength > MAX_QUEUED_BYTES) {
+      sock.destroy();
+      return;
+    }
+    sock.write(line);
+  }
+}

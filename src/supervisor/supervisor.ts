@@ -1,0 +1,398 @@
+// `cloister enclave`: the in-enclave supervisor. Order as odyn's (enclaver-compat.md §4):
+//   1. status server (vsock 17000) and log server (17001), so a failed start can still be reported;
+//   2. bootstrap (lo up, entropy from the NSM) unless --no-bootstrap;
+//   3. services: egress proxy, ingress, KMS proxy (if kms_proxy), attestation API (if api);
+//   4. the app, with the services' environment variables added to cloister's own.
+// The config is read before step 1 only because it names the transport and the log ring's size; a bad
+// config is still reported through the status port like any other start failure.
+//
+// Lifetime (odyn never exits; the host reads the final status and terminates the enclave):
+//   - the app ends for good (no restart): services close, cloister stays up serving status and logs;
+//   - a start failure: status `fatal`, cloister stays up to be read;
+//   - cloister gets SIGTERM/SIGINT: it stops the app (signal, grace period, SIGKILL), closes the services
+//     and exits, with the app's exit code (128+signal if a signal ended it).
+import type { Server } from 'node:net';
+import { findConfigFiles, loadConfig } from '../config/load.ts';
+import { type Config, DEFAULT_SETTINGS, type Settings } from '../config/types.ts';
+import { createLogger, type Logger } from '../log/logger.ts';
+import { LogRing } from '../log/ring.ts';
+import { LogSink, openConsoleEcho } from '../log/sink.ts';
+import { appRestarts, appState } from '../metrics.ts';
+import type { Nsm } from '../nsm/types.ts';
+import type { Service, ServiceContext } from '../service.ts';
+import { APP_LOG_PORT, createTransport, STATUS_PORT, type Transport } from '../transport/index.ts';
+import { type AppExit, launchApp, type RunningApp } from './app.ts';
+import type { EnclaveArgs } from './args.ts';
+import { bootstrap } from './bootstrap.ts';
+import { lazyNsm } from './lazy-nsm.ts';
+import { LineJoiner } from './line-joiner.ts';
+import { LogServer } from './log-server.ts';
+import { Reaper, trackNodeChildren } from './reaper.ts';
+import { RestartTracker } from './restart.ts';
+import { type AppStatus, StatusBoard } from './status.ts';
+
+/** Signals passed on to the app's process group. SIGTERM and SIGINT also stop cloister. */
+export const FORWARDED_SIGNALS: NodeJS.Signals[] = [
+  'SIGTERM',
+  'SIGINT',
+  'SIGHUP',
+  'SIGQUIT',
+  'SIGUSR1',
+  'SIGUSR2',
+];
+const STOP_SIGNALS = new Set<NodeJS.Signals>(['SIGTERM', 'SIGINT']);
+
+/** Command-line flags win over cloister.yaml. */
+export function applyFlags(settings: Settings, args: EnclaveArgs): Settings {
+  const s = structuredClone(settings);
+  if (args.transport) s.transport.kind = args.transport;
+  if (args.vsockDir !== undefined) s.transport.dir = args.vsockDir;
+  if (args.cid !== undefined) s.transport.enclave_cid = args.cid;
+  if (args.nsm) s.nsm.kind = args.nsm;
+  if (args.nsmState !== undefined) s.nsm.state_dir = args.nsmState;
+  if (args.verbosity >= 2) s.log.level = 'trace';
+  else if (args.verbosity === 1 && s.log.level !== 'trace') s.log.level = 'debug';
+  return s;
+}
+
+function loadWithFlags(args: EnclaveArgs): Config {
+  const files = args.manifestFile ? { manifestPath: args.manifestFile } : findConfigFiles(args.configDir!);
+  const config = loadConfig({
+    manifestPath: files.manifestPath,
+    settingsPath: args.settingsFile ?? files.settingsPath,
+  });
+  return { ...config, settings: applyFlags(config.settings, args) };
+}
+
+function exitCodeOf(exit: AppExit): number {
+  return exit.code ?? 128 + (exit.signal ?? 0);
+}
+
+function finalStatus(exit: AppExit): AppStatus {
+  if (exit.code !== null) return { status: 'exited', code: exit.code };
+  return { status: 'signaled', signal: exit.signal ?? 0, signal_name: exit.signalName ?? 'unknown' };
+}
+
+function describeExit(exit: AppExit): string {
+  return exit.code !== null ? `exited with ${exit.code}` : `terminated by ${exit.signalName}`;
+}
+
+export class Supervisor {
+  private readonly board = new StatusBoard();
+  private logServer: LogServer | null = null;
+  private servers: Server[] = [];
+  private sink: LogSink | null = null;
+  private logger!: Logger;
+  private services: Service[] = [];
+  private nsm: Nsm | null = null;
+  private reaper: Reaper | null = null;
+  private app: RunningApp | null = null;
+  /** The last app's pid: its process group is swept with SIGKILL when cloister exits. */
+  private lastPid: number | null = null;
+  private appSettings: Settings['app'] = DEFAULT_SETTINGS.app;
+  private lastExit: AppExit | null = null;
+  private failed = false;
+  private stopping = false;
+  private graceTimer: NodeJS.Timeout | undefined;
+  private resolveStop!: () => void;
+  private readonly stopRequested = new Promise<void>((r) => {
+    this.resolveStop = r;
+  });
+
+  constructor(private readonly args: EnclaveArgs) {}
+
+  /** Runs until cloister should exit; resolves with its exit code. */
+  async run(): Promise<number> {
+    trackNodeChildren();
+    let config: Config | undefined;
+    let configError: Error | undefined;
+    try {
+      config = loadWithFlags(this.args);
+    } catch (err) {
+      configError = err as Error;
+    }
+    const settings = config?.settings ?? applyFlags(DEFAULT_SETTINGS, this.args);
+
+    // 1. Status and log servers. If these fail nothing can be reported: exit 1, as odyn does.
+    let transport: Transport;
+    try {
+      transport = await createTransport({
+        kind: settings.transport.kind,
+        dir: settings.transport.dir ?? undefined,
+        cid: settings.transport.enclave_cid,
+      });
+      const status = await transport.listen(STATUS_PORT);
+      this.servers.push(status);
+      this.board.serve(status);
+      if (this.args.console) {
+        const ring = new LogRing(settings.log.buffer_bytes);
+        this.logServer = new LogServer(ring);
+        const logs = await transport.listen(APP_LOG_PORT);
+        this.servers.push(logs);
+        this.logServer.serve(logs);
+        this.sink = new LogSink(ring, openConsoleEcho(1));
+      }
+    } catch (err) {
+      process.stderr.write(`cloister: cannot serve the status/log ports: ${(err as Error).message}\n`);
+      for (const s of this.servers) s.close();
+      return 1;
+    }
+    this.logger = createLogger({
+      level: settings.log.level,
+      name: 'cloister',
+      destination: this.sink ?? undefined,
+    });
+    for (const sig of FORWARDED_SIGNALS) process.on(sig, () => this.onSignal(sig));
+    this.board.onChange((s) => this.logger.debug({ appStatus: s }, 'status changed'));
+
+    if (configError || !config) return this.fail(`invalid configuration: ${configError?.message}`);
+    this.appSettings = config.settings.app;
+    this.logger.info(
+      { manifest: config.manifestPath, transport: settings.transport.kind },
+      'cloister starting',
+    );
+    await this.startReaper();
+
+    // 2. Bootstrap.
+    this.nsm = lazyNsm(settings.nsm);
+    if (this.args.bootstrap) {
+      try {
+        const system = await import('../system/index.ts');
+        await bootstrap(system, this.nsm, this.logger);
+      } catch (err) {
+        return this.fail((err as Error).message);
+      }
+    } else {
+      this.logger.info('bootstrap skipped (--no-bootstrap)');
+    }
+    if (this.stopping) return this.shutdown();
+
+    // 3. Services.
+    const ctx: ServiceContext = { config, transport, logger: this.logger, nsm: this.nsm };
+    let env: Record<string, string>;
+    try {
+      env = await this.startServices(ctx);
+    } catch (err) {
+      await this.closeServices();
+      return this.fail((err as Error).message);
+    }
+    if (this.stopping) return this.shutdown();
+
+    // 4. The app, as long as the restart policy says so.
+    await this.superviseApp(config.settings, { ...process.env, ...env } as NodeJS.ProcessEnv);
+    await this.closeServices();
+    if (!this.stopping) {
+      this.logger.info(
+        this.failed
+          ? 'cloister stays up to report the failure'
+          : 'the app has ended; cloister stays up to serve its status and logs',
+      );
+      await this.stopRequested;
+    }
+    return this.shutdown();
+  }
+
+  private async startReaper(): Promise<void> {
+    try {
+      const system = await import('../system/index.ts');
+      if (process.pid !== 1) system.setChildSubreaper();
+      this.reaper = new Reaper({
+        reapZombie: system.reapZombie,
+        onReaped: (pid, status) => this.logger.debug({ pid, status }, 'reaped an orphaned process'),
+      });
+      this.reaper.start();
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, 'orphaned processes will not be reaped');
+    }
+  }
+
+  private async startServices(ctx: ServiceContext): Promise<Record<string, string>> {
+    const { config } = ctx;
+    const starts: [string, () => Promise<Service>][] = [
+      ['egress proxy', async () => (await import('../egress/proxy.ts')).startEgressProxy(ctx)],
+      ['ingress', async () => (await import('../ingress/enclave.ts')).startIngress(ctx)],
+    ];
+    if (config.manifest.kms_proxy) {
+      starts.push(['KMS proxy', async () => (await import('../kms/proxy.ts')).startKmsProxy(ctx)]);
+    }
+    if (config.manifest.api) {
+      starts.push(['attestation API', async () => (await import('../api/server.ts')).startApiServer(ctx)]);
+    }
+    const env: Record<string, string> = {};
+    for (const [name, start] of starts) {
+      let service: Service;
+      try {
+        service = await start();
+      } catch (err) {
+        throw new Error(`cannot start the ${name}: ${(err as Error).message}`);
+      }
+      this.services.push(service);
+      Object.assign(env, service.env ?? {});
+      // Names only: values may one day carry something private.
+      if (service.env && Object.keys(service.env).length > 0) {
+        this.logger.debug(
+          { service: name, env: Object.keys(service.env) },
+          'service environment for the app',
+        );
+      }
+    }
+    return env;
+  }
+
+  private async closeServices(): Promise<void> {
+    // Reverse order, as odyn (API, KMS, ingress — which waits for in-flight connections — then egress).
+    const services = this.services.reverse();
+    this.services = [];
+    for (const s of services) {
+      try {
+        await s.close();
+      } catch (err) {
+        this.logger.warn({ err: (err as Error).message }, 'a service failed to close cleanly');
+      }
+    }
+    await this.nsm?.close().catch(() => {});
+  }
+
+  private async superviseApp(settings: Settings, env: NodeJS.ProcessEnv): Promise<void> {
+    const tracker = new RestartTracker(settings.app);
+    for (;;) {
+      let app: RunningApp;
+      try {
+        app = await launchApp({
+          argv: this.args.app,
+          env,
+          uid: settings.app.uid,
+          gid: settings.app.gid,
+          output: this.appOutput(),
+        });
+      } catch (err) {
+        this.failed = true;
+        this.board.set({ status: 'fatal', error: (err as Error).message });
+        this.logger.error((err as Error).message);
+        return;
+      }
+      this.app = app;
+      this.lastPid = app.pid;
+      appState.set(1);
+      this.logger.info({ pid: app.pid, argv: this.args.app }, 'app started');
+      this.board.set(
+        tracker.restarts > 0
+          ? { status: 'running', pid: app.pid, restarts: tracker.restarts }
+          : { status: 'running', pid: app.pid },
+      );
+      // A stop requested while the app was being spawned.
+      if (this.stopping) this.stopApp(app);
+
+      const exit = await app.exited;
+      this.app = null;
+      this.lastExit = exit;
+      appState.set(0);
+      clearTimeout(this.graceTimer);
+      this.logger.info(
+        { pid: app.pid, code: exit.code, signal: exit.signalName },
+        `Entrypoint ${describeExit(exit)}`,
+      );
+
+      if (this.stopping) break;
+      const decision = tracker.decide(exit);
+      if (!decision.restart) {
+        if (settings.app.restart !== 'never') this.logger.info(`not restarting the app: ${decision.reason}`);
+        break;
+      }
+      appRestarts.inc();
+      this.logger.warn(
+        { attempt: decision.attempt, delayMs: decision.delayMs },
+        `app ${describeExit(exit)}; restarting in ${decision.delayMs} ms (restart ${decision.attempt})`,
+      );
+      this.board.set({
+        status: 'restarting',
+        ...(exit.code !== null
+          ? { code: exit.code }
+          : { signal: exit.signal ?? 0, signal_name: exit.signalName ?? 'unknown' }),
+        restarts: decision.attempt,
+        delay_ms: decision.delayMs,
+      });
+      let backoff: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((r) => {
+          backoff = setTimeout(r, decision.delayMs);
+        }),
+        this.stopRequested,
+      ]);
+      clearTimeout(backoff);
+      if (this.stopping) break;
+    }
+    if (this.lastExit) this.board.set(finalStatus(this.lastExit));
+  }
+
+  /** App output: whole lines into the log stream; null (inherit cloister's stdio) with --no-console. */
+  private appOutput() {
+    const sink = this.sink;
+    if (!sink) return null;
+    const out = new LineJoiner((d) => sink.write(d));
+    const err = new LineJoiner((d) => sink.write(d));
+    return {
+      stdout: (d: Buffer) => out.push(d),
+      stderr: (d: Buffer) => err.push(d),
+      end: () => {
+        out.flush();
+        err.flush();
+      },
+    };
+  }
+
+  private onSignal(sig: NodeJS.Signals): void {
+    const app = this.app;
+    if (app) {
+      app.signalGroup(sig);
+      this.logger.info({ signal: sig, pid: app.pid }, 'signal forwarded to the app');
+    } else {
+      this.logger.info({ signal: sig }, 'signal received');
+    }
+    if (STOP_SIGNALS.has(sig) && !this.stopping) {
+      this.stopping = true;
+      this.logger.info('stopping');
+      if (app) this.stopApp(app, false);
+      this.resolveStop();
+    }
+  }
+
+  /** Grace period, then SIGKILL for the whole group. `signal`: also send SIGTERM now. */
+  private stopApp(app: RunningApp, signal = true): void {
+    if (signal) app.signalGroup('SIGTERM');
+    const grace = this.appSettings.stop_grace_ms;
+    clearTimeout(this.graceTimer);
+    this.graceTimer = setTimeout(() => {
+      if (this.app !== app) return;
+      this.logger.warn({ pid: app.pid, graceMs: grace }, 'the app did not stop in time; sending SIGKILL');
+      app.signalGroup('SIGKILL');
+    }, grace);
+  }
+
+  private fail(message: string): Promise<number> {
+    this.failed = true;
+    this.board.set({ status: 'fatal', error: message });
+    this.logger.error(message);
+    return this.stopRequested.then(() => this.shutdown());
+  }
+
+  private async shutdown(): Promise<number> {
+    await this.closeServices();
+    this.reaper?.stop();
+    // Whatever the app left running in its process group goes with it.
+    if (this.lastPid !== null) {
+      try {
+        process.kill(-this.lastPid, 'SIGKILL');
+      } catch {
+        // ESRCH: nothing left.
+      }
+    }
+    const code = this.lastExit ? exitCodeOf(this.lastExit) : this.failed ? 1 : 0;
+    this.logger.info({ code }, 'cloister exiting');
+    this.board.closeReaders();
+    this.logServer?.closeReaders();
+    await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    this.sink?.flushSync();
+    return code;
+  }
+}
