@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const RUNS = 20;
+/** The bundle to measure (CLOISTER_CLI=... to compare builds). */
+const CLI = process.env.CLOISTER_CLI ?? 'dist/cli.js';
 const RSS_RUNS = 3;
 const SETTLE_MS = 2000;
 
@@ -52,7 +54,7 @@ async function timeToApp(cmd: string, args: string[], kill: boolean): Promise<nu
 
 function enclaveArgs(dir: string, app: string[]): string[] {
   return [
-    'dist/cli.js',
+    CLI,
     'enclave',
     '--config-dir',
     join(dir, 'conf'),
@@ -106,7 +108,7 @@ try {
   const version: number[] = [];
   for (let i = 0; i < 5; i++) {
     const t0 = performance.now();
-    await waitExit(spawn(process.execPath, ['dist/cli.js', '--version'], { stdio: 'ignore' }));
+    await waitExit(spawn(process.execPath, [CLI, '--version'], { stdio: 'ignore' }));
     version.push(performance.now() - t0);
   }
 
@@ -122,6 +124,7 @@ try {
 
   const results = {
     node: process.version,
+    cli: CLI,
     runs: RUNS,
     app_first_instruction_ms: {
       cloister_median: median(supervised),
@@ -149,7 +152,10 @@ try {
     `| idle supervisor VmRSS (MiB) | ${f(median(rss) / 1024)} | ${f(Math.min(...rss) / 1024)} | ${f(Math.max(...rss) / 1024)} |`,
   );
   mkdirSync('bench/results', { recursive: true });
-  writeFileSync('bench/results/startup.json', `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(
+    process.env.CLOISTER_CLI ? 'bench/results/startup-alt.json' : 'bench/results/startup.json',
+    `${JSON.stringify(results, null, 2)}\n`,
+  );
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

@@ -116,12 +116,19 @@ function toolchain(arch) {
   if (arch === hostArch())
     return { cc: process.env.CC ?? 'cc', cxx: process.env.CXX ?? 'c++', strip: 'strip' };
   const t = RUNTIMES[arch].gnuTriple;
-  return {
-    cc: process.env.CC ?? `${t}-gcc`,
-    cxx: process.env.CXX ?? `${t}-g++`,
-    strip: `${t}-strip`,
-    cross: true,
-  };
+  const cc = process.env.CC ?? `${t}-gcc`;
+  // gyp links with $CXX; the addon is C, so a cross C compiler alone (gcc-aarch64-linux-gnu) is enough.
+  const cxx = process.env.CXX ?? (onPath(`${t}-g++`) ? `${t}-g++` : cc);
+  return { cc, cxx, strip: `${t}-strip`, cross: true };
+}
+
+function onPath(cmd) {
+  try {
+    execFileSync('sh', ['-c', 'command -v "$1"', 'sh', cmd], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 // node-gyp is bundled with npm; `npm run` puts it on PATH and names it in $npm_config_node_gyp.
@@ -176,6 +183,7 @@ function buildAddon(arch, runtimeDir, workDir, tools) {
       ...process.env,
       CC: tools.cc,
       CXX: tools.cxx,
+      LINK: tools.cxx,
       CFLAGS: [process.env.CFLAGS, prefixMap].filter(Boolean).join(' '),
       CXXFLAGS: [process.env.CXXFLAGS, prefixMap].filter(Boolean).join(' '),
       LDFLAGS: [process.env.LDFLAGS, '-Wl,--build-id=sha1'].filter(Boolean).join(' '),

@@ -52,7 +52,7 @@ test('verify prints the document as JSON and exits 0 inside the chain window', (
   assert.equal(j.nonce, '01'.repeat(1024));
   assert.equal(j.public_key, '01'.repeat(1024));
   assert.match(j.certificate.subject, /CN=i-0a22e5c5f24d22174-enc0191cceb4289903f\.us-east-1\.aws/);
-  assert.ok(Date.parse(j.certificate.notAfter) - Date.parse(j.certificate.notBefore) === 3 * 3600_000);
+  assert.equal(j.certificate.notAfter, '2024-09-07T17:37:39.000Z'); // the chain window's end (vectors/README.md)
   assert.equal(j.cabundle[0].subject, 'C=US, O=Amazon, OU=AWS, CN=aws.nitro-enclaves');
 });
 
@@ -85,7 +85,7 @@ test('DOC may be base64 (file or stdin) and the indefinite-length document works
   assert.equal(cli(['verify', '--at', 'timestamp', join(VECTORS, 'blocky_nitro_attestation.b64')]).code, 0);
   assertFails(cli(['verify', '-'], 'this is not a document!'), 'decode');
   const flipped = readFileSync(BLOCKY);
-  flipped[flipped.length - 10] ^= 0xff;
+  flipped[flipped.length - 10] = flipped[flipped.length - 10]! ^ 0xff;
   assertFails(cli(['verify', '--at', BLOCKY_AT, '-'], flipped), 'signature');
 });
 

@@ -115,7 +115,7 @@ test('policy: PCRs, nonce, public key, user data, age, debug mode', async () => 
     rejectDebug: true,
   });
   const wrong = Buffer.from(pcr0);
-  wrong[47] ^= 1;
+  wrong[47] = wrong[47]! ^ 1;
   await rejectsWith(verifyAttestation(doc, { at, pcrs: new Map([[0, wrong]]) }), 'pcr', 'pcr0');
   await rejectsWith(verifyAttestation(doc, { at, pcrs: { 20: Buffer.alloc(48) } }), 'pcr', 'absent pcr');
   await rejectsWith(verifyAttestation(doc, { at, nonce: Buffer.alloc(1024, 2) }), 'nonce', 'nonce');

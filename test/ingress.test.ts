@@ -114,6 +114,8 @@ test('ingress: TLS terminated inside the enclave; curl --cacert verifies it, hos
   });
   const port = await listen(app);
   const { hostPort } = await chain(t, port, { tls: { key, cert } });
+  const t0 = Date.now();
+  const lap = (what: string) => process.env.DEBUG_INGRESS && console.error(what, Date.now() - t0);
   // Several handshakes at once: one must not wait for another (odyn serialized them).
   const results = await Promise.all(
     Array.from({ length: 8 }, (_, i) =>
@@ -122,11 +124,13 @@ test('ingress: TLS terminated inside the enclave; curl --cacert verifies it, hos
   );
   for (const [i, r] of results.entries()) assert.equal(r.stdout, `hello from the app: GET /tls${i}\n`);
   assert.ok(appSawPlaintext);
+  lap('parallel');
   // Without the CA, curl refuses: the certificate really is the enclave's.
   await assert.rejects(
     run('curl', ['-sS', '--max-time', '10', `https://localhost:${hostPort}/`]),
     /certificate/,
   );
+  lap('nocacert');
   // A stalled client that never finishes its handshake does not block the next one.
   const stalled = connect(hostPort, '127.0.0.1');
   t.after(() => stalled.destroy());
@@ -259,7 +263,7 @@ test('ingress: PROXY v2 with TLS: header stripped before the handshake, handed t
   });
   t.after(() => app.close());
   const port = await listen(app);
-  const { hostPort } = await chain(t, port, { proxyProtocol: true, tls: { key, cert } });
+  const { hostPort, dir: vsockDir } = await chain(t, port, { proxyProtocol: true, tls: { key, cert } });
   const { stdout } = await run('curl', [
     '-sS',
     '--max-time',
@@ -275,7 +279,7 @@ test('ingress: PROXY v2 with TLS: header stripped before the handshake, handed t
   assert.match(got.subarray(len).toString(), /^GET \/pp HTTP\/1\.1\r\n/);
 
   // Header and ClientHello in the very same chunk (a host that writes them together) work too.
-  const raw = await new EmulatedTransport(dir, 2).connect(16, port);
+  const raw = await new EmulatedTransport(vsockDir, 2).connect(16, port);
   t.after(() => raw.destroy());
   const header = encodeProxyV2({ address: '10.1.2.3', port: 4567 }, { address: '10.0.0.1', port: 443 });
   let first = true;

@@ -152,3 +152,27 @@ test('opening a missing device is a DeviceError naming the errno', async () => {
     return true;
   });
 });
+
+test('openNsm({kind: device}) speaks CBOR through this ioctl path', () => {
+  const record = join(dir, `record-${n++}.txt`);
+  const child = (args: string[], env: Record<string, string> = {}) => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/native/nsm-client-child.ts', ...args], {
+      encoding: 'utf8',
+      timeout: 30_000,
+      env: { ...process.env, LD_PRELOAD: shim, NSM_SHIM_RECORD: record, ...env },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout) as { ok: boolean; hex?: string; name?: string; code?: string };
+  };
+  const random = child(['getRandom']);
+  assert.deepEqual(random, {
+    ok: true,
+    hex: Buffer.from(Array.from({ length: 256 }, (_, i) => i)).toString('hex'),
+  });
+  // The NSM's {"Error": "InvalidArgument"} is a successful ioctl that the client turns into NsmError.
+  const refused = child(['describePcr'], { NSM_SHIM_REPLY: ERROR_INVALID_ARGUMENT });
+  assert.deepEqual(refused, { ok: false, name: 'NsmError', code: 'InvalidArgument' });
+  const sent = readFileSync(record, 'utf8').trim().split('\n');
+  assert.match(sent[0]!, new RegExp(`^req=${GET_RANDOM} cap=12288 `));
+  assert.match(sent[1]!, new RegExp(`^req=${DESCRIBE_PCR0} cap=12288 `));
+});

@@ -67,6 +67,24 @@ s.listen(0, '127.0.0.1', () => {
   await (await readLogs(t, down)).waitFor(/loopback down: (EADDRNOTAVAIL|ENETUNREACH)/);
 });
 
+test("services' environment reaches the app (egress proxy variables)", T, async (t) => {
+  const nsmState = join('/tmp', `cloister-sup-nsm-env-${process.pid}`);
+  t.after(() => spawnSync('rm', ['-rf', nsmState]));
+  const enclave = startEnclave(t, {
+    app: ['sh', '-c', 'echo "proxy=$HTTPS_PROXY|$http_proxy|$NO_PROXY"'],
+    manifest: 'version: v1\nname: x\ntarget: x\nsources:\n  app: x\negress:\n  allow: [example.com]\n',
+    noBootstrap: false,
+    flags: ['--nsm', 'software', '--nsm-state', nsmState],
+  });
+  const status = await readStatus(t, enclave);
+  const logs = await readLogs(t, enclave);
+  assert.deepEqual(await status.waitFor(['exited', 'fatal']), { status: 'exited', code: 0 }, logs.text);
+  // The egress service decides the exact values; these are odyn's (enclaver-compat.md §8).
+  await logs.waitFor(
+    /proxy=http:\/\/127\.0\.0\.1:10000\/\|http:\/\/127\.0\.0\.1:10000\/\|localhost,127\.0\.0\.1/,
+  );
+});
+
 test('a missing entrypoint is fatal, readable, valid JSON, and cloister stays up', T, async (t) => {
   const enclave = startEnclave(t, { app: ['no-such-"app"\nreally', 'arg'] });
   const status = await readStatus(t, enclave);

@@ -1,7 +1,13 @@
 // Verification of NSM attestation documents (nitro.md §4.3): decode and syntax checks, the ES384
 // COSE signature over the payload bytes as received, PKIX validation of the certificate chain to a
 // pinned root at a chosen time, then the caller's policy (PCRs, nonce, key, age, debug mode).
-import { createPublicKey, verify as cryptoVerify, timingSafeEqual } from 'node:crypto';
+import {
+  createHash,
+  createPublicKey,
+  verify as cryptoVerify,
+  type KeyObject,
+  timingSafeEqual,
+} from 'node:crypto';
 import * as pkijs from 'pkijs';
 import { cborEncode } from '../nsm/codec.ts';
 import { type AttestationDocument, AttestationError, decodeDocument } from './document.ts';
@@ -100,8 +106,61 @@ function certDer(cert: pkijs.Certificate): Buffer {
   return Buffer.from(cert.toSchema(false).toBER(false));
 }
 
-async function checkChain(doc: AttestationDocument, roots: pkijs.Certificate[], at: Date): Promise<void> {
+/**
+ * CA paths that pkijs validated, so the next document under the same bundle (AWS reuses a leaf's
+ * CAs for days, the leaf itself for minutes) only needs its leaf checked. Keyed by the trusted
+ * roots, the whole cabundle and the leaf's issuer name; used only while `at` lies inside every CA's
+ * validity. Any miss or doubt falls back to full pkijs validation, so the cache can only make a
+ * success cheaper, never turn a failure into one.
+ */
+interface CaPath {
+  /** [issuer of the leaf, ..., root] as pkijs built and validated it. */
+  cas: pkijs.Certificate[];
+  issuerKey: KeyObject;
+  notBefore: number;
+  notAfter: number;
+}
+const caPaths = new Map<string, CaPath>();
+const CA_CACHE_MAX = 256;
+const ECDSA_WITH_SHA384 = '1.2.840.10045.4.3.3';
+const KNOWN_CRITICAL = new Set([BC_OID, KU_OID]);
+
+function caPathKey(rootPem: string, doc: AttestationDocument, leaf: pkijs.Certificate): string {
+  const h = createHash('sha256').update(rootPem).update('\0');
+  for (const c of doc.cabundle) h.update(String(c.length)).update(':').update(c);
+  h.update('\0').update(Buffer.from(leaf.issuer.toSchema().toBER(false)));
+  return h.digest('hex');
+}
+
+/** The last step of path validation (issuer signature, names, validity, extensions) for one leaf. */
+function leafUnderCachedPath(ca: CaPath, leaf: pkijs.Certificate, at: Date): boolean {
+  const t = at.getTime();
+  if (t < ca.notBefore || t > ca.notAfter) return false;
+  if (t < leaf.notBefore.value.getTime() || t > leaf.notAfter.value.getTime()) return false;
+  if (leaf.signatureAlgorithm.algorithmId !== ECDSA_WITH_SHA384) return false;
+  if (leaf.signature.algorithmId !== ECDSA_WITH_SHA384) return false;
+  if (leaf.extensions?.some((e) => e.critical && !KNOWN_CRITICAL.has(e.extnID))) return false;
+  const issuer = ca.cas[0]!;
+  if (
+    !Buffer.from(leaf.issuer.toSchema().toBER(false)).equals(
+      Buffer.from(issuer.subject.toSchema().toBER(false)),
+    )
+  ) {
+    return false;
+  }
+  const sig = leaf.signatureValue.valueBlock.valueHexView;
+  return cryptoVerify('sha384', leaf.tbsView, ca.issuerKey, sig);
+}
+
+async function checkChain(doc: AttestationDocument, rootPem: string, at: Date): Promise<void> {
+  const roots = trustedRoots(rootPem);
   const leaf = parseCertificate(doc.certificate);
+  const key = caPathKey(rootPem, doc, leaf);
+  const cached = caPaths.get(key);
+  if (cached && leafUnderCachedPath(cached, leaf, at)) {
+    checkConstraints([leaf, ...cached.cas]);
+    return;
+  }
   const engine = new pkijs.CertificateChainValidationEngine({
     trustedCerts: roots,
     // pkijs takes the LAST certificate as the end entity. The bundle's own root (cabundle[0]) is
@@ -116,14 +175,25 @@ async function checkChain(doc: AttestationDocument, roots: pkijs.Certificate[], 
     const e = err as { resultMessage?: string; message?: string };
     fail('chain', e.resultMessage || e.message || String(err));
   }
-  if (!result.result)
+  if (!result.result) {
     fail('chain', `${result.resultMessage || 'chain does not validate'} (at ${at.toISOString()})`);
+  }
   // The path is [leaf, ..., root]; insist it starts at the document's own certificate.
   const path = result.certificatePath ?? [];
-  if (!path[0] || !certDer(path[0]).equals(doc.certificate))
+  if (!path[0] || !certDer(path[0]).equals(doc.certificate)) {
     fail('chain', 'path does not start at the leaf certificate');
+  }
   if (path.length < 2) fail('chain', 'certificate path does not reach the root');
   checkConstraints(path);
+
+  const cas = path.slice(1);
+  if (caPaths.size >= CA_CACHE_MAX) caPaths.delete(caPaths.keys().next().value as string);
+  caPaths.set(key, {
+    cas,
+    issuerKey: createPublicKey({ key: spkiDer(cas[0]!), format: 'der', type: 'spki' }),
+    notBefore: Math.max(...cas.map((c) => c.notBefore.value.getTime())),
+    notAfter: Math.min(...cas.map((c) => c.notAfter.value.getTime())),
+  });
 }
 
 function checkSignature(doc: ReturnType<typeof decodeDocument>): void {
@@ -204,11 +274,12 @@ export async function verifyAttestation(
   doc: Uint8Array,
   opts: VerifyOptions = {},
 ): Promise<VerifiedAttestation> {
-  const roots = trustedRoots(opts.rootPem ?? AWS_NITRO_ROOT_G1_PEM);
+  const rootPem = opts.rootPem ?? AWS_NITRO_ROOT_G1_PEM;
+  trustedRoots(rootPem); // a bad root is reported as such before anything else
   const decoded = decodeDocument(doc);
   checkSignature(decoded);
   const at = opts.at === 'timestamp' ? new Date(decoded.timestamp) : (opts.at ?? new Date());
-  await checkChain(decoded, roots, at);
+  await checkChain(decoded, rootPem, at);
   checkPolicy(decoded, opts, opts.at === 'timestamp' ? new Date() : at);
   const { protectedBytes: _p, payloadBytes: _b, signature: _s, ...fields } = decoded;
   return fields;

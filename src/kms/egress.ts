@@ -58,36 +58,32 @@ export function dialThrough(
     }
     const authority = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
     sock.once('connect', () => sock.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`));
+    // Read the reply in paused mode ('readable' + read()): once our listener is gone the stream is neither
+    // flowing nor paused, so the HTTP client or TLS layer that takes it over starts it as usual, and
+    // bytes after the reply head (unshifted back) are not lost.
     let head = Buffer.alloc(0);
-    const onData = (chunk: Buffer) => {
-      head = Buffer.concat([head, chunk]);
+    const onReadable = () => {
+      for (let chunk = sock.read() as Buffer | null; chunk !== null; chunk = sock.read() as Buffer | null) {
+        head = Buffer.concat([head, chunk]);
+      }
       const end = head.indexOf('\r\n\r\n');
       if (end === -1) {
         if (head.length > 16384) done(new EgressError('egress proxy sent an oversized CONNECT reply'));
         return;
       }
-      sock.off('data', onData);
+      sock.off('readable', onReadable);
       const statusLine = head.subarray(0, head.indexOf('\r\n')).toString('latin1');
       const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1] ?? 0);
       if (status !== 200) {
-        const body = head
-          .subarray(end + 4)
-          .toString('utf8')
-          .trim()
-          .slice(0, 300);
-        done(
-          new EgressError(
-            `egress proxy refused CONNECT ${authority}: ${statusLine}${body ? ` (${body})` : ''}`,
-          ),
-        );
+        const body = head.subarray(end + 4).toString('utf8').trim().slice(0, 300);
+        done(new EgressError(`egress proxy refused CONNECT ${authority}: ${statusLine}${body ? ` (${body})` : ''}`));
         return;
       }
       const rest = head.subarray(end + 4);
-      sock.pause();
       if (rest.length > 0) sock.unshift(rest);
       done(null);
     };
-    sock.on('data', onData);
+    sock.on('readable', onReadable);
   });
 }
 

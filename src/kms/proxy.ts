@@ -124,7 +124,7 @@ export async function startKmsProxy(
     ? { host: '127.0.0.1', port: manifest.egress.proxy_port ?? 10000 }
     : null;
   const endpoints = kp.endpoints ?? {};
-  warnAboutPolicy(log, manifest.egress, endpoints);
+  warnAboutPolicy(log, manifest.egress, endpoints, opts.credentials?.env ?? process.env);
   const readyWaitMs = settings.kms.ready_wait_ms;
   const upstreamTimeoutMs = settings.kms.upstream_timeout_ms;
 
@@ -470,6 +470,7 @@ function warnAboutPolicy(
   log: Logger,
   egress: { allow?: string[]; deny?: string[] } | undefined,
   endpoints: Record<string, string>,
+  env: NodeJS.ProcessEnv,
 ): void {
   if (!egress) {
     log.warn(
@@ -504,11 +505,12 @@ function warnAboutPolicy(
     }
   }
   if (
-    !process.env.AWS_ACCESS_KEY_ID &&
-    !process.env.AWS_CONTAINER_CREDENTIALS_FULL_URI &&
-    !process.env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI
+    !env.AWS_ACCESS_KEY_ID &&
+    !env.AWS_CONTAINER_CREDENTIALS_FULL_URI &&
+    !env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI &&
+    (env.AWS_EC2_METADATA_DISABLED ?? '').toLowerCase() !== 'true'
   ) {
-    const imds = new URL(process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT ?? 'http://169.254.169.254/');
+    const imds = new URL(env.AWS_EC2_METADATA_SERVICE_ENDPOINT ?? 'http://169.254.169.254/');
     const d = policy.check(imds.hostname.replace(/^\[|\]$/g, ''), defaultPort(imds));
     if (!d.allowed) {
       log.warn(

@@ -2,8 +2,11 @@
 // for it, and an enclave that never attests never opens /dev/nsm. A failed open is retried on the next
 // call rather than cached: a transient error should not disable attestation for the enclave's life.
 import type { Settings } from '../config/types.ts';
-import { openNsm } from '../nsm/index.ts';
 import type { Nsm } from '../nsm/types.ts';
+
+// Imported on first use too: the software NSM pulls in the X.509 stack, which the app's launch must not wait for.
+const openNsm = async (settings: Settings['nsm']): Promise<Nsm> =>
+  (await import('../nsm/index.ts')).openNsm(settings);
 
 export function lazyNsm(settings: Settings['nsm'], open = openNsm): Nsm {
   let opening: Promise<Nsm> | undefined;

@@ -16,7 +16,11 @@ export function skipMarker(skipped: number): string {
 export class LogServer {
   private readonly readers = new Set<Socket>();
 
-  constructor(private readonly ring: LogRing) {}
+  constructor(
+    private readonly ring: LogRing,
+    /** How much backlog a new reader is replayed (log.buffer_bytes; may be less than the ring). */
+    private readonly replayBytes = ring.capacity,
+  ) {}
 
   serve(server: Server): void {
     server.on('connection', (sock) => this.addReader(sock));
@@ -24,7 +28,7 @@ export class LogServer {
 
   addReader(sock: Socket): void {
     this.readers.add(sock);
-    let cursor = this.ring.start;
+    let cursor = Math.max(this.ring.start, this.ring.end - this.replayBytes);
     let waitingForDrain = false;
     let lastByte = 0x0a;
 

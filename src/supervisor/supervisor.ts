@@ -40,6 +40,7 @@ export const FORWARDED_SIGNALS: NodeJS.Signals[] = [
   'SIGUSR1',
   'SIGUSR2',
 ];
+const MIN_RING_BYTES = 128 * 1024;
 const STOP_SIGNALS = new Set<NodeJS.Signals>(['SIGTERM', 'SIGINT']);
 
 /** Command-line flags win over cloister.yaml. */
@@ -125,8 +126,10 @@ export class Supervisor {
       this.servers.push(status);
       this.board.serve(status);
       if (this.args.console) {
-        const ring = new LogRing(settings.log.buffer_bytes);
-        this.logServer = new LogServer(ring);
+        // The ring is never smaller than a few chunks, so live readers keep up even when
+        // log.buffer_bytes (the replay a new reader gets) is tiny or 0.
+        const ring = new LogRing(Math.max(settings.log.buffer_bytes, MIN_RING_BYTES));
+        this.logServer = new LogServer(ring, settings.log.buffer_bytes);
         const logs = await transport.listen(APP_LOG_PORT);
         this.servers.push(logs);
         this.logServer.serve(logs);
@@ -143,6 +146,14 @@ export class Supervisor {
       destination: this.sink ?? undefined,
     });
     for (const sig of FORWARDED_SIGNALS) process.on(sig, () => this.onSignal(sig));
+    // As PID 1, exiting would panic the enclave's kernel; a bug in one service must not take the app and
+    // the status stream down with it. Log it loudly and keep supervising.
+    process.on('uncaughtException', (err) =>
+      this.logger.fatal({ err }, 'uncaught exception (cloister keeps running)'),
+    );
+    process.on('unhandledRejection', (err) =>
+      this.logger.fatal({ err }, 'unhandled rejection (cloister keeps running)'),
+    );
     this.board.onChange((s) => this.logger.debug({ appStatus: s }, 'status changed'));
 
     if (configError || !config) return this.fail(`invalid configuration: ${configError?.message}`);
@@ -243,11 +254,22 @@ export class Supervisor {
     // Reverse order, as odyn (API, KMS, ingress — which waits for in-flight connections — then egress).
     const services = this.services.reverse();
     this.services = [];
+    // Ingress waits for in-flight connections; a connection that never ends must not keep cloister up
+    // for ever, so each close gets the app's grace period.
+    const grace = this.appSettings.stop_grace_ms;
     for (const s of services) {
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<'timeout'>((r) => {
+        timer = setTimeout(() => r('timeout'), grace);
+      });
       try {
-        await s.close();
+        if ((await Promise.race([s.close(), timedOut])) === 'timeout') {
+          this.logger.warn({ graceMs: grace }, 'a service did not close within the grace period; going on');
+        }
       } catch (err) {
         this.logger.warn({ err: (err as Error).message }, 'a service failed to close cleanly');
+      } finally {
+        clearTimeout(timer);
       }
     }
     await this.nsm?.close().catch(() => {});
