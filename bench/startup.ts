@@ -3,9 +3,10 @@
 //     is `date +%s%N`: the first thing it does is read the realtime clock, which the bench compares
 //     with the realtime at spawn. A bare `date` spawned by this script gives the floor (fork+exec+date).
 //   - RSS of the idle supervisor (VmRSS from /proc/<pid>/status once it has settled, app = sleep).
+//   - how fast the app can write its stdout through cloister (pipe -> line joining -> ring -> console).
 // Run: npm run build && node --import tsx bench/startup.ts
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +15,8 @@ const RUNS = 20;
 /** The bundle to measure (CLOISTER_CLI=... to compare builds). */
 const CLI = process.env.CLOISTER_CLI ?? 'dist/cli.js';
 const RSS_RUNS = 3;
+const THROUGHPUT_RUNS = 3;
+const THROUGHPUT_BYTES = 64 * 1024 * 1024;
 const SETTLE_MS = 2000;
 
 function nowNs(): bigint {
@@ -87,6 +90,33 @@ async function waitRunning(dir: string): Promise<void> {
   throw new Error('cloister never reported running');
 }
 
+/**
+ * MiB/s the app can write to its stdout: the app stamps the time into files before and after writing
+ * THROUGHPUT_BYTES of 80-byte lines, so the figure covers only the writing (cloister drains the pipe into
+ * the ring and echoes it on its stdout, which this script reads and discards).
+ */
+async function outputRate(supervised: boolean): Promise<number> {
+  const f1 = join(dir, 't1');
+  const f2 = join(dir, 't2');
+  rmSync(f1, { force: true });
+  rmSync(f2, { force: true });
+  const line = 'x'.repeat(79);
+  const script = `date +%s%N > ${f1}; yes ${line} | head -c ${THROUGHPUT_BYTES}; date +%s%N > ${f2}`;
+  const p = supervised
+    ? spawn(process.execPath, enclaveArgs(dir, ['sh', '-c', script]), { stdio: ['ignore', 'pipe', 'ignore'] })
+    : spawn('sh', ['-c', script], { stdio: ['ignore', 'pipe', 'ignore'] });
+  p.stdout!.resume();
+  const deadline = Date.now() + 60000;
+  while (!existsSync(f2) || readFileSync(f2, 'utf8').trim() === '') {
+    if (Date.now() > deadline) throw new Error('throughput run did not finish');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const ns = BigInt(readFileSync(f2, 'utf8').trim()) - BigInt(readFileSync(f1, 'utf8').trim());
+  if (supervised) p.kill('SIGTERM');
+  await waitExit(p);
+  return THROUGHPUT_BYTES / (1024 * 1024) / (Number(ns) / 1e9);
+}
+
 function vmRss(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m![1]);
@@ -122,6 +152,13 @@ try {
     await waitExit(p);
   }
 
+  const rateBare: number[] = [];
+  const rateSupervised: number[] = [];
+  for (let i = 0; i < THROUGHPUT_RUNS; i++) {
+    rateBare.push(await outputRate(false));
+    rateSupervised.push(await outputRate(true));
+  }
+
   const results = {
     node: process.version,
     cli: CLI,
@@ -135,6 +172,7 @@ try {
     },
     cloister_version_exit_ms_median: median(version),
     idle_rss_kib: { median: median(rss), runs: rss },
+    app_stdout_mib_per_s: { cloister: rateSupervised, bare_pipe: rateBare, bytes: THROUGHPUT_BYTES },
   };
   const f = (x: number) => x.toFixed(1);
   console.log('| measure | median | min | max |');
@@ -150,6 +188,12 @@ try {
   );
   console.log(
     `| idle supervisor VmRSS (MiB) | ${f(median(rss) / 1024)} | ${f(Math.min(...rss) / 1024)} | ${f(Math.max(...rss) / 1024)} |`,
+  );
+  console.log(
+    `| app stdout through cloister (MiB/s) | ${f(median(rateSupervised))} | ${f(Math.min(...rateSupervised))} | ${f(Math.max(...rateSupervised))} |`,
+  );
+  console.log(
+    `| app stdout into a bare pipe (MiB/s) | ${f(median(rateBare))} | ${f(Math.min(...rateBare))} | ${f(Math.max(...rateBare))} |`,
   );
   mkdirSync('bench/results', { recursive: true });
   writeFileSync(

@@ -105,7 +105,12 @@ function fetchRuntime(arch, cacheDir) {
   const got = sha256File(join(tmp, 'package', 'bin', 'node'));
   if (got !== rt.nodeSha256) fail(`${rt.pkg} bin/node: sha256 ${got}, expected ${rt.nodeSha256}`);
   rmSync(dir, { recursive: true, force: true });
-  renameSync(join(tmp, 'package'), dir);
+  try {
+    renameSync(join(tmp, 'package'), dir);
+  } catch (err) {
+    // Another build unpacked it at the same moment: fine if what it left is the pinned binary.
+    if (!existsSync(node) || sha256File(node) !== rt.nodeSha256) throw err;
+  }
   rmSync(tmp, { recursive: true, force: true });
   return dir;
 }

@@ -42,6 +42,13 @@ function odynCompat() {
   process.argv.splice(2, 0, 'enclave');
 }
 
+// Code that re-runs cloister as `process.execPath process.argv[1] <command>` (the usual way for a
+// script) passes the binary's own path as the first argument here, since argv[1] is the executable.
+function dropSelfArgument() {
+  if (sea.isSea() && process.argv[2] === process.argv[1]) process.argv.splice(2, 1);
+}
+
+dropSelfArgument();
 odynCompat();
 useEmbeddedAddon();
 await import('../src/cli.ts');

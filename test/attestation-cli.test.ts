@@ -1,7 +1,7 @@
 // `cloister attest verify|describe|root` as a real process: JSON output, exit codes and the one-line
 // failure messages.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -144,4 +144,26 @@ test('software NSM documents verify with the root from `attest root`, not with A
   const other = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
   writeFileSync(keyPath, other.export({ type: 'spki', format: 'pem' }));
   assertFails(cli(['verify', '--root', rootPath, '--public-key', keyPath, docPath]), 'public_key');
+});
+
+test('processes racing to create the software root agree on one', async (t) => {
+  const state = join(tempDir(t), 'fresh');
+  const outputs = await Promise.all(
+    Array.from(
+      { length: 3 },
+      () =>
+        new Promise<string>((resolve, reject) => {
+          execFile(
+            process.execPath,
+            ['dist/cli.js', 'attest', 'root', '--state-dir', state],
+            { timeout: 30_000 },
+            (err, stdout) => (err ? reject(err) : resolve(stdout)),
+          );
+        }),
+    ),
+  );
+  assert.match(outputs[0]!, /^-----BEGIN CERTIFICATE-----/);
+  assert.equal(outputs[1], outputs[0]);
+  assert.equal(outputs[2], outputs[0]);
+  assert.equal(readFileSync(join(state, 'root.pem'), 'utf8'), outputs[0]);
 });

@@ -1,12 +1,13 @@
 // verifyAttestation against the six real AWS documents in ../shared/vectors (each valid only inside
 // its chain window), tampered copies of them, crafted malformed documents and the software NSM.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, KeyObject, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { AWS_NITRO_ROOT_G1_PEM, AWS_NITRO_ROOT_G1_SHA256 } from '../src/attestation/roots.ts';
 import { AttestationError, decodeDocument, verifyAttestation } from '../src/attestation/verify.ts';
-import { pemToDer } from '../src/attestation/x509.ts';
+import { parseCertificate, pemToDer } from '../src/attestation/x509.ts';
+import { generateP384, issueCertificate, KU } from '../src/nsm/ca.ts';
 import { cborDecode, cborEncode } from '../src/nsm/codec.ts';
 import { SoftwareNsm } from '../src/nsm/software.ts';
 
@@ -260,4 +261,61 @@ test('software NSM documents: valid with its root, refused with AWS root, wrong 
     'chain',
     'AWS doc, software root',
   );
+});
+
+test('a forged leaf under a real CA name fails, whether or not that CA path was validated before', async () => {
+  const sw = await SoftwareNsm.open({ stateDir: null, pcrs: { '0': '22'.repeat(48) } });
+  const genuine = await sw.client().attestation({});
+  const g = decodeDocument(genuine);
+  const instanceCa = parseCertificate(g.cabundle[3]!);
+  const at = new Date(g.timestamp);
+
+  // A leaf naming the genuine instance CA as issuer, but signed by some other key.
+  const leafKeys = await generateP384();
+  const impostor = await generateP384();
+  const forged = await issueCertificate({
+    subject: [['CN', 'forged.nitro-enclaves']],
+    publicKey: leafKeys.publicKey,
+    issuer: instanceCa,
+    signingKey: impostor.privateKey,
+    notBefore: new Date(g.timestamp - 1000),
+    notAfter: new Date(g.timestamp + 3600_000),
+    ca: false,
+    keyUsage: [KU.digitalSignature],
+  });
+  const payload = cborDecode((cborDecode(genuine) as Buffer[])[2]!) as Map<string, unknown>;
+  payload.set('certificate', forged.der);
+  const payloadBytes = cborEncode(payload);
+  const protectedBytes = Buffer.from('a1013822', 'hex');
+  const signer = KeyObject.from(leafKeys.privateKey);
+  const sig = sign('sha384', cborEncode(['Signature1', protectedBytes, Buffer.alloc(0), payloadBytes]), {
+    key: signer,
+    dsaEncoding: 'ieee-p1363',
+  });
+  const forgedDoc = cborEncode([protectedBytes, {}, payloadBytes, sig]);
+
+  // Cold: nothing about this bundle has been validated yet.
+  await rejectsWith(verifyAttestation(forgedDoc, { rootPem: sw.rootPem, at }), 'chain', 'forged, cold');
+  // Warm: the genuine document validates the same CA path first.
+  await verifyAttestation(genuine, { rootPem: sw.rootPem, at });
+  await rejectsWith(verifyAttestation(forgedDoc, { rootPem: sw.rootPem, at }), 'chain', 'forged, warm');
+  // A validated path does not stretch the genuine leaf's life, nor start it early.
+  await rejectsWith(
+    verifyAttestation(genuine, { rootPem: sw.rootPem, at: new Date(g.timestamp + 3 * 3600_000 + 5000) }),
+    'chain',
+    'after leaf expiry',
+  );
+  await rejectsWith(
+    verifyAttestation(genuine, { rootPem: sw.rootPem, at: new Date(g.timestamp - 10 * 60_000) }),
+    'chain',
+    'before leaf',
+  );
+  await verifyAttestation(genuine, { rootPem: sw.rootPem, at: new Date(g.timestamp + 3600_000) });
+});
+
+test('an invalid validation time is refused, not treated as always valid', async () => {
+  const doc = vec('blocky_nitro_attestation.cbor');
+  await verifyAttestation(doc, { at: 'timestamp' }); // warm the CA path cache too
+  await assert.rejects(verifyAttestation(doc, { at: new Date('garbage') }), TypeError);
+  await assert.rejects(verifyAttestation(doc, { at: 'timestamp', maxAgeMs: Number.NaN }), TypeError);
 });

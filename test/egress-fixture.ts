@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { connect as netConnect, createServer as createNetServer, type Socket } from 'node:net';
+import { createServer as createNetServer, connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -69,7 +69,10 @@ export async function startPath(
   return { proxy, proxyPort: proxy.port!, proxyUrl: proxy.env!.HTTPS_PROXY!, vsockDir };
 }
 
-export function listen(server: Server | ReturnType<typeof createNetServer>, host = '127.0.0.1'): Promise<number> {
+export function listen(
+  server: Server | ReturnType<typeof createNetServer>,
+  host = '127.0.0.1',
+): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, host, () => resolve((server.address() as { port: number }).port));
@@ -88,7 +91,11 @@ export async function startEchoHttp(t: TestContext, host = '127.0.0.1'): Promise
         rawHeaders: req.rawHeaders,
         body: Buffer.concat(chunks).toString(),
       });
-      res.writeHead(200, { 'content-type': 'application/json', 'x-upstream': 'echo', 'keep-alive': 'timeout=5' });
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        'x-upstream': 'echo',
+        'keep-alive': 'timeout=5',
+      });
       res.end(body);
     });
   });
@@ -107,15 +114,29 @@ export interface Cert {
   certPath: string;
 }
 
-/** A self-signed certificate for 127.0.0.1 / localhost made by openssl. */
+/** A self-signed certificate for 127.0.0.1, ::1, localhost and `host` (Enclaver's parent alias), by openssl. */
 export function makeCert(t: TestContext): Cert {
   const dir = tempDir(t, 'cloister-cert-');
   execFileSync(
     'openssl',
     [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
-      '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost',
-      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost,DNS:host',
+      '-keyout',
+      join(dir, 'key.pem'),
+      '-out',
+      join(dir, 'cert.pem'),
     ],
     { stdio: 'ignore' },
   );
@@ -142,7 +163,11 @@ export async function startHttps(t: TestContext, cert: Cert, body = 'hello over 
 }
 
 /** TCP server running `handler` per connection (allowHalfOpen, so it can answer after the client's FIN). */
-export async function startTcp(t: TestContext, handler: (s: Socket) => void, host = '127.0.0.1'): Promise<number> {
+export async function startTcp(
+  t: TestContext,
+  handler: (s: Socket) => void,
+  host = '127.0.0.1',
+): Promise<number> {
   const server = createNetServer({ allowHalfOpen: true }, handler);
   const conns = new Set<Socket>();
   server.on('connection', (s) => {
@@ -170,7 +195,12 @@ export async function deadPort(): Promise<number> {
  * Sends raw bytes to the proxy and returns everything it answers until it closes the connection
  * (or until `until` matches the accumulated text, then closes itself).
  */
-export function rawExchange(port: number, data: string | Buffer, until?: RegExp, timeoutMs = 10_000): Promise<string> {
+export function rawExchange(
+  port: number,
+  data: string | Buffer,
+  until?: RegExp,
+  timeoutMs = 10_000,
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = netConnect({ port, host: '127.0.0.1' });
     let out = '';

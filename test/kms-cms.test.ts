@@ -7,8 +7,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { buildEnvelope } from '../src/kms-emulator/recipient.ts';
 import { CmsError, decryptEnvelope, parseEnvelope, spkiKeyId } from '../src/kms/cms.ts';
+import { buildEnvelope } from '../src/kms-emulator/recipient.ts';
 
 const V = join(import.meta.dirname, '../../shared/vectors');
 const vector = (name: string) => readFileSync(join(V, name));
@@ -22,8 +22,15 @@ test('the real enclaver CiphertextForRecipient decrypts to "Hello, World" with i
 });
 
 test('the PKCS#8 DER form of the key decrypts the same vector', () => {
-  const key = createPrivateKey({ key: vector('enclaver_recipient_private_key_pkcs8.der'), format: 'der', type: 'pkcs8' });
-  assert.equal(decryptEnvelope(vector('enclaver_ciphertext_for_recipient.ber'), key).toString(), 'Hello, World');
+  const key = createPrivateKey({
+    key: vector('enclaver_recipient_private_key_pkcs8.der'),
+    format: 'der',
+    type: 'pkcs8',
+  });
+  assert.equal(
+    decryptEnvelope(vector('enclaver_ciphertext_for_recipient.ber'), key).toString(),
+    'Hello, World',
+  );
 });
 
 test('every real vector parses, including the primitive encryptedContent encoding', () => {
@@ -111,6 +118,15 @@ test("the emulator's envelope has KMS's shape and OpenSSL decrypts it", (t) => {
   assert.deepEqual(decryptEnvelope(ber, privateKey, spkiKeyId(spki)), secret);
   writeFileSync(join(dir, 'cfr.ber'), ber);
   writeFileSync(join(dir, 'key.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
-  const out = execFileSync('openssl', ['cms', '-decrypt', '-inform', 'DER', '-in', join(dir, 'cfr.ber'), '-inkey', join(dir, 'key.pem')]);
+  const out = execFileSync('openssl', [
+    'cms',
+    '-decrypt',
+    '-inform',
+    'DER',
+    '-in',
+    join(dir, 'cfr.ber'),
+    '-inkey',
+    join(dir, 'key.pem'),
+  ]);
   assert.deepEqual(out, secret);
 });

@@ -81,7 +81,16 @@ test('kms-emulator: the KMS API with real crypto, persisted across a restart', a
   const nsm = await openSoftwareNsm({ stateDir: join(dir, 'nsm'), pcrs: { '0': PCR0 } });
   t.after(() => nsm.close());
   writeFileSync(join(dir, 'root.pem'), nsm.rootPem);
-  const args = ['--state-dir', join(dir, 'state'), '--attestation-root', join(dir, 'root.pem'), '--access-key', CREDS.accessKeyId, '--secret-key', CREDS.secretAccessKey];
+  const args = [
+    '--state-dir',
+    join(dir, 'state'),
+    '--attestation-root',
+    join(dir, 'root.pem'),
+    '--access-key',
+    CREDS.accessKeyId,
+    '--secret-key',
+    CREDS.secretAccessKey,
+  ];
   let emu = await startEmulator(args);
   t.after(() => stop(emu));
   let kms = client(emu.url);
@@ -92,9 +101,12 @@ test('kms-emulator: the KMS API with real crypto, persisted across a restart', a
   assert.equal(meta.Arn, `arn:aws:kms:us-east-1:111122223333:key/${meta.KeyId}`);
   assert.equal(meta.KeySpec, 'SYMMETRIC_DEFAULT');
   await kms.send(new CreateAliasCommand({ AliasName: 'alias/app', TargetKeyId: meta.KeyId }));
-  await assert.rejects(kms.send(new CreateAliasCommand({ AliasName: 'alias/app', TargetKeyId: meta.KeyId })), {
-    name: 'AlreadyExistsException',
-  });
+  await assert.rejects(
+    kms.send(new CreateAliasCommand({ AliasName: 'alias/app', TargetKeyId: meta.KeyId })),
+    {
+      name: 'AlreadyExistsException',
+    },
+  );
   const aliases = await kms.send(new ListAliasesCommand({}));
   assert.deepEqual(
     aliases.Aliases!.map((a) => [a.AliasName, a.TargetKeyId, a.AliasArn]),
@@ -105,15 +117,32 @@ test('kms-emulator: the KMS API with real crypto, persisted across a restart', a
 
   // Encrypt/Decrypt with the encryption context bound in.
   const ec = { tenant: 'a', purpose: 'test' };
-  const enc = await kms.send(new EncryptCommand({ KeyId: 'alias/app', Plaintext: Buffer.from('top secret'), EncryptionContext: ec }));
+  const enc = await kms.send(
+    new EncryptCommand({ KeyId: 'alias/app', Plaintext: Buffer.from('top secret'), EncryptionContext: ec }),
+  );
   assert.equal(enc.KeyId, meta.Arn);
-  const dec = await kms.send(new DecryptCommand({ CiphertextBlob: enc.CiphertextBlob, EncryptionContext: { purpose: 'test', tenant: 'a' } }));
+  const dec = await kms.send(
+    new DecryptCommand({
+      CiphertextBlob: enc.CiphertextBlob,
+      EncryptionContext: { purpose: 'test', tenant: 'a' },
+    }),
+  );
   assert.equal(Buffer.from(dec.Plaintext!).toString(), 'top secret');
   assert.equal(dec.KeyId, meta.Arn);
-  await assert.rejects(kms.send(new DecryptCommand({ CiphertextBlob: enc.CiphertextBlob, EncryptionContext: { tenant: 'b', purpose: 'test' } })), {
+  await assert.rejects(
+    kms.send(
+      new DecryptCommand({
+        CiphertextBlob: enc.CiphertextBlob,
+        EncryptionContext: { tenant: 'b', purpose: 'test' },
+      }),
+    ),
+    {
+      name: 'InvalidCiphertextException',
+    },
+  );
+  await assert.rejects(kms.send(new DecryptCommand({ CiphertextBlob: enc.CiphertextBlob })), {
     name: 'InvalidCiphertextException',
   });
-  await assert.rejects(kms.send(new DecryptCommand({ CiphertextBlob: enc.CiphertextBlob })), { name: 'InvalidCiphertextException' });
   const tampered = Buffer.from(enc.CiphertextBlob!);
   tampered[tampered.length - 1]! ^= 1;
   await assert.rejects(kms.send(new DecryptCommand({ CiphertextBlob: tampered, EncryptionContext: ec })), {
@@ -123,13 +152,20 @@ test('kms-emulator: the KMS API with real crypto, persisted across a restart', a
   // ReEncrypt to a second key; IncorrectKey when the named key is not the blob's.
   const second = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!;
   const re = await kms.send(
-    new ReEncryptCommand({ CiphertextBlob: enc.CiphertextBlob, SourceEncryptionContext: ec, DestinationKeyId: second.KeyId }),
+    new ReEncryptCommand({
+      CiphertextBlob: enc.CiphertextBlob,
+      SourceEncryptionContext: ec,
+      DestinationKeyId: second.KeyId,
+    }),
   );
   assert.equal(re.SourceKeyId, meta.Arn);
   assert.equal(re.KeyId, second.Arn);
-  await assert.rejects(kms.send(new DecryptCommand({ CiphertextBlob: re.CiphertextBlob, KeyId: meta.KeyId })), {
-    name: 'IncorrectKeyException',
-  });
+  await assert.rejects(
+    kms.send(new DecryptCommand({ CiphertextBlob: re.CiphertextBlob, KeyId: meta.KeyId })),
+    {
+      name: 'IncorrectKeyException',
+    },
+  );
   const dec2 = await kms.send(new DecryptCommand({ CiphertextBlob: re.CiphertextBlob, KeyId: second.Arn }));
   assert.equal(Buffer.from(dec2.Plaintext!).toString(), 'top secret');
 
@@ -138,36 +174,60 @@ test('kms-emulator: the KMS API with real crypto, persisted across a restart', a
   assert.equal(dk.Plaintext!.length, 16);
   const dkBack = await kms.send(new DecryptCommand({ CiphertextBlob: dk.CiphertextBlob }));
   assert.deepEqual(Buffer.from(dkBack.Plaintext!), Buffer.from(dk.Plaintext!));
-  const dkw = await kms.send(new GenerateDataKeyWithoutPlaintextCommand({ KeyId: meta.KeyId, NumberOfBytes: 64 }));
-  assert.equal(dkw.Plaintext, undefined);
-  assert.equal((await kms.send(new DecryptCommand({ CiphertextBlob: dkw.CiphertextBlob }))).Plaintext!.length, 64);
-  const pair = await kms.send(new GenerateDataKeyPairCommand({ KeyId: meta.KeyId, KeyPairSpec: 'ECC_NIST_P256' }));
+  const dkw = await kms.send(
+    new GenerateDataKeyWithoutPlaintextCommand({ KeyId: meta.KeyId, NumberOfBytes: 64 }),
+  );
+  assert.equal((dkw as unknown as Record<string, unknown>).Plaintext, undefined);
+  assert.equal(
+    (await kms.send(new DecryptCommand({ CiphertextBlob: dkw.CiphertextBlob }))).Plaintext!.length,
+    64,
+  );
+  const pair = await kms.send(
+    new GenerateDataKeyPairCommand({ KeyId: meta.KeyId, KeyPairSpec: 'ECC_NIST_P256' }),
+  );
   const pairBack = await kms.send(new DecryptCommand({ CiphertextBlob: pair.PrivateKeyCiphertextBlob }));
   assert.deepEqual(Buffer.from(pairBack.Plaintext!), Buffer.from(pair.PrivateKeyPlaintext!));
   assert.equal((await kms.send(new GenerateRandomCommand({ NumberOfBytes: 1024 }))).Plaintext!.length, 1024);
-  await assert.rejects(kms.send(new GenerateRandomCommand({ NumberOfBytes: 1025 })), { name: 'ValidationException' });
+  await assert.rejects(kms.send(new GenerateRandomCommand({ NumberOfBytes: 1025 })), {
+    name: 'ValidationException',
+  });
   await assert.rejects(kms.send(new EncryptCommand({ KeyId: meta.KeyId, Plaintext: Buffer.alloc(4097) })), {
     name: 'ValidationException',
   });
-  await assert.rejects(kms.send(new DescribeKeyCommand({ KeyId: 'alias/nope' })), { name: 'NotFoundException' });
+  await assert.rejects(kms.send(new DescribeKeyCommand({ KeyId: 'alias/nope' })), {
+    name: 'NotFoundException',
+  });
   await assert.rejects(kms.send(new DescribeKeyCommand({ KeyId: '00000000-0000-0000-0000-000000000000' })), {
     name: 'NotFoundException',
   });
 
   // Signatures: a wrong secret and an unknown key id are refused with KMS's error types.
-  await assert.rejects(client(emu.url, { ...CREDS, secretAccessKey: 'wrong' }).send(new ListKeysCommand({})), {
-    name: 'InvalidSignatureException',
-  });
-  await assert.rejects(client(emu.url, { accessKeyId: 'AKIDUNKNOWN', secretAccessKey: 'x' }).send(new ListKeysCommand({})), {
-    name: 'UnrecognizedClientException',
-  });
+  await assert.rejects(
+    client(emu.url, { ...CREDS, secretAccessKey: 'wrong' }).send(new ListKeysCommand({})),
+    {
+      name: 'InvalidSignatureException',
+    },
+  );
+  await assert.rejects(
+    client(emu.url, { accessKeyId: 'AKIDUNKNOWN', secretAccessKey: 'x' }).send(new ListKeysCommand({})),
+    {
+      name: 'UnrecognizedClientException',
+    },
+  );
 
   // Policies: the default lets the account do everything; a malformed one is refused.
-  const policy = JSON.parse((await kms.send(new GetKeyPolicyCommand({ KeyId: meta.KeyId, PolicyName: 'default' }))).Policy!);
+  const policy = JSON.parse(
+    (await kms.send(new GetKeyPolicyCommand({ KeyId: meta.KeyId, PolicyName: 'default' }))).Policy!,
+  );
   assert.equal(policy.Statement[0].Action, 'kms:*');
-  await assert.rejects(kms.send(new PutKeyPolicyCommand({ KeyId: meta.KeyId, PolicyName: 'default', Policy: '{"Statement": 1}' })), {
-    name: 'MalformedPolicyDocumentException',
-  });
+  await assert.rejects(
+    kms.send(
+      new PutKeyPolicyCommand({ KeyId: meta.KeyId, PolicyName: 'default', Policy: '{"Statement": 1}' }),
+    ),
+    {
+      name: 'MalformedPolicyDocumentException',
+    },
+  );
 
   // Recipient: the document is verified against the root and the secret comes back only as CMS.
   const recipient = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -181,11 +241,19 @@ test('kms-emulator: the KMS API with real crypto, persisted across a restart', a
     }),
   );
   assert.equal(attested.Plaintext, undefined);
-  assert.equal(decryptEnvelope(attested.CiphertextForRecipient!, recipient.privateKey).toString(), 'top secret');
+  assert.equal(
+    decryptEnvelope(attested.CiphertextForRecipient!, recipient.privateKey).toString(),
+    'top secret',
+  );
   const forged = Buffer.from(doc);
   forged[forged.length - 10]! ^= 1;
   await assert.rejects(
-    kms.send(new GenerateRandomCommand({ NumberOfBytes: 8, Recipient: { AttestationDocument: forged, KeyEncryptionAlgorithm: 'RSAES_OAEP_SHA_256' } })),
+    kms.send(
+      new GenerateRandomCommand({
+        NumberOfBytes: 8,
+        Recipient: { AttestationDocument: forged, KeyEncryptionAlgorithm: 'RSAES_OAEP_SHA_256' },
+      }),
+    ),
     { name: 'ValidationException', message: /AttestationDocument is not valid/ },
   );
 
@@ -196,7 +264,9 @@ test('kms-emulator: the KMS API with real crypto, persisted across a restart', a
   emu = await startEmulator(args);
   kms = client(emu.url);
   assert.deepEqual((await kms.send(new ListKeysCommand({}))).Keys!.map((k) => k.KeyId).sort(), listedBefore);
-  const afterRestart = await kms.send(new DecryptCommand({ CiphertextBlob: enc.CiphertextBlob, EncryptionContext: ec }));
+  const afterRestart = await kms.send(
+    new DecryptCommand({ CiphertextBlob: enc.CiphertextBlob, EncryptionContext: ec }),
+  );
   assert.equal(Buffer.from(afterRestart.Plaintext!).toString(), 'top secret');
   assert.equal((await kms.send(new ListAliasesCommand({}))).Aliases!.length, 1);
   kms.destroy();

@@ -6,11 +6,11 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KMSClient } from '@aws-sdk/client-kms';
-import { DEFAULT_SETTINGS, type Config, type Manifest, type Settings } from '../src/config/types.ts';
+import { type Config, DEFAULT_SETTINGS, type Manifest, type Settings } from '../src/config/types.ts';
 import { startEgressProxy } from '../src/egress/proxy.ts';
 import { startEgressRelay } from '../src/egress/relay.ts';
-import { type EmulatorCredentials, type KmsEmulator, startKmsEmulator } from '../src/kms-emulator/server.ts';
 import { type KmsProxyOptions, startKmsProxy } from '../src/kms/proxy.ts';
+import { type EmulatorCredentials, type KmsEmulator, startKmsEmulator } from '../src/kms-emulator/server.ts';
 import { createLogger } from '../src/log/logger.ts';
 import { openSoftwareNsm } from '../src/nsm/software.ts';
 import type { Nsm } from '../src/nsm/types.ts';
@@ -18,7 +18,10 @@ import { EmulatedTransport } from '../src/transport/emulated.ts';
 import { CID_HOST } from '../src/transport/types.ts';
 
 export const PCR0 = 'c1'.repeat(48);
-export const PROXY_CREDS = { accessKeyId: 'AKIDCLOISTERPROXY', secretAccessKey: 'proxy-secret-key-for-tests' };
+export const PROXY_CREDS = {
+  accessKeyId: 'AKIDCLOISTERPROXY',
+  secretAccessKey: 'proxy-secret-key-for-tests',
+};
 export const REGION = 'us-east-1';
 
 export function freePort(): Promise<number> {
@@ -56,11 +59,18 @@ export interface HarnessOptions {
   /** Override the endpoint written in kms_proxy.endpoints[REGION]. */
   endpoint?: (emulatorUrl: string) => string;
   proxyOptions?: KmsProxyOptions;
+  /** Serve the emulator over HTTPS with this key/certificate. */
+  emulatorTls?: { key: string; cert: string };
+  /** Collect every log line (at trace level) here instead of discarding them. */
+  logLines?: string[];
 }
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'cloister-kms-'));
-  const logger = createLogger({ level: process.env.KMS_TEST_LOG ?? 'silent' });
+  const lines = opts.logLines;
+  const logger = lines
+    ? createLogger({ level: 'trace', destination: { write: (l: string) => void lines.push(l) } })
+    : createLogger({ level: process.env.KMS_TEST_LOG ?? 'silent' });
   const closers: Array<() => Promise<void>> = [];
   try {
     const nsm = await openSoftwareNsm({ stateDir: join(dir, 'nsm'), pcrs: { '0': PCR0 } });
@@ -70,6 +80,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       attestationRootPem: nsm.rootPem,
       credentials: opts.emulatorCredentials ?? [PROXY_CREDS],
       logger,
+      tls: opts.emulatorTls,
     });
     closers.push(() => emulator.close());
     const useEgress = opts.egress ?? true;
@@ -84,7 +95,9 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         listen_port: 0,
         endpoints: { [REGION]: opts.endpoint ? opts.endpoint(emulator.url) : emulator.url },
       },
-      ...(useEgress ? { egress: { proxy_port: egressPort, allow: ['127.0.0.1', ...(opts.allow ?? [])] } } : {}),
+      ...(useEgress
+        ? { egress: { proxy_port: egressPort, allow: ['127.0.0.1', ...(opts.allow ?? [])] } }
+        : {}),
     };
     const settings: Settings = {
       ...DEFAULT_SETTINGS,
@@ -121,7 +134,12 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       credentials: { accessKeyId: 'anything', secretAccessKey: 'anything' },
       maxAttempts: 1,
     });
-    const direct = new KMSClient({ region: REGION, endpoint: emulator.url, credentials: PROXY_CREDS, maxAttempts: 1 });
+    const direct = new KMSClient({
+      region: REGION,
+      endpoint: emulator.url,
+      credentials: PROXY_CREDS,
+      maxAttempts: 1,
+    });
     closers.push(async () => {
       viaProxy.destroy();
       direct.destroy();

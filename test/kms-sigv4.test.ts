@@ -13,7 +13,9 @@ const SECRET = 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY';
 const DATE = new Date('2015-08-30T12:36:00Z');
 
 /** The generated files hold JSON objects one after the other. */
-function jsonObjects(text: string): Array<{ sessionToken: string | null; body: string; headers: Record<string, string> }> {
+function jsonObjects(
+  text: string,
+): Array<{ sessionToken: string | null; body: string; headers: Record<string, string> }> {
   const out = [];
   let depth = 0;
   let start = 0;
@@ -44,7 +46,9 @@ const expectedSignatures: Record<string, string[]> = {
 };
 
 test('the re-signing path reproduces the TrentService.Decrypt vectors (with and without a token)', async () => {
-  const cases = jsonObjects(readFileSync(join(V, 'kms_decrypt_smithy_signature_v4_5.7.5_no_content_sha256.json'), 'utf8'));
+  const cases = jsonObjects(
+    readFileSync(join(V, 'kms_decrypt_smithy_signature_v4_5.7.5_no_content_sha256.json'), 'utf8'),
+  );
   assert.equal(cases.length, 2);
   for (const [i, c] of cases.entries()) {
     const signer = createKmsSigner('us-east-1', {
@@ -64,7 +68,11 @@ test('the re-signing path reproduces the TrentService.Decrypt vectors (with and 
       DATE,
     );
     assert.equal(headers.authorization, c.headers.authorization);
-    assert.ok(headers.authorization!.endsWith(expectedSignatures['kms_decrypt_smithy_signature_v4_5.7.5_no_content_sha256.json']![i]!));
+    assert.ok(
+      headers.authorization!.endsWith(
+        expectedSignatures['kms_decrypt_smithy_signature_v4_5.7.5_no_content_sha256.json']![i]!,
+      ),
+    );
     assert.equal(headers['x-amz-security-token'], c.sessionToken ?? undefined);
   }
 });
@@ -77,22 +85,35 @@ test('the verifier accepts all four vectors and rejects a changed body, secret o
       const lookup = () => ({ secretAccessKey: SECRET, sessionToken: c.sessionToken ?? undefined });
       const base = { method: 'POST', path: '/', headers: c.headers, lookup, now: DATE };
       const scope = await verifySignature({ ...base, body: Buffer.from(c.body) });
-      assert.deepEqual(scope, { accessKeyId: 'AKIDEXAMPLE', date: '20150830', region: 'us-east-1', service: 'kms' });
+      assert.deepEqual(scope, {
+        accessKeyId: 'AKIDEXAMPLE',
+        date: '20150830',
+        region: 'us-east-1',
+        service: 'kms',
+      });
       await assert.rejects(
         verifySignature({ ...base, body: Buffer.from(c.body.replace('ZXhh', 'ZXhi')) }),
-        (e: Error & { type?: string }) => e.type === 'InvalidSignatureException' || /does not match/.test(e.message),
+        (e: Error & { type?: string }) =>
+          e.type === 'InvalidSignatureException' || /does not match/.test(e.message),
       );
       await assert.rejects(
-        verifySignature({ ...base, body: Buffer.from(c.body), lookup: () => ({ secretAccessKey: `${SECRET}x` }) }),
+        verifySignature({
+          ...base,
+          body: Buffer.from(c.body),
+          lookup: () => ({ secretAccessKey: `${SECRET}x` }),
+        }),
         { type: 'InvalidSignatureException' },
       );
       await assert.rejects(verifySignature({ ...base, body: Buffer.from(c.body), lookup: () => undefined }), {
         type: 'UnrecognizedClientException',
       });
-      await assert.rejects(verifySignature({ ...base, body: Buffer.from(c.body), now: new Date('2015-08-30T13:00:00Z') }), {
-        type: 'InvalidSignatureException',
-        message: /Signature expired/,
-      });
+      await assert.rejects(
+        verifySignature({ ...base, body: Buffer.from(c.body), now: new Date('2015-08-30T13:00:00Z') }),
+        {
+          type: 'InvalidSignatureException',
+          message: /Signature expired/,
+        },
+      );
     }
   }
 });
@@ -139,16 +160,22 @@ test('the aws-c-auth suite cases match through NodeSha256 (canonical request, st
 
 test('readScope takes the region from the Authorization header or X-Amz-Credential, as odyn does', () => {
   const none = new URLSearchParams();
-  assert.deepEqual(readScope('AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/kms/aws4_request, ', none), {
-    accessKeyId: 'AKIDEXAMPLE',
-    date: '20150830',
-    region: 'us-east-1',
-    service: 'kms',
-  });
+  assert.deepEqual(
+    readScope('AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/kms/aws4_request, ', none),
+    {
+      accessKeyId: 'AKIDEXAMPLE',
+      date: '20150830',
+      region: 'us-east-1',
+      service: 'kms',
+    },
+  );
   const q = new URLSearchParams('x-amz-credential=AKIDEXAMPLE%2F20150830%2Feu-west-2%2Fkms%2Faws4_request');
   assert.equal(readScope(undefined, q).region, 'eu-west-2');
   assert.equal(
-    readScope('AWS4-HMAC-SHA256 Credential=A/20240101/ap-south-1/kms/aws4_request, SignedHeaders=host, Signature=00', none).region,
+    readScope(
+      'AWS4-HMAC-SHA256 Credential=A/20240101/ap-south-1/kms/aws4_request, SignedHeaders=host, Signature=00',
+      none,
+    ).region,
     'ap-south-1',
   );
   assert.throws(() => readScope(undefined, none), /no AWS SigV4 signature/);

@@ -37,12 +37,13 @@ let tmp: string;
 let first: Summary;
 
 // A copy of what the build reads, so that edits made to the tree while the tests run cannot make the
-// two builds differ, and so that the second build happens in a different directory.
-function snapshot(dir: string): string {
+// two builds differ (the second copy is taken from the first), and so that the second build happens
+// in a different directory.
+const SOURCES = ['src', 'scripts', 'native/src', 'package.json', 'tsconfig.json', 'native/binding.gyp'];
+
+function snapshot(dir: string, from = repo): string {
   mkdirSync(join(dir, 'native'), { recursive: true });
-  for (const p of ['src', 'scripts', 'native/src']) cpSync(join(repo, p), join(dir, p), { recursive: true });
-  for (const f of ['package.json', 'tsconfig.json', 'native/binding.gyp'])
-    copyFileSync(join(repo, f), join(dir, f));
+  for (const p of SOURCES) cpSync(join(from, p), join(dir, p), { recursive: true });
   symlinkSync(join(repo, 'node_modules'), join(dir, 'node_modules'));
   return dir;
 }
@@ -122,6 +123,12 @@ test('the binary runs `cloister --version` with no node and no node_modules arou
   );
 });
 
+test('the binary re-run as `process.execPath process.argv[1] ...` (how scripts re-run themselves) works', () => {
+  const r = spawnSync(first.output, [first.output, '--version'], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^cloister \d+\.\d+\.\d+\n$/);
+});
+
 test('the binary ignores NODE_OPTIONS (its runtime flags are fixed at build time)', () => {
   const r = spawnSync(first.output, ['--version'], {
     env: { PATH: '/usr/bin:/bin', NODE_OPTIONS: '--require /nonexistent/inject.js' },
@@ -135,7 +142,7 @@ test('the binary ignores NODE_OPTIONS (its runtime flags are fixed at build time
 test('two builds of the same sources in different directories are byte-identical', {
   timeout: BUILD_TIMEOUT_MS,
 }, () => {
-  const tree = snapshot(join(tmp, 'elsewhere', 'tree-b'));
+  const tree = snapshot(join(tmp, 'elsewhere', 'tree-b'), join(tmp, 'tree-a'));
   const second = buildIn(tree, join(tmp, 'bin2', 'cloister'));
   assert.equal(second.size, first.size);
   assert.equal(second.sha256, first.sha256);
@@ -184,7 +191,7 @@ test('installed as odyn, the binary is the supervisor and loads its embedded add
       '--',
       'sh',
       '-c',
-      'echo "lo-flags=$(cat /sys/class/net/lo/flags)"; ls "$TMPDIR"/cloister-native-*/',
+      'echo "lo-flags=$(cat /sys/class/net/lo/flags)"; ls "$TMPDIR"/cloister-native-*/; exec sleep 30',
     ],
     { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', TMPDIR: tmpd }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -203,9 +210,53 @@ test('installed as odyn, the binary is the supervisor and loads its embedded add
   });
   const flags = Number(/lo-flags=(0x[0-9a-f]+)/.exec(out)?.[1]);
   assert.equal(flags & 1, 1, `lo is up (IFF_UP) in the enclave namespace:\n${out}\n${err}`);
-  // odyn stays up after the app exits; the host ends it. On SIGTERM it exits and removes its temp copy.
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  // On SIGTERM (the host stopping the enclave) cloister stops the app, exits by itself (not killed by
+  // the signal) and removes its temporary copy of the addon.
+  const exited = new Promise<[number | null, NodeJS.Signals | null]>((r) =>
+    child.once('exit', (code, signal) => r([code, signal])),
+  );
   child.kill('SIGTERM');
-  assert.equal(await exited, 0, err);
+  const [code, signal] = await exited;
+  assert.equal(signal, null, err);
+  assert.equal(typeof code, 'number');
   assert.deepEqual(readdirSync(tmpd), [], 'the extracted addon is removed at exit');
+});
+
+function onPath(cmd: string): boolean {
+  return spawnSync('sh', ['-c', 'command -v "$1"', 'sh', cmd], { stdio: 'ignore' }).status === 0;
+}
+
+const crossArch = process.arch === 'x64' ? 'arm64' : 'x64';
+const crossTriple = crossArch === 'arm64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
+const qemu = crossArch === 'arm64' ? 'qemu-aarch64' : 'qemu-x86_64';
+const crossTools = [`${crossTriple}-gcc`, `${crossTriple}-strip`, qemu];
+const missing = crossTools.filter((t) => !onPath(t));
+
+test(`the ${crossArch} binary cross-builds and runs \`--version\` (under ${qemu})`, {
+  timeout: BUILD_TIMEOUT_MS,
+  skip:
+    missing.length > 0
+      ? `needs ${missing.join(', ')} (apt-get install gcc-${crossTriple.replace(/_/g, '-')} qemu-user)`
+      : false,
+}, () => {
+  const out = join(tmp, 'cross', 'cloister');
+  const stdout = execFileSync(
+    process.execPath,
+    ['scripts/build-binary.mjs', '--json', '--arch', crossArch, '--out', out],
+    {
+      cwd: join(tmp, 'tree-a'),
+      encoding: 'utf8',
+      timeout: BUILD_TIMEOUT_MS,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  const summary = JSON.parse(stdout.trim().split('\n').pop()!) as Summary;
+  assert.equal(summary.arch, crossArch);
+  assert.equal(summary.node, NODE_VERSION);
+  const r = spawnSync(qemu, ['-L', `/usr/${crossTriple}`, out, '--version'], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^cloister \d+\.\d+\.\d+\n$/);
 });

@@ -26,6 +26,10 @@ export interface EnclaveOptions {
   flags?: string[];
   /** Pass --no-bootstrap (default true: bootstrap needs the native addon and an NSM). */
   noBootstrap?: boolean;
+  /** Also a new PID namespace (with its own /proc), where cloister is PID 1. */
+  pid1?: boolean;
+  /** How cloister is told where the config is (default `--config-dir <conf>`). */
+  configFlags?: (confDir: string) => string[];
 }
 
 export interface Enclave {
@@ -62,11 +66,12 @@ export function startEnclave(t: TestContext, opts: EnclaveOptions): Enclave {
   if (opts.settings !== undefined) writeFileSync(join(conf, 'cloister.yaml'), opts.settings);
   const args = [
     '-n',
+    // --fork: the first process of a PID namespace must be a child; --kill-child: it dies with unshare.
+    ...(opts.pid1 ? ['-p', '-f', '--mount-proc', '--kill-child'] : []),
     process.execPath,
     'dist/cli.js',
     'enclave',
-    '--config-dir',
-    conf,
+    ...(opts.configFlags ? opts.configFlags(conf) : ['--config-dir', conf]),
     '--transport',
     'emulated',
     '--vsock-dir',
@@ -78,7 +83,7 @@ export function startEnclave(t: TestContext, opts: EnclaveOptions): Enclave {
     '--',
     ...opts.app,
   ];
-  // unshare execs (no fork): the pid we get is cloister's own.
+  // Without -p, unshare execs (no fork): the pid we get is cloister's own.
   const proc = spawn('unshare', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -119,7 +124,11 @@ export async function connectPort(t: TestContext, enclave: Enclave, port: number
         return sock;
       }
     }
-    if (enclave.proc.exitCode !== null) throw new Error(`cloister exited early: ${enclave.stderr()}`);
+    if (enclave.proc.exitCode !== null) {
+      throw new Error(
+        `cloister exited early (code ${enclave.proc.exitCode}): ${enclave.stderr()}\n${enclave.stdout().slice(-2000)}`,
+      );
+    }
     if (Date.now() > deadline) throw new Error(`port ${port} never came up; stderr: ${enclave.stderr()}`);
     await sleep(20);
   }

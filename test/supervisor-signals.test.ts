@@ -79,6 +79,21 @@ test('orphans the app leaves behind are reaped, and the app status is not stolen
   assert.deepEqual(zombies, []);
 });
 
+test('as PID 1 (own PID namespace) cloister reaps orphans too', T, async (t) => {
+  const enclave = startEnclave(t, {
+    app: ['sh', '-c', 'sleep 0.3 & echo "orphan=$!"; exit 7'],
+    flags: ['-v'],
+    pid1: true,
+  });
+  const logs = await readLogs(t, enclave);
+  const text = await logs.waitFor(/orphan=\d+\n/);
+  const orphan = Number(/orphan=(\d+)/.exec(text)![1]);
+  // Reparented to PID 1 (cloister), which collects it when it exits.
+  await logs.waitFor(`"pid":${orphan},"status":0,"msg":"reaped an orphaned process"`);
+  const status = await readStatus(t, enclave);
+  assert.deepEqual(await status.waitFor(['exited', 'signaled']), { status: 'exited', code: 7 });
+});
+
 test(
   'on-failure restarts a failing app with doubling backoff, then gives up at max_restarts',
   T,

@@ -5,7 +5,7 @@ import { DEFAULT_SETTINGS } from '../src/config/types.ts';
 import { LogRing } from '../src/log/ring.ts';
 import { LineJoiner } from '../src/supervisor/line-joiner.ts';
 import { RestartTracker } from '../src/supervisor/restart.ts';
-import { formatStatus, STATUS_LINE_MAX } from '../src/supervisor/status.ts';
+import { formatStatus, parseStatusLine, STATUS_LINE_MAX } from '../src/supervisor/status.ts';
 
 test('LogRing keeps the newest bytes across wraparound and reports what a reader missed', () => {
   const ring = new LogRing(10);
@@ -48,10 +48,11 @@ test('RestartTracker doubles the delay, caps it, and gives up after max_restarts
   assert.deepEqual(r.decide(fail), { restart: true, delayMs: 200, attempt: 2 });
   assert.deepEqual(r.decide(fail), { restart: true, delayMs: 350, attempt: 3 });
   assert.equal(r.decide(fail).restart, false);
-  // A run that lasted at least the maximum backoff starts a new series.
+  // A run that lasted long enough (10 s, or the maximum backoff if longer) starts a new series.
   const r2 = new RestartTracker(app);
   for (let i = 0; i < 3; i++) r2.decide(fail);
-  assert.deepEqual(r2.decide({ ...fail, ranMs: 400 }), { restart: true, delayMs: 100, attempt: 1 });
+  assert.equal(r2.decide({ ...fail, ranMs: 9000 }).restart, false);
+  assert.deepEqual(r2.decide({ ...fail, ranMs: 10_000 }), { restart: true, delayMs: 100, attempt: 1 });
   assert.equal(new RestartTracker(app).decide({ ...fail, code: 0 }).restart, false);
   assert.equal(new RestartTracker({ ...app, restart: 'always' }).decide({ ...fail, code: 0 }).restart, true);
   assert.equal(new RestartTracker({ ...app, restart: 'never' }).decide(fail).restart, false);
@@ -65,4 +66,36 @@ test('status lines are valid JSON and a long fatal error is cut to fit 1024 byte
   assert.equal(parsed.status, 'fatal');
   assert.ok(parsed.error.startsWith('"quoted"\né'));
   assert.ok(parsed.error.endsWith('…'));
+});
+
+test('parseStatusLine reads cloister lines and odyn lines alike', () => {
+  assert.deepEqual(parseStatusLine('{ "status": "running" }'), { status: 'running' });
+  assert.deepEqual(parseStatusLine('{ "status": "exited", "code": 3 }'), { status: 'exited', code: 3 });
+  // odyn names the signal; cloister sends the number and the name.
+  assert.deepEqual(parseStatusLine('{ "status": "signaled", "signal": "SIGTERM" }'), {
+    status: 'signaled',
+    signal: 15,
+    signal_name: 'SIGTERM',
+  });
+  assert.deepEqual(parseStatusLine('{"status":"signaled","signal":9,"signal_name":"SIGKILL"}'), {
+    status: 'signaled',
+    signal: 9,
+    signal_name: 'SIGKILL',
+  });
+  // odyn's unescaped fatal text is not JSON, but still a fatal status.
+  assert.deepEqual(parseStatusLine('{ "status": "fatal", "error": "bad "quote"" }'), {
+    status: 'fatal',
+    error: 'bad "quote"',
+  });
+  for (const line of [formatStatus({ status: 'restarting', code: 2, restarts: 1, delay_ms: 50 })]) {
+    assert.deepEqual(parseStatusLine(line.trim()), {
+      status: 'restarting',
+      code: 2,
+      restarts: 1,
+      delay_ms: 50,
+    });
+  }
+  assert.equal(parseStatusLine('{"status":"exited"}'), null);
+  assert.equal(parseStatusLine('{"status":"dancing"}'), null);
+  assert.equal(parseStatusLine('not json'), null);
 });

@@ -1,6 +1,7 @@
 // `cloister enclave` end to end: a real supervisor under `unshare -n`, read over the emulated vsock.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { readLogs, readStatus, startEnclave, waitUntil } from './supervisor-harness.ts';
@@ -137,6 +138,24 @@ test('the app runs with the configured uid/gid and its argv exactly (no shell)',
   assert.deepEqual(await status.waitFor(['exited', 'fatal']), { status: 'exited', code: 0 });
   const logs = await readLogs(t, enclave);
   await logs.waitFor('[65534,65533,["$HOME","a b","*"]]');
+});
+
+test('-f names the manifest and --settings a cloister.yaml elsewhere', T, async (t) => {
+  const enclave = startEnclave(t, {
+    app: ['sh', '-c', 'echo run; exit 4'],
+    // In the config dir, but not under the default name: only --settings makes it count.
+    configFlags: (conf) => {
+      writeFileSync(
+        join(conf, 'other.yaml'),
+        'app:\n  restart: on-failure\n  max_restarts: 1\n  restart_backoff_ms: 10\n',
+      );
+      return ['-f', join(conf, 'enclaver.yaml'), '--settings', join(conf, 'other.yaml')];
+    },
+  });
+  const status = await readStatus(t, enclave);
+  assert.deepEqual(await status.waitFor(['exited', 'fatal']), { status: 'exited', code: 4 });
+  const text = await (await readLogs(t, enclave)).waitFor('gave up after 1 restart');
+  assert.equal(text.match(/^run$/gm)?.length, 2);
 });
 
 test('command-line mistakes exit 2 with a reason', T, () => {

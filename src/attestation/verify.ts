@@ -12,7 +12,7 @@ import * as pkijs from 'pkijs';
 import { cborEncode } from '../nsm/codec.ts';
 import { type AttestationDocument, AttestationError, decodeDocument } from './document.ts';
 import { AWS_NITRO_ROOT_G1_PEM } from './roots.ts';
-import { findExtension, parseCertificate, pemBlocks, spkiDer } from './x509.ts';
+import { clearParsedCertificates, findExtension, parseCertificate, pemBlocks, spkiDer } from './x509.ts';
 
 export {
   type AttestationCheck,
@@ -152,6 +152,13 @@ function leafUnderCachedPath(ca: CaPath, leaf: pkijs.Certificate, at: Date): boo
   return cryptoVerify('sha384', leaf.tbsView, ca.issuerKey, sig);
 }
 
+/** Forget validated CA paths and parsed certificates (benchmarks measure the cold path with this). */
+export function clearVerifierCaches(): void {
+  caPaths.clear();
+  rootCache.clear();
+  clearParsedCertificates();
+}
+
 async function checkChain(doc: AttestationDocument, rootPem: string, at: Date): Promise<void> {
   const roots = trustedRoots(rootPem);
   const leaf = parseCertificate(doc.certificate);
@@ -251,6 +258,8 @@ function checkPolicy(doc: AttestationDocument, opts: VerifyOptions, at: Date): v
     fail('user_data', `user_data is ${hex(doc.userData)}, expected ${hex(opts.userData)}`);
   }
   if (opts.maxAgeMs !== undefined) {
+    if (!Number.isFinite(opts.maxAgeMs) || opts.maxAgeMs < 0)
+      throw new TypeError('verifyAttestation: invalid maxAgeMs');
     const age = at.getTime() - doc.timestamp;
     if (age > opts.maxAgeMs)
       fail(
@@ -279,6 +288,9 @@ export async function verifyAttestation(
   const decoded = decodeDocument(doc);
   checkSignature(decoded);
   const at = opts.at === 'timestamp' ? new Date(decoded.timestamp) : (opts.at ?? new Date());
+  // An Invalid Date compares false both ways and would pass every validity check.
+  if (!(at instanceof Date) || Number.isNaN(at.getTime()))
+    throw new TypeError('verifyAttestation: invalid `at` time');
   await checkChain(decoded, rootPem, at);
   checkPolicy(decoded, opts, opts.at === 'timestamp' ? new Date() : at);
   const { protectedBytes: _p, payloadBytes: _b, signature: _s, ...fields } = decoded;

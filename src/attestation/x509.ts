@@ -32,9 +32,28 @@ export function derToPem(der: Uint8Array, label: string): string {
   return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
 }
 
+// Parsing is the dominant cost of verification (~1 ms a certificate) and the same CA certificates
+// arrive with every document, so parsed certificates are kept by DER hash (bounded, oldest out).
+// Callers treat them as read-only.
+const parsed = new Map<string, pkijs.Certificate>();
+const PARSED_MAX = 512;
+
+export function clearParsedCertificates(): void {
+  parsed.clear();
+}
+
 /** Parse exactly one DER certificate (no trailing bytes, no BER leniency beyond asn1js's). */
 export function parseCertificate(der: Uint8Array): pkijs.Certificate {
-  const buf = Buffer.from(der);
+  const key = createHash('sha256').update(der).digest('hex');
+  const hit = parsed.get(key);
+  if (hit) return hit;
+  const cert = parseUncached(Buffer.from(der));
+  if (parsed.size >= PARSED_MAX) parsed.delete(parsed.keys().next().value as string);
+  parsed.set(key, cert);
+  return cert;
+}
+
+function parseUncached(buf: Buffer): pkijs.Certificate {
   const asn1 = asn1js.fromBER(buf);
   if (asn1.offset === -1) throw new Error(`not DER: ${asn1.result.error || 'parse error'}`);
   if (asn1.offset !== buf.length)

@@ -251,6 +251,8 @@ export function compilePolicy(allow: readonly string[], deny: readonly string[])
     }
   }
   if (errors.length) throw new PolicyError(errors);
+  // Exact rules decide before wildcards, so the rule reported (and the P4 guard) is the most specific.
+  allowRules.sort((a, b) => Number(a.wildcard === true) - Number(b.wildcard === true));
 
   function check(host: string, port: number): Decision {
     const hostPort = `${host}:${port}`;
@@ -291,7 +293,8 @@ export function compilePolicy(allow: readonly string[], deny: readonly string[])
     const out = denyRules
       .filter((r) => r.range && (r.port === null || r.port === port))
       .map((r) => formatRange(r.range!));
-    const decider = decision.list === 'allow' ? allowRules[decision.index!] : undefined;
+    const decider =
+      decision.list === 'allow' ? allowRules.find((r) => r.index === decision.index) : undefined;
     if (decider?.labels && decider.wildcard) for (const l of LOCAL_RANGES) out.push(formatRange(l));
     return out;
   }

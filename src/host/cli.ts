@@ -1,5 +1,161 @@
-// Subcommand entry for src/host (placeholder until the capability lands).
-export async function run(_argv: string[]): Promise<number> {
-  process.stderr.write('cloister: this command is not implemented yet\n');
-  return 2;
+// `cloister host`: the parent-instance side (enclaver-run's job, enclaver-compat.md §15): relay egress,
+// launch the enclave with nitro-cli, forward ingress, print the enclave's logs, exit with the app's code.
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../config/load.ts';
+import { createLogger } from '../log/logger.ts';
+import { createTransport } from '../transport/index.ts';
+import { CID_HOST } from '../transport/types.ts';
+import { runEnclave, terminateEnclave } from './nitro-cli.ts';
+import { runHostSession } from './session.ts';
+
+export const HOST_USAGE = `usage: cloister host [-f enclaver.yaml] [options]
+
+  -f, --file FILE         the manifest (default /enclave/enclaver.yaml, as enclaver-run)
+  --settings FILE         cloister.yaml (default: beside the manifest, if present)
+  --eif FILE              the enclave image (default /enclave/application.eif)
+  --cpu-count N           vCPUs (default: manifest defaults.cpu_count, else 2)
+  --memory MB             memory in MiB (default: manifest defaults.memory_mb, else 4096)
+  --debug-mode            start the enclave in debug mode (PCRs read as zero)
+  --nitro-cli PATH        the nitro-cli command (default: nitro-cli)
+  -p, --publish H:E       serve enclave ingress port E on host port H (default: the same port)
+  --listen-address ADDR   address of the ingress listeners (default 0.0.0.0)
+  --proxy-protocol        prepend a PROXY v2 header with the client address (the enclave must expect it:
+                          ingress.proxy_protocol: true in its cloister.yaml)
+  --metrics-port N        expose the enclave's /healthz and /metrics (api.metrics_port) on host port N
+  --status-timeout S      seconds to wait for the enclave's status port (default 60)
+  --transport KIND        vsock (default) | emulated (tests, dev)
+  --vsock-dir DIR         emulated transport: directory of <cid>/<port>.sock
+  -v, --verbose           more of cloister's own log output
+
+exit status: the app's exit code; 107 if a signal killed it; 108 if the enclave failed or was lost;
+109 if cloister host was interrupted (SIGINT/SIGTERM; the enclave is terminated first).
+`;
+
+class UsageError extends Error {}
+
+function intFlag(v: string | undefined, name: string, min: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < min) throw new UsageError(`${name} must be an integer >= ${min}, not '${v}'`);
+  return Number(v);
+}
+
+/** "-p 8080:80" -> host 8080, enclave 80; "-p 80" -> both 80. */
+export function parsePublish(specs: string[]): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const s of specs) {
+    const m = /^(?:(\d+):)?(\d+)$/.exec(s);
+    const host = Number(m?.[1] ?? m?.[2]);
+    const enclave = Number(m?.[2]);
+    if (!m || host > 65535 || enclave < 1 || enclave > 65535) {
+      throw new UsageError(`--publish wants HOSTPORT:ENCLAVEPORT, not '${s}'`);
+    }
+    out.set(enclave, host);
+  }
+  return out;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let values: ReturnType<typeof parse>['values'];
+  try {
+    values = parse(argv).values;
+    if (values.help) {
+      process.stdout.write(HOST_USAGE);
+      return 0;
+    }
+    if (values.transport && values.transport !== 'vsock' && values.transport !== 'emulated') {
+      throw new UsageError(`--transport must be vsock or emulated, not '${values.transport}'`);
+    }
+    if (values.transport === 'emulated' && !values['vsock-dir']) {
+      throw new UsageError('--transport emulated needs --vsock-dir');
+    }
+  } catch (err) {
+    process.stderr.write(`cloister host: ${(err as Error).message}\n${HOST_USAGE}`);
+    return 2;
+  }
+  const verbosity = values.verbose?.length ?? 0;
+  const logger = createLogger({
+    name: 'cloister-host',
+    level: verbosity >= 2 ? 'trace' : verbosity === 1 ? 'debug' : (process.env.CLOISTER_LOG_LEVEL ?? 'info'),
+  });
+  let cpuCount: number;
+  let memoryMb: number;
+  let publish: Map<number, number>;
+  let metricsHostPort: number | undefined;
+  let statusTimeoutS: number;
+  const manifestPath = resolve(values.file ?? '/enclave/enclaver.yaml');
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig({ manifestPath, settingsPath: values.settings });
+    cpuCount = intFlag(values['cpu-count'], '--cpu-count', 1) ?? config.manifest.defaults?.cpu_count ?? 2;
+    memoryMb = intFlag(values.memory, '--memory', 64) ?? config.manifest.defaults?.memory_mb ?? 4096;
+    publish = parsePublish(values.publish ?? []);
+    metricsHostPort = intFlag(values['metrics-port'], '--metrics-port', 0);
+    statusTimeoutS = intFlag(values['status-timeout'], '--status-timeout', 1) ?? 60;
+  } catch (err) {
+    process.stderr.write(`cloister host: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const known = new Set((config.manifest.ingress ?? []).map((i) => i.listen_port));
+  for (const p of publish.keys()) {
+    if (!known.has(p)) {
+      process.stderr.write(`cloister host: --publish names enclave port ${p}, which is not in ingress\n`);
+      return 2;
+    }
+  }
+  const transport = await createTransport({
+    kind: values.transport === 'emulated' ? 'emulated' : 'vsock',
+    dir: values['vsock-dir'],
+    cid: CID_HOST,
+  });
+  const nitroCli = values['nitro-cli'] ?? 'nitro-cli';
+  const eifPath = resolve(values.eif ?? '/enclave/application.eif');
+
+  return runHostSession({
+    config,
+    transport,
+    logger,
+    out: process.stdout,
+    statusTimeoutMs: statusTimeoutS * 1000,
+    ingress: {
+      listenAddress: values['listen-address'] ?? '0.0.0.0',
+      proxyProtocol: values['proxy-protocol'] === true,
+      ports: [...known].map((p) => ({ enclavePort: p, hostPort: publish.get(p) ?? p })),
+    },
+    metricsHostPort,
+    launch: async () => {
+      const info = await runEnclave({ nitroCli, eifPath, cpuCount, memoryMb, debugMode: values['debug-mode'] === true });
+      return {
+        cid: info.EnclaveCID,
+        description: `enclave ID=${info.EnclaveID}, CID=${info.EnclaveCID}`,
+        terminate: () => terminateEnclave(nitroCli, info.EnclaveID),
+      };
+    },
+  });
+}
+
+function parse(args: string[]) {
+  return parseArgs({
+    args,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      file: { type: 'string', short: 'f' },
+      settings: { type: 'string' },
+      eif: { type: 'string' },
+      'cpu-count': { type: 'string' },
+      memory: { type: 'string' },
+      'debug-mode': { type: 'boolean' },
+      'nitro-cli': { type: 'string' },
+      publish: { type: 'string', short: 'p', multiple: true },
+      'listen-address': { type: 'string' },
+      'proxy-protocol': { type: 'boolean' },
+      'metrics-port': { type: 'string' },
+      'status-timeout': { type: 'string' },
+      transport: { type: 'string' },
+      'vsock-dir': { type: 'string' },
+      verbose: { type: 'boolean', short: 'v', multiple: true },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
 }

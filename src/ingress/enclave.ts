@@ -110,9 +110,11 @@ export async function connectUpstream(port: number, deadline: number, gone: () =
   }
 }
 
-interface PortPlan {
+export interface PortPlan {
   port: number;
   secureContext: SecureContext | null;
+  /** Overrides IngressOptions.proxyProtocol for this port (the metrics port never takes a header). */
+  proxyProtocol?: boolean;
 }
 
 export interface IngressOptions {
@@ -131,7 +133,8 @@ export async function startIngressPorts(
   const conns = new ConnectionSet();
   const servers: Server[] = [];
 
-  const handle = async (port: number, secureContext: SecureContext | null, raw: Socket) => {
+  const handle = async (plan: PortPlan, raw: Socket) => {
+    const { port, secureContext } = plan;
     const label = String(port);
     const arrived = Date.now();
     let inbound: Socket = raw;
@@ -140,7 +143,7 @@ export async function startIngressPorts(
     raw.on('error', () => {}); // reported through the result below; never crash the daemon
     try {
       let header: Buffer | null = null;
-      if (opts.proxyProtocol) header = await readProxyV2(raw, HANDSHAKE_TIMEOUT_MS);
+      if (plan.proxyProtocol ?? opts.proxyProtocol) header = await readProxyV2(raw, HANDSHAKE_TIMEOUT_MS);
       if (secureContext) {
         // TLSSocket reads a net.Socket's handle directly and would miss bytes we pushed back after the
         // PROXY header: give it a JS stream over the socket in that case.
@@ -159,10 +162,12 @@ export async function startIngressPorts(
             clearTimeout(timer);
             rej(new Error(`TLS handshake failed: ${e.message}`));
           });
-          tls.once('close', () => {
+          const gone = () => {
             clearTimeout(timer);
             rej(new Error('TLS handshake failed: client went away'));
-          });
+          };
+          tls.once('end', gone);
+          tls.once('close', gone);
         });
       }
       inbound.pause();
@@ -197,7 +202,7 @@ export async function startIngressPorts(
       servers.push(server);
       server.on('connection', (sock: Socket) => {
         // Each connection runs on its own: a slow TLS handshake or a late app never blocks accept().
-        void handle(plan.port, plan.secureContext, sock);
+        void handle(plan, sock);
       });
       server.on('error', (err) => log.error({ port: plan.port, err: err.message }, 'ingress listener error'));
       log.info({ port: plan.port, tls: plan.secureContext !== null }, 'ingress listening');
@@ -233,7 +238,14 @@ export function planIngress(config: Config): PortPlan[] {
 
 export async function startIngress(ctx: ServiceContext): Promise<Service> {
   const { settings } = ctx.config;
-  return startIngressPorts(ctx, planIngress(ctx.config), {
+  const plans = planIngress(ctx.config);
+  // /healthz and /metrics (127.0.0.1:<api.metrics_port>, src/api/metrics-server.ts) are also reachable
+  // over the transport on the same port, so the host side can expose them (`cloister host --metrics-port`).
+  const metricsPort = settings.api.metrics_port;
+  if (metricsPort !== null && !plans.some((p) => p.port === metricsPort)) {
+    plans.push({ port: metricsPort, secureContext: null, proxyProtocol: false });
+  }
+  return startIngressPorts(ctx, plans, {
     proxyProtocol: settings.ingress.proxy_protocol,
     upstreamRetryMs: settings.ingress.upstream_retry_ms,
     closeGraceMs: settings.app.stop_grace_ms,

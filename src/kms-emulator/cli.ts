@@ -7,6 +7,7 @@ import { startKmsEmulator } from './server.ts';
 
 const USAGE = `usage: cloister kms-emulator --state-dir DIR [--listen 127.0.0.1:PORT] [--attestation-root root.pem]
                               [--access-key ID --secret-key SECRET] [--region us-east-1] [--account-id 111122223333]
+                              [--tls-key key.pem --tls-cert cert.pem]
 
 A local AWS KMS (JSON API) with real cryptography and key policies that test attestation conditions
 (kms:RecipientAttestation:ImageSha384 / PCR<N>). Keys persist in --state-dir. Without --access-key the
@@ -33,6 +34,8 @@ export async function run(argv: string[]): Promise<number> {
         'secret-key': { type: 'string' },
         region: { type: 'string' },
         'account-id': { type: 'string' },
+        'tls-key': { type: 'string' },
+        'tls-cert': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -59,6 +62,12 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write('cloister kms-emulator: --access-key and --secret-key go together\n');
     return 2;
   }
+  const tlsKey = values['tls-key'] as string | undefined;
+  const tlsCert = values['tls-cert'] as string | undefined;
+  if ((tlsKey === undefined) !== (tlsCert === undefined)) {
+    process.stderr.write('cloister kms-emulator: --tls-key and --tls-cert go together\n');
+    return 2;
+  }
   const { host, port } = parseListen(values.listen as string);
   const rootPath = values['attestation-root'] as string | undefined;
   const logger = createLogger({ name: 'kms-emulator' });
@@ -71,6 +80,7 @@ export async function run(argv: string[]): Promise<number> {
     region: values.region as string | undefined,
     accountId: values['account-id'] as string | undefined,
     logger,
+    tls: tlsKey ? { key: readFileSync(tlsKey, 'utf8'), cert: readFileSync(tlsCert!, 'utf8') } : undefined,
   });
   process.stdout.write(`${emulator.url}\n`);
   await new Promise<void>((resolve) => {

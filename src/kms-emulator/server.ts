@@ -2,6 +2,7 @@
 // credentials, keys persisted in a state directory, key policies with attestation conditions.
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { verifyAttestation } from '../attestation/verify.ts';
 import { KmsError, sendJson, sendKmsError } from '../kms/errors.ts';
@@ -33,10 +34,12 @@ export interface KmsEmulatorOptions {
   region?: string;
   accountId?: string;
   logger?: Logger;
+  /** Serve HTTPS with this key and certificate (PEM) instead of plain HTTP. */
+  tls?: { key: string; cert: string };
 }
 
 export interface KmsEmulator {
-  /** http://host:port (no trailing slash). */
+  /** http(s)://host:port (no trailing slash). */
   url: string;
   host: string;
   port: number;
@@ -153,9 +156,12 @@ export async function startKmsEmulator(opts: KmsEmulatorOptions): Promise<KmsEmu
     }
   }
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch(() => res.destroy());
-  });
+  };
+  const server = opts.tls
+    ? createHttpsServer({ key: opts.tls.key, cert: opts.tls.cert }, onRequest)
+    : createServer(onRequest);
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -166,9 +172,10 @@ export async function startKmsEmulator(opts: KmsEmulatorOptions): Promise<KmsEmu
   });
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  logger.info({ url: `http://${host}:${addr.port}`, keys: store.keys.size }, 'kms emulator listening');
+  const url = `${opts.tls ? 'https' : 'http'}://${host}:${addr.port}`;
+  logger.info({ url, keys: store.keys.size }, 'kms emulator listening');
   return {
-    url: `http://${host}:${addr.port}`,
+    url,
     host: addr.address,
     port: addr.port,
     store,

@@ -104,7 +104,8 @@ function imdsSource(env: NodeJS.ProcessEnv, egress: EgressProxy | null): Source 
       if ((env.AWS_EC2_METADATA_DISABLED ?? '').toLowerCase() === 'true') return null;
       // Only through the egress proxy: an enclave has no other way out, and outside one (tests, dev
       // without egress) a direct dial would reach the real instance's IMDS.
-      if (!egress) throw new Error('IMDS is reached only through the egress proxy (the manifest has no egress section)');
+      if (!egress)
+        throw new Error('IMDS is reached only through the egress proxy (the manifest has no egress section)');
       const base = new URL(env.AWS_EC2_METADATA_SERVICE_ENDPOINT ?? 'http://169.254.169.254/');
       const at = (path: string) => new URL(path, base);
       const tokenRes = await httpThrough(egress, at('/latest/api/token'), {

@@ -75,8 +75,16 @@ export function dialThrough(
       const statusLine = head.subarray(0, head.indexOf('\r\n')).toString('latin1');
       const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1] ?? 0);
       if (status !== 200) {
-        const body = head.subarray(end + 4).toString('utf8').trim().slice(0, 300);
-        done(new EgressError(`egress proxy refused CONNECT ${authority}: ${statusLine}${body ? ` (${body})` : ''}`));
+        const body = head
+          .subarray(end + 4)
+          .toString('utf8')
+          .trim()
+          .slice(0, 300);
+        done(
+          new EgressError(
+            `egress proxy refused CONNECT ${authority}: ${statusLine}${body ? ` (${body})` : ''}`,
+          ),
+        );
         return;
       }
       const rest = head.subarray(end + 4);

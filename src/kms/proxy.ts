@@ -6,7 +6,7 @@
 //  - forwards every other call (and calls that carry the app's own Recipient) unchanged;
 //  - re-signs everything with its own credentials, and reaches KMS only through the egress proxy.
 // Every failure is answered in KMS's JSON error format: the connection is never just dropped.
-import { generateKeyPair, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
@@ -31,6 +31,15 @@ const ATTESTED: Record<string, { action: string; field: string }> = {
 };
 
 const MAX_BODY = 1 << 20;
+const PRESIGN_PARAMS = new Set([
+  'x-amz-algorithm',
+  'x-amz-credential',
+  'x-amz-date',
+  'x-amz-expires',
+  'x-amz-signedheaders',
+  'x-amz-signature',
+  'x-amz-security-token',
+]);
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
@@ -64,6 +73,8 @@ export interface KmsProxyOptions {
   credentials?: Partial<CredentialChainOptions>;
   /** Listen port override (default kms_proxy.listen_port; 0 = ephemeral). */
   port?: number;
+  /** Test hook: use this RSA private key instead of a fresh one (e.g. a published vector's key). */
+  recipientKey?: KeyObject;
 }
 
 export interface KmsProxyService extends Service {
@@ -133,10 +144,10 @@ export async function startKmsProxy(
   credentials.start();
   let recipientKey: RecipientKey | null = null;
   let keyError: string | null = null;
-  const keyReady: Promise<RecipientKey> = promisify(generateKeyPair)('rsa', {
-    modulusLength: 2048,
-    publicExponent: 65537,
-  }).then(
+  const keyPair = opts.recipientKey
+    ? Promise.resolve({ privateKey: opts.recipientKey, publicKey: createPublicKey(opts.recipientKey) })
+    : promisify(generateKeyPair)('rsa', { modulusLength: 2048, publicExponent: 65537 });
+  const keyReady: Promise<RecipientKey> = keyPair.then(
     ({ privateKey, publicKey }) => {
       const spki = publicKey.export({ type: 'spki', format: 'der' });
       recipientKey = { privateKey, spki, keyId: spkiKeyId(spki) };
@@ -320,12 +331,17 @@ export async function startKmsProxy(
         };
         outBody = Buffer.from(JSON.stringify(input), 'utf8');
       }
+      // The query goes on as sent, minus the app's own presigning parameters: the proxy signs in headers.
       const query: Record<string, string | string[]> = {};
+      const forwarded = new URLSearchParams();
       for (const [k, v] of url.searchParams) {
+        if (PRESIGN_PARAMS.has(k.toLowerCase())) continue;
+        forwarded.append(k, v);
         const prev = query[k];
         query[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
       }
-      const path = `${url.pathname}${url.search}`;
+      const search = forwarded.toString();
+      const path = search ? `${url.pathname}?${search}` : url.pathname;
       const host = endpoint.host;
       const headers = await timed('sign', () =>
         signKmsRequest(signerFor(scope.region), {

@@ -186,7 +186,10 @@ export async function verifySignature(input: VerifyInput): Promise<Scope> {
   // A signed payload hash must be the body's: otherwise the signature would cover another body.
   const claimed = header(input.headers, 'x-amz-content-sha256');
   if (claimed !== undefined && claimed !== createHash('sha256').update(input.body).digest('hex')) {
-    throw new SignatureError('InvalidSignatureException', 'The provided x-amz-content-sha256 does not match the request body.');
+    throw new SignatureError(
+      'InvalidSignatureException',
+      'The provided x-amz-content-sha256 does not match the request body.',
+    );
   }
   const names = signedList!.split(';');
   if (!names.includes('host'))

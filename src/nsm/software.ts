@@ -165,8 +165,9 @@ function parsePcrs(pcrs: Record<string, string>): Map<number, Buffer> {
   return out;
 }
 
+/** Shaped like AWS's: the parent's instance id (17 hex digits), "-enc", a 16-digit enclave id. */
 function randomModuleId(): string {
-  return `i-${randomBytes(8).toString('hex').slice(1)}-enc${randomBytes(8).toString('hex')}`;
+  return `i-${randomBytes(9).toString('hex').slice(1)}-enc${randomBytes(8).toString('hex')}`;
 }
 
 export class SoftwareNsm {

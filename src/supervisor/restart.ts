@@ -1,9 +1,13 @@
 // The restart policy (cloister.yaml app.restart): never | on-failure | always, with exponential
 // backoff. Delays double from restart_backoff_ms up to restart_backoff_max_ms. max_restarts counts
-// restarts in a row: a run that lasted at least restart_backoff_max_ms counts as healthy and starts
-// a new series (count and delay reset), so a long-lived app that crashes once a day is not given up on.
+// restarts in a row: a run that lasted at least HEALTHY_RUN_MS (or restart_backoff_max_ms if longer)
+// counts as healthy and starts a new series (count and delay reset), so a long-lived app that crashes
+// once a day is not given up on, while one that dies within seconds of every start is.
 import type { Settings } from '../config/types.ts';
 import type { AppExit } from './app.ts';
+
+/** A run at least this long is not part of a crash loop. */
+export const HEALTHY_RUN_MS = 10_000;
 
 export type RestartDecision =
   | { restart: true; delayMs: number; attempt: number }
@@ -25,7 +29,7 @@ export class RestartTracker {
     if (this.opts.restart === 'on-failure' && !failed) {
       return { restart: false, reason: 'the app exited with 0 and the restart policy is on-failure' };
     }
-    if (exit.ranMs >= this.opts.restart_backoff_max_ms) this.count = 0;
+    if (exit.ranMs >= Math.max(HEALTHY_RUN_MS, this.opts.restart_backoff_max_ms)) this.count = 0;
     const max = this.opts.max_restarts;
     if (max !== null && this.count >= max) {
       return {

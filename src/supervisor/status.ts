@@ -54,6 +54,68 @@ export function formatStatus(s: AppStatus): string {
   return fits(lo);
 }
 
+/**
+ * Reads one status line, from cloister or from odyn, for a host-side reader. odyn's `signaled` names the
+ * signal as a string ("SIGTERM") in `signal`; it comes back with the number too. Unknown or malformed
+ * lines give null (a reader skips them, as enclaver-run does). odyn's unescaped `fatal` text can be
+ * invalid JSON; such a line is still recognised as fatal with the raw text as its error.
+ */
+export function parseStatusLine(line: string): AppStatus | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    const m = /^\{\s*"status"\s*:\s*"fatal"\s*,\s*"error"\s*:\s*"([\s\S]*)"\s*\}\s*$/.exec(line);
+    return m ? { status: 'fatal', error: m[1]! } : null;
+  }
+  if (typeof v !== 'object' || v === null) return null;
+  const o = v as Record<string, unknown>;
+  const int = (x: unknown) => (Number.isInteger(x) ? (x as number) : undefined);
+  switch (o.status) {
+    case 'starting':
+      return { status: 'starting' };
+    case 'running': {
+      const out: AppStatus = { status: 'running' };
+      if (int(o.pid) !== undefined) out.pid = int(o.pid);
+      if (int(o.restarts) !== undefined) out.restarts = int(o.restarts);
+      return out;
+    }
+    case 'restarting': {
+      const restarts = int(o.restarts);
+      const delay = int(o.delay_ms);
+      if (restarts === undefined || delay === undefined) return null;
+      const out: AppStatus = { status: 'restarting', restarts, delay_ms: delay };
+      if (int(o.code) !== undefined) out.code = int(o.code);
+      if (int(o.signal) !== undefined) {
+        out.signal = int(o.signal);
+        out.signal_name = typeof o.signal_name === 'string' ? o.signal_name : signalName(out.signal!);
+      }
+      return out;
+    }
+    case 'exited': {
+      const code = int(o.code);
+      return code === undefined ? null : { status: 'exited', code };
+    }
+    case 'signaled': {
+      if (typeof o.signal === 'string') {
+        const n = signalNumber(o.signal);
+        return n === 0 ? null : { status: 'signaled', signal: n, signal_name: o.signal };
+      }
+      const n = int(o.signal);
+      if (n === undefined) return null;
+      return {
+        status: 'signaled',
+        signal: n,
+        signal_name: typeof o.signal_name === 'string' ? o.signal_name : signalName(n),
+      };
+    }
+    case 'fatal':
+      return typeof o.error === 'string' ? { status: 'fatal', error: o.error } : null;
+    default:
+      return null;
+  }
+}
+
 export class StatusBoard {
   private current: AppStatus = { status: 'starting' };
   private readonly readers = new Set<Socket>();

@@ -156,13 +156,15 @@ export class Supervisor {
     );
     this.board.onChange((s) => this.logger.debug({ appStatus: s }, 'status changed'));
 
+    // Zombies are collected from here on, whatever else fails (as PID 1 every orphan is ours).
+    await this.startReaper();
+
     if (configError || !config) return this.fail(`invalid configuration: ${configError?.message}`);
     this.appSettings = config.settings.app;
     this.logger.info(
       { manifest: config.manifestPath, transport: settings.transport.kind },
       'cloister starting',
     );
-    await this.startReaper();
 
     // 2. Bootstrap.
     this.nsm = lazyNsm(settings.nsm);

@@ -1,0 +1,37 @@
+// One side of the egress path as its own process, for bench/egress.ts:
+//   egress-side.ts relay <vsock-dir>          host relay (cid 2), prints "ready"
+//   egress-side.ts proxy <vsock-dir> <allow>  enclave proxy (cid 16), prints its port
+// All traffic stays on loopback and the emulated vsock directory.
+import { DEFAULT_SETTINGS } from '../src/config/types.ts';
+import { startEgressProxy } from '../src/egress/proxy.ts';
+import { startEgressRelay } from '../src/egress/relay.ts';
+import { createLogger } from '../src/log/logger.ts';
+import type { Nsm } from '../src/nsm/types.ts';
+import { EmulatedTransport } from '../src/transport/emulated.ts';
+
+const [role, dir, allow] = process.argv.slice(2);
+const logger = createLogger({ level: 'warn' });
+if (role === 'relay') {
+  await startEgressRelay({ transport: new EmulatedTransport(dir!, 2), logger });
+  process.stdout.write('ready\n');
+} else {
+  const svc = await startEgressProxy({
+    config: {
+      manifestPath: '',
+      configDir: '',
+      manifest: {
+        version: 'v1',
+        name: 'bench',
+        target: 't',
+        sources: { app: 'a' },
+        egress: { allow: [allow!], proxy_port: 0 },
+      },
+      settings: DEFAULT_SETTINGS,
+    },
+    transport: new EmulatedTransport(dir!, 16),
+    logger,
+    nsm: {} as Nsm,
+  });
+  process.stdout.write(`${svc.port}\n`);
+}
+process.on('SIGTERM', () => process.exit(0));

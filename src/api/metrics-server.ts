@@ -1,0 +1,69 @@
+// /healthz and /metrics (Prometheus text) on 127.0.0.1:<api.metrics_port> from cloister.yaml; off when
+// the port is null. Loopback only: inside the enclave only the app (or an ingress port the manifest
+// forwards on purpose) can reach it.
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { registry } from '../metrics.ts';
+import type { Service, ServiceContext } from '../service.ts';
+
+export interface MetricsService extends Service {
+  /** The bound port, or null when metrics are off. */
+  port: number | null;
+}
+
+export async function startMetricsServer(ctx: ServiceContext): Promise<MetricsService> {
+  const port = ctx.config.settings.api.metrics_port;
+  if (port === null || port === undefined) return { port: null, close: async () => {} };
+  const log = ctx.logger.child({ component: 'metrics' });
+
+  const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const reply = (status: number, type: string, body: string, headers: Record<string, string> = {}) => {
+      res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), ...headers });
+      res.end(body);
+    };
+    if (path !== '/healthz' && path !== '/metrics') {
+      reply(404, 'application/json', `${JSON.stringify({ error: `no such path: ${path}` })}\n`);
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      reply(405, 'application/json', `${JSON.stringify({ error: `method ${req.method} not allowed` })}\n`, {
+        Allow: 'GET, HEAD',
+      });
+      return;
+    }
+    if (path === '/healthz') {
+      reply(200, 'application/json', '{"status":"ok"}\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => reply(200, registry.contentType, text),
+      (err: Error) => {
+        log.warn({ err: err.message }, 'cannot render metrics');
+        reply(500, 'application/json', `${JSON.stringify({ error: 'cannot render metrics' })}\n`);
+      },
+    );
+  });
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable)
+      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = (server.address() as AddressInfo).port;
+  log.info({ port: bound }, 'metrics listening');
+  return {
+    port: bound,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
