@@ -80,18 +80,20 @@ const proxy = await start(node[0]!, [
 const cloisterAddr = `127.0.0.1:${proxy.line}`;
 
 // tinyproxy on a loopback port with a temp config (no ConnectPort lines: CONNECT to any port).
-const tinyPort = await listen(createServer()).then(async (p) => p);
+const probe = createServer();
+const tinyPort = await listen(probe);
+await new Promise((r) => probe.close(r)); // a free port, released for tinyproxy
 const tinyConf = join(tmp, 'tinyproxy.conf');
 writeFileSync(
   tinyConf,
-  `Port ${tinyPort + 1}\nListen 127.0.0.1\nTimeout 600\nMaxClients 2000\nAllow 127.0.0.1\nLogLevel Critical\nPidFile "${join(tmp, 'tp.pid')}"\n`,
+  `Port ${tinyPort}\nListen 127.0.0.1\nTimeout 600\nMaxClients 2000\nAllow 127.0.0.1\nLogLevel Critical\nPidFile "${join(tmp, 'tp.pid')}"\n`,
 );
 const tiny = spawn('tinyproxy', ['-d', '-c', tinyConf], { stdio: 'ignore' });
 children.push(tiny);
-const tinyAddr = `127.0.0.1:${tinyPort + 1}`;
+const tinyAddr = `127.0.0.1:${tinyPort}`;
 for (let i = 0; i < 50; i++) {
   const ok = await new Promise<boolean>((r) => {
-    const s = connect(tinyPort + 1, '127.0.0.1', () => {
+    const s = connect(tinyPort, '127.0.0.1', () => {
       s.destroy();
       r(true);
     }).on('error', () => r(false));
@@ -138,7 +140,14 @@ const paths: [string, string][] = [
 const gbit = (r: { bytes: number; seconds: number }) => (r.bytes * 8) / r.seconds / 1e9;
 const best = async (args: string[]) => {
   let top = 0;
-  for (let i = 0; i < RUNS; i++) top = Math.max(top, gbit(await client(args)));
+  for (let i = 0; i < RUNS; i++) {
+    // One retry: on a machine this loaded a run can lose its peer (tinyproxy drops slow clients).
+    const r = await client(args).catch((e) => {
+      console.error(`retrying after: ${e.message}`);
+      return client(args);
+    });
+    top = Math.max(top, gbit(r));
+  }
   return top;
 };
 const pct = (xs: number[], p: number) =>
@@ -152,21 +161,7 @@ const results = {
   rss_mib: {} as Record<string, Record<string, number>>,
   table: [] as Record<string, string>[],
 };
-for (const [name, addr] of paths) {
-  const down = await best(['down', addr, `127.0.0.1:${source}`]);
-  const up = await best(['up', addr, `127.0.0.1:${sink}`, String(MIB)]);
-  const lat = (await client(['latency', addr, `127.0.0.1:${echo}`, '1000'])).ms.slice(100);
-  const rate = name === 'direct' ? null : await client(['rate', addr, `127.0.0.1:${echo}`, '4', '16']);
-  results.paths[name] = {
-    down_gbit: down,
-    up_gbit: up,
-    connect_p50_ms: pct(lat, 50),
-    connect_p99_ms: pct(lat, 99),
-    tunnels_per_s: rate ? rate.tunnels / rate.seconds : null,
-  };
-}
-
-// RSS of the proxy and relay processes with 1000 tunnels open.
+// RSS of the fresh proxy and relay processes, then with 1000 tunnels open (first, before other load grows the heaps).
 const rss = (pid: number) =>
   Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 const before = { proxy: rss(proxy.child.pid!), relay: rss(relay.child.pid!) };
@@ -182,6 +177,20 @@ await new Promise((r) => setTimeout(r, 500));
 const during = { proxy: rss(proxy.child.pid!), relay: rss(relay.child.pid!) };
 holder.stdin.end();
 results.rss_mib = { idle: before, with_1000_tunnels: during };
+
+for (const [name, addr] of paths) {
+  const down = await best(['down', addr, `127.0.0.1:${source}`]);
+  const up = await best(['up', addr, `127.0.0.1:${sink}`, String(MIB)]);
+  const lat = (await client(['latency', addr, `127.0.0.1:${echo}`, '1000'])).ms.slice(100);
+  const rate = name === 'direct' ? null : await client(['rate', addr, `127.0.0.1:${echo}`, '4', '16']);
+  results.paths[name] = {
+    down_gbit: down,
+    up_gbit: up,
+    connect_p50_ms: pct(lat, 50),
+    connect_p99_ms: pct(lat, 99),
+    tunnels_per_s: rate ? rate.tunnels / rate.seconds : null,
+  };
+}
 
 const d = results.paths.direct!;
 const rows = Object.entries(results.paths).map(([name, r]) => ({

@@ -135,9 +135,14 @@ try {
     bare.push(await timeToApp('date', ['+%s%N'], false));
     supervised.push(await timeToApp(process.execPath, enclaveArgs(dir, ['date', '+%s%N']), true));
   }
+  // Node's own start-up (`node -e 0`) and loading the bundle (`cloister --version`), for scale.
+  const nodeBare: number[] = [];
   const version: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    const t0 = performance.now();
+  for (let i = 0; i < 10; i++) {
+    let t0 = performance.now();
+    await waitExit(spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' }));
+    nodeBare.push(performance.now() - t0);
+    t0 = performance.now();
     await waitExit(spawn(process.execPath, [CLI, '--version'], { stdio: 'ignore' }));
     version.push(performance.now() - t0);
   }
@@ -171,6 +176,7 @@ try {
       overhead_median: median(supervised) - median(bare),
     },
     cloister_version_exit_ms_median: median(version),
+    node_e0_exit_ms_median: median(nodeBare),
     idle_rss_kib: { median: median(rss), runs: rss },
     app_stdout_mib_per_s: { cloister: rateSupervised, bare_pipe: rateBare, bytes: THROUGHPUT_BYTES },
   };
@@ -185,6 +191,9 @@ try {
   );
   console.log(
     `| \`cloister --version\` spawn to exit (ms) | ${f(median(version))} | ${f(Math.min(...version))} | ${f(Math.max(...version))} |`,
+  );
+  console.log(
+    `| \`node -e 0\` spawn to exit (ms) | ${f(median(nodeBare))} | ${f(Math.min(...nodeBare))} | ${f(Math.max(...nodeBare))} |`,
   );
   console.log(
     `| idle supervisor VmRSS (MiB) | ${f(median(rss) / 1024)} | ${f(Math.min(...rss) / 1024)} | ${f(Math.max(...rss) / 1024)} |`,

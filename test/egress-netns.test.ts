@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { startEgressRelay } from '../src/egress/relay.ts';
@@ -177,4 +178,60 @@ test('netns: 1 GiB up and 1 GiB down through the full path with matching checksu
     block,
   );
   assert.equal(down.stdout.trim(), `${want} ${MIB * 1024 * 1024}`, down.stderr);
+});
+
+const CLI = join(import.meta.dirname, '..', 'dist', 'cli.js');
+
+test('netns: `cloister enclave` (the real supervisor) gives its app a working egress proxy', {
+  skip: !existsSync(CLI) && 'run npm run build first',
+}, async (t) => {
+  const cert = makeCert(t);
+  const https = await startHttps(t, cert, 'via the supervisor');
+  const vsockDir = await hostRelay(t);
+  const configDir = tempDir(t, 'cloister-config-');
+  writeFileSync(
+    join(configDir, 'enclaver.yaml'),
+    'version: v1\nname: egress-test\ntarget: t:latest\nsources:\n  app: a:latest\negress:\n  allow:\n    - host\n',
+  );
+  // --no-bootstrap leaves lo down; the app brings it up itself, then uses the proxy variables.
+  const app = `ip link set lo up && curl -sS --max-time 10 --cacert ${cert.certPath} https://host:${https}/sup; echo; echo APP-$((1+1))-DONE`;
+  const child = spawn(
+    'unshare',
+    [
+      '-n',
+      process.execPath,
+      CLI,
+      'enclave',
+      '--config-dir',
+      configDir,
+      '--transport',
+      'emulated',
+      '--vsock-dir',
+      vsockDir,
+      '--cid',
+      '16',
+      '--no-bootstrap',
+      '--',
+      'sh',
+      '-c',
+      app,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  t.after(() => child.kill('SIGKILL'));
+  let out = '';
+  child.stderr.resume();
+  const done = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), 30_000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (out.includes('APP-2-DONE')) {
+        clearTimeout(timer);
+        resolve(true);
+      }
+    });
+  });
+  child.kill('SIGTERM'); // cloister stays up after its app, like odyn
+  assert.ok(done, out);
+  assert.match(out, /via the supervisor GET \/sup/);
 });

@@ -196,6 +196,18 @@ test('half-close both ways and large chunks through a tunnel', async (t) => {
   assert.ok(reply.subarray(64).equals(block));
 });
 
+test('bytes pipelined right after CONNECT (before the 200) are not lost', async (t) => {
+  const port = await startTcp(t, (s) => s.pipe(s));
+  const { proxyPort } = await startPath(t, { allow: ['127.0.0.1'] });
+  const payload = 'x'.repeat(100_000);
+  const r = await rawExchange(
+    proxyPort,
+    `CONNECT 127.0.0.1:${port} HTTP/1.1\r\n\r\n${payload}`,
+    new RegExp(`\r\n\r\nx{${payload.length}}$`),
+  );
+  assert.match(r, /^HTTP\/1\.1 200 /);
+});
+
 test('500 concurrent tunnels, and egress.max_tunnels refuses beyond the cap with 503', async (t) => {
   const port = await startTcp(t, (s) => s.pipe(s));
   const { proxyPort } = await startPath(t, { allow: ['127.0.0.1'] });

@@ -197,3 +197,75 @@ print('RESULT ' + json.dumps(out), flush=True)
   assert.ok(!stderr.includes('sealed for one image'), 'the plaintext reached a log line');
   assert.ok(readFileSync(join(nsmState, 'root.pem'), 'utf8').includes('BEGIN CERTIFICATE'));
 });
+
+test('`cloister dev`: the aws CLI and boto3 in the emulated enclave use the proxy and the emulator', {
+  skip: !canUnshare && 'needs unshare -n (root)',
+}, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cloister-kms-dev-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(
+    join(dir, 'enclaver.yaml'),
+    'version: v1\nname: kms-dev\ntarget: kms-dev:latest\nsources:\n  app: app:latest\negress:\n  allow:\n    - kms.*.amazonaws.com\nkms_proxy:\n  listen_port: 9999\n',
+  );
+  writeFileSync(
+    join(dir, 'app.py'),
+    `import os, boto3
+kms = boto3.client('kms', endpoint_url=os.environ['AWS_ENDPOINT_URL_KMS'], region_name='us-east-1',
+                   aws_access_key_id='dummy', aws_secret_access_key='dummy')
+key = kms.create_key()['KeyMetadata']['KeyId']
+blob = kms.encrypt(KeyId=key, Plaintext=b'dev mode secret')['CiphertextBlob']
+print('BOTO ' + kms.decrypt(CiphertextBlob=blob)['Plaintext'].decode(), flush=True)
+`,
+  );
+  const app = `/usr/bin/python3 ${join(dir, 'app.py')} && /usr/bin/aws --endpoint-url "$AWS_KMS_ENDPOINT" --region us-east-1 kms generate-random --number-of-bytes 24 --output text --query Plaintext | sed 's/^/CLI /'`;
+  const child = spawn(
+    process.execPath,
+    [
+      'dist/cli.js',
+      'dev',
+      '-f',
+      join(dir, 'enclaver.yaml'),
+      '--state-dir',
+      join(dir, 'state'),
+      '--',
+      '/bin/sh',
+      '-c',
+      app,
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        PATH: process.env.PATH,
+        HOME: dir,
+        AWS_CONFIG_FILE: join(dir, 'none'),
+        AWS_SHARED_CREDENTIALS_FILE: join(dir, 'none'),
+        AWS_ACCESS_KEY_ID: 'dummy',
+        AWS_SECRET_ACCESS_KEY: 'dummy',
+      },
+    },
+  );
+  t.after(() => stop(child));
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (c: Buffer) => {
+    stdout += c.toString();
+  });
+  child.stderr!.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
+  const code = await new Promise<number | null>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`cloister dev did not finish:\n${stdout}\n${stderr.slice(-3000)}`)),
+      45_000,
+    );
+    child.on('exit', (c) => {
+      clearTimeout(timer);
+      resolve(c);
+    });
+  });
+  assert.equal(code, 0, `${stdout}\n${stderr.slice(-3000)}`);
+  assert.match(stdout, /^BOTO dev mode secret$/m);
+  const cli = /^CLI (\S+)$/m.exec(stdout);
+  assert.ok(cli, stdout);
+  assert.equal(Buffer.from(cli[1]!, 'base64').length, 24);
+});

@@ -16,6 +16,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -220,6 +221,69 @@ test('installed as odyn, the binary is the supervisor and loads its embedded add
   assert.equal(signal, null, err);
   assert.equal(typeof code, 'number');
   assert.deepEqual(readdirSync(tmpd), [], 'the extracted addon is removed at exit');
+});
+
+test('the binary runs `cloister dev` with the example app end to end', { timeout: 120_000 }, async (t) => {
+  // What `npm run demo` does (examples/hello/demo.mjs), with the binary in place of `node dist/cli.js`:
+  // dev mode, the supervisor in its own network namespace, egress, attestation, the KMS emulator, ingress.
+  // The app is a Node program, run by the Node running this test; cloister itself needs none.
+  const origin = createServer((req, res) => res.end(`sunny (served to ${req.headers.host}${req.url})\n`));
+  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+  t.after(() => origin.close());
+  const address = origin.address();
+  assert.ok(address && typeof address === 'object');
+  const app = join(repo, 'examples/hello');
+  const dev = spawn(
+    first.output,
+    [
+      'dev',
+      '-f',
+      join(app, 'enclaver.yaml'),
+      '--state-dir',
+      mkdtempSync(join(tmp, 'dev-state-')),
+      '--publish',
+      '0:8080',
+      '--quiet',
+      '--',
+      process.execPath,
+      join(app, 'app.mjs'),
+    ],
+    {
+      cwd: mkdtempSync(join(tmp, 'dev-cwd-')),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        ...process.env,
+        DEMO_ORIGIN: `http://127.0.0.1:${address.port}`,
+        // The app checks its attestation document with `node <CLOISTER_CLI> attest verify`.
+        CLOISTER_CLI: join(repo, 'dist/cli.js'),
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      },
+    },
+  );
+  t.after(() => dev.kill('SIGKILL'));
+  let out = '';
+  let err = '';
+  let called: Promise<{ status: number; body: string }> | undefined;
+  const exited = new Promise<number | null>((r) => dev.once('exit', (code) => r(code)));
+  dev.stderr.on('data', (d: Buffer) => {
+    err += d;
+  });
+  dev.stdout.on('data', (d: Buffer) => {
+    out += d;
+    if (!called && out.includes('ingress ready')) {
+      const url = /ingress\s+(http:\/\/\S+) -> enclave port 8080/.exec(err)?.[1];
+      called = url
+        ? fetch(`${url}/hello`).then(async (res) => ({ status: res.status, body: await res.text() }))
+        : Promise.reject(new Error(`no ingress address printed:\n${err}`));
+    }
+  });
+  const code = await exited;
+  assert.equal(code, 0, `cloister dev exited ${code}\n--- stdout\n${out}\n--- stderr\n${err}`);
+  assert.ok(called, `the app never said "ingress ready":\n${out}`);
+  const res = await called;
+  assert.equal(res.status, 200);
+  assert.match(res.body, /^hello from inside the enclave/);
+  assert.match(out, /Decrypt through the KMS proxy .* -> "/);
 });
 
 function onPath(cmd: string): boolean {

@@ -49,6 +49,28 @@ test('an app that ignores SIGTERM is killed after the grace period', T, async (t
   assert.match(logs.text, /did not stop in time; sending SIGKILL/);
 });
 
+test('on stop, what the app left in its process group is killed too', T, async (t) => {
+  // The straggler ignores SIGTERM and outlives the app; cloister's exit must not leave it running.
+  const enclave = startEnclave(t, {
+    app: ['sh', '-c', '(trap "" TERM; sleep 30; echo unreachable) & echo "straggler=$!"; sleep 30'],
+    settings: 'app:\n  stop_grace_ms: 5000\n',
+  });
+  const logs = await readLogs(t, enclave);
+  const straggler = Number(/straggler=(\d+)/.exec(await logs.waitFor(/straggler=\d+\n/))![1]);
+  const status = await readStatus(t, enclave);
+  await status.waitFor(['running']);
+  enclave.proc.kill('SIGTERM');
+  // The app itself (sh) dies of the forwarded SIGTERM; the straggler does not...
+  assert.deepEqual(await status.waitFor(['signaled', 'exited']), {
+    status: 'signaled',
+    signal: 15,
+    signal_name: 'SIGTERM',
+  });
+  assert.deepEqual(await enclave.exited, { code: 128 + 15, signal: null });
+  // ...until cloister SIGKILLs what is left of the group on its way out, and reaps it (no zombie left).
+  await waitUntil('the straggler to be gone', () => (procStat(straggler) === null ? true : undefined));
+});
+
 test('an app killed by a signal is reported with a numeric signal', T, async (t) => {
   const enclave = startEnclave(t, { app: ['sh', '-c', 'kill -USR2 $$'] });
   const status = await readStatus(t, enclave);

@@ -36,7 +36,8 @@ class UsageError extends Error {}
 
 function intFlag(v: string | undefined, name: string, min: number): number | undefined {
   if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v) || Number(v) < min) throw new UsageError(`${name} must be an integer >= ${min}, not '${v}'`);
+  if (!/^\d+$/.test(v) || Number(v) < min)
+    throw new UsageError(`${name} must be an integer >= ${min}, not '${v}'`);
   return Number(v);
 }
 
@@ -111,7 +112,7 @@ export async function run(argv: string[]): Promise<number> {
   const nitroCli = values['nitro-cli'] ?? 'nitro-cli';
   const eifPath = resolve(values.eif ?? '/enclave/application.eif');
 
-  return runHostSession({
+  const code = await runHostSession({
     config,
     transport,
     logger,
@@ -124,7 +125,13 @@ export async function run(argv: string[]): Promise<number> {
     },
     metricsHostPort,
     launch: async () => {
-      const info = await runEnclave({ nitroCli, eifPath, cpuCount, memoryMb, debugMode: values['debug-mode'] === true });
+      const info = await runEnclave({
+        nitroCli,
+        eifPath,
+        cpuCount,
+        memoryMb,
+        debugMode: values['debug-mode'] === true,
+      });
       return {
         cid: info.EnclaveCID,
         description: `enclave ID=${info.EnclaveID}, CID=${info.EnclaveCID}`,
@@ -132,6 +139,8 @@ export async function run(argv: string[]): Promise<number> {
       };
     },
   });
+  // Everything is closed; a straggling keep-alive handle must not hold the exit (stdout is synchronous).
+  process.exit(code);
 }
 
 function parse(args: string[]) {

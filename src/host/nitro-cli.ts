@@ -22,13 +22,19 @@ export interface EnclaveInfo {
 
 const SUPPORT_HINT = /If you open a support ticket, please provide the error log found at "([^"]+)"/;
 
-function exec(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Promise<{ stdout: string; stderr: string }> {
+function exec(
+  cmd: string,
+  args: string[],
+  env?: NodeJS.ProcessEnv,
+): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     execFile(cmd, args, { env: env ?? process.env, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) {
         const detail = stderr.trim() || stdout.trim() || err.message;
         const hint = SUPPORT_HINT.exec(stderr)?.[1];
-        reject(new Error(`${cmd} ${args[0]} failed: ${detail}${hint ? ` (nitro-cli error log: ${hint})` : ''}`));
+        reject(
+          new Error(`${cmd} ${args[0]} failed: ${detail}${hint ? ` (nitro-cli error log: ${hint})` : ''}`),
+        );
         return;
       }
       resolve({ stdout, stderr });
@@ -69,7 +75,9 @@ export async function runEnclave(o: RunEnclaveOptions): Promise<EnclaveInfo> {
   if (typeof info.EnclaveID !== 'string' || !Number.isInteger(info.EnclaveCID)) {
     // Older/odd outputs: ask describe-enclaves for the CID.
     if (typeof info.EnclaveID === 'string') {
-      const all = parseNitroJson((await exec(o.nitroCli, ['describe-enclaves'], o.env)).stdout) as EnclaveInfo[];
+      const all = parseNitroJson(
+        (await exec(o.nitroCli, ['describe-enclaves'], o.env)).stdout,
+      ) as EnclaveInfo[];
       const me = all.find((e) => e.EnclaveID === info.EnclaveID);
       if (me && Number.isInteger(me.EnclaveCID)) return { ...me, ...info, EnclaveCID: me.EnclaveCID };
     }

@@ -7,9 +7,10 @@
 // Exit codes are enclaver-run's (enclaver-compat.md §15.3): the app's own code when it exited,
 // 107 when a signal killed it, 108 when the enclave side failed (fatal status, status port lost),
 // 109 when we were interrupted (SIGINT/SIGTERM) and terminated the enclave ourselves.
+
+import type { Config } from '../config/types.ts';
 import { startEgressRelay } from '../egress/relay.ts';
 import { type HostIngress, type HostPortMapping, startHostIngress } from '../ingress/host.ts';
-import type { Config } from '../config/types.ts';
 import type { Logger } from '../log/logger.ts';
 import type { AppStatus } from '../supervisor/status.ts';
 import type { Transport } from '../transport/types.ts';
@@ -51,7 +52,10 @@ export interface HostSessionOptions {
   signals?: NodeJS.Signals[];
 }
 
-type Outcome = { kind: 'status'; status: AppStatus } | { kind: 'lost'; why: string } | { kind: 'signal'; sig: string };
+type Outcome =
+  | { kind: 'status'; status: AppStatus }
+  | { kind: 'lost'; why: string }
+  | { kind: 'signal'; sig: string };
 
 export function exitCodeFor(s: AppStatus): number | null {
   if (s.status === 'exited') return s.code & 0xff;
@@ -104,22 +108,6 @@ export async function runHostSession(o: HostSessionOptions): Promise<number> {
     cleanups.push(() => enclave.terminate());
     log.info(`started ${enclave.description}`);
 
-    const logs = followLogs({ transport: o.transport, cid: enclave.cid, logger: log, out: o.out });
-    cleanups.push(() => logs.stop());
-    const status = followStatus({
-      transport: o.transport,
-      cid: enclave.cid,
-      logger: log,
-      connectTimeoutMs: o.statusTimeoutMs,
-      onStatus: (s) => {
-        log.debug({ status: s }, 'enclave status');
-        if (exitCodeFor(s) !== null) settle({ kind: 'status', status: s });
-      },
-      onLost: (err) => settle({ kind: 'lost', why: err.message }),
-    });
-    cleanups.push(() => status.stop());
-    void enclave.gone?.then((why) => settle({ kind: 'lost', why }));
-
     const ports = o.ingress.ports;
     let ingress: HostIngress | null = null;
     if (ports.length > 0) {
@@ -150,13 +138,31 @@ export async function runHostSession(o: HostSessionOptions): Promise<number> {
     }
     o.onReady?.({ cid: enclave.cid, ingress: ingress?.addresses() ?? new Map(), metrics });
 
+    // Streams last, so the banner comes before the app's first line (the log ring replays from the start).
+    const logs = followLogs({ transport: o.transport, cid: enclave.cid, logger: log, out: o.out });
+    cleanups.push(() => logs.stop());
+    const status = followStatus({
+      transport: o.transport,
+      cid: enclave.cid,
+      logger: log,
+      connectTimeoutMs: o.statusTimeoutMs,
+      onStatus: (s) => {
+        log.debug({ status: s }, 'enclave status');
+        if (exitCodeFor(s) !== null) settle({ kind: 'status', status: s });
+      },
+      onLost: (err) => settle({ kind: 'lost', why: err.message }),
+    });
+    cleanups.push(() => status.stop());
+    void enclave.gone?.then((why) => settle({ kind: 'lost', why }));
+
     const end = await outcome;
     let code: number;
     if (end.kind === 'status') {
       // The final status can overtake the last lines of output: let the log stream go quiet first.
       await logs.quiet(200, 3000);
       code = exitCodeFor(end.status)!;
-      if (end.status.status === 'fatal') process.stderr.write(`cloister: enclave failed: ${end.status.error}\n`);
+      if (end.status.status === 'fatal')
+        process.stderr.write(`cloister: enclave failed: ${end.status.error}\n`);
       else if (end.status.status === 'signaled') {
         process.stderr.write(`cloister: the app was killed by ${end.status.signal_name}\n`);
       }

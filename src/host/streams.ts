@@ -50,7 +50,13 @@ export function followStatus(o: StatusFollowOptions): Follower {
   void (async () => {
     while (!stopped) {
       try {
-        sock = await connectRetry(o.transport, o.cid, STATUS_PORT, () => stopped, Date.now() + o.connectTimeoutMs);
+        sock = await connectRetry(
+          o.transport,
+          o.cid,
+          STATUS_PORT,
+          () => stopped,
+          Date.now() + o.connectTimeoutMs,
+        );
       } catch (err) {
         if (!stopped) o.onLost(new Error(`cannot reach the enclave status port: ${(err as Error).message}`));
         return;
@@ -122,9 +128,13 @@ export function followLogs(o: LogFollowOptions): LogFollower {
     let first = true;
     while (!stopped) {
       // The log port comes up with the status port; keep trying as long as we are running.
-      sock = await connectRetry(o.transport, o.cid, APP_LOG_PORT, () => stopped, Number.POSITIVE_INFINITY).catch(
-        () => null,
-      );
+      sock = await connectRetry(
+        o.transport,
+        o.cid,
+        APP_LOG_PORT,
+        () => stopped,
+        Number.POSITIVE_INFINITY,
+      ).catch(() => null);
       if (!sock) return;
       connected = true;
       const replaying = !first && tail.length > 0;

@@ -137,7 +137,8 @@ export class TunnelAgent extends Agent {
     private readonly proxy: EgressProxy | null,
     private readonly timeoutMs: number,
   ) {
-    super({ keepAlive: true, keepAliveMsecs: 30_000, scheduling: 'lifo' });
+    // Idle connections close after 20 s, before KMS or a middlebox would drop them under us.
+    super({ keepAlive: true, keepAliveMsecs: 30_000, timeout: 20_000, scheduling: 'lifo' });
   }
 
   override createConnection(

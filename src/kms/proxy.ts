@@ -31,6 +31,19 @@ const ATTESTED: Record<string, { action: string; field: string }> = {
 };
 
 const MAX_BODY = 1 << 20;
+const KMS_OPERATIONS = new Set(
+  (
+    'CancelKeyDeletion ConnectCustomKeyStore CreateAlias CreateCustomKeyStore CreateGrant CreateKey Decrypt ' +
+    'DeleteAlias DeleteCustomKeyStore DeleteImportedKeyMaterial DeriveSharedSecret DescribeCustomKeyStores ' +
+    'DescribeKey DisableKey DisableKeyRotation DisconnectCustomKeyStore EnableKey EnableKeyRotation Encrypt ' +
+    'GenerateDataKey GenerateDataKeyPair GenerateDataKeyPairWithoutPlaintext GenerateDataKeyWithoutPlaintext ' +
+    'GenerateMac GenerateRandom GetKeyPolicy GetKeyRotationStatus GetParametersForImport GetPublicKey ' +
+    'ImportKeyMaterial ListAliases ListGrants ListKeyPolicies ListKeyRotations ListKeys ListResourceTags ' +
+    'ListRetirableGrants PutKeyPolicy ReEncrypt ReplicateKey RetireGrant RevokeGrant RotateKeyOnDemand ' +
+    'ScheduleKeyDeletion Sign TagResource UntagResource UpdateAlias UpdateCustomKeyStore UpdateKeyDescription ' +
+    'UpdatePrimaryRegion Verify VerifyMac'
+  ).split(' '),
+);
 const PRESIGN_PARAMS = new Set([
   'x-amz-algorithm',
   'x-amz-credential',
@@ -212,6 +225,7 @@ export async function startKmsProxy(
     path: string,
     headers: Record<string, string>,
     body: Buffer,
+    retried = false,
   ): Promise<UpstreamReply> {
     return new Promise((resolve, reject) => {
       const req = request({
@@ -222,15 +236,28 @@ export async function startKmsProxy(
         path,
         headers: { ...headers, 'content-length': String(body.length) },
       });
+      let answered = false;
       req.setTimeout(upstreamTimeoutMs, () =>
         req.destroy(
           new EgressError(`no answer from KMS at ${url.origin} within ${upstreamTimeoutMs} ms`, true),
         ),
       );
-      req.on('error', (err) =>
-        reject(err instanceof EgressError ? err : new EgressError(`${url.origin}: ${err.message}`)),
-      );
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        // A kept-alive connection the other end closed while idle: the request never reached KMS,
+        // so send it once more on a fresh connection (Node's documented pattern for reusedSocket).
+        if (
+          !answered &&
+          !retried &&
+          req.reusedSocket &&
+          (err.code === 'ECONNRESET' || err.code === 'EPIPE')
+        ) {
+          sendUpstream(url, path, headers, body, true).then(resolve, reject);
+          return;
+        }
+        reject(err instanceof EgressError ? err : new EgressError(`${url.origin}: ${err.message}`));
+      });
       req.on('response', (res) => {
+        answered = true;
         const chunks: Buffer[] = [];
         let size = 0;
         res.on('data', (c: Buffer) => {
@@ -290,12 +317,12 @@ export async function startKmsProxy(
           'cloister KMS proxy: X-Amz-Target header missing or malformed',
         );
       }
-      action = target.startsWith('TrentService.') ? target.slice('TrentService.'.length) : target;
-      if (!/^\w{1,64}$/.test(action)) action = 'invalid';
+      // Matched case-insensitively, as odyn does; the output field follows the action, whatever its case.
+      const named = /^trentservice\.(\w{1,64})$/i.exec(target)?.[1];
       const attested =
-        req.method === 'POST' && url.pathname === '/' && target.toLowerCase().startsWith('trentservice.')
-          ? ATTESTED[action.toLowerCase()]
-          : undefined;
+        req.method === 'POST' && url.pathname === '/' && named ? ATTESTED[named.toLowerCase()] : undefined;
+      // Metric label: only KMS's own operation names, so a client cannot grow the label set without bound.
+      action = attested?.action ?? (named && KMS_OPERATIONS.has(named) ? named : 'other');
       let input: Record<string, unknown> | null = null;
       if (attested) {
         try {
@@ -350,6 +377,13 @@ export async function startKmsProxy(
           query,
           headers: { 'content-type': AMZ_JSON, 'x-amz-target': target },
           body: outBody,
+        }).catch((err: Error) => {
+          // The only thing signing waits on is the credential chain (expired and not refreshable).
+          throw new KmsError(
+            'ServiceUnavailableException',
+            `cloister KMS proxy: no usable AWS credentials: ${err.message}`,
+            503,
+          );
         }),
       );
       const reply = await timed('upstream', () => sendUpstream(endpoint, path, headers, outBody));
@@ -378,7 +412,9 @@ export async function startKmsProxy(
         );
       sendKmsError(res, kerr, timing.length ? { 'server-timing': timing.join(', ') } : {});
     } finally {
-      kmsCalls.observe({ action, result }, (performance.now() - t0) / 1000);
+      const ms = performance.now() - t0;
+      kmsCalls.observe({ action, result }, ms / 1000);
+      if (result !== 'proxy_error') log.debug({ action, result, ms: Math.round(ms * 10) / 10 }, 'kms call');
     }
   }
 

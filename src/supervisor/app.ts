@@ -101,8 +101,11 @@ export function launchApp(spec: AppSpec): Promise<RunningApp> {
     });
     child.once('spawn', () => {
       const pid = child.pid!;
+      // Once Node has collected the app its pid may be reused: stop signalling its group from then on.
+      let alive = true;
       const exited = new Promise<AppExit>((done) => {
         child.once('exit', (code, sig) => {
+          alive = false;
           const ranMs = performance.now() - startedAt;
           const signo = sig ? ((constants.signals as Record<string, number>)[sig] ?? null) : null;
           const result: AppExit = {
@@ -126,6 +129,7 @@ export function launchApp(spec: AppSpec): Promise<RunningApp> {
         pid,
         exited,
         signalGroup(signal) {
+          if (!alive) return false;
           try {
             process.kill(-pid, signal);
             return true;

@@ -38,6 +38,7 @@ interface ProcStat {
   pid: number;
   state: string;
   ppid: number;
+  pgrp: number;
 }
 
 /** Parse /proc/<pid>/stat. comm may hold spaces and parentheses, so split after the last ')'. */
@@ -47,13 +48,13 @@ export function parseProcStat(text: string): ProcStat | null {
   const pid = Number.parseInt(text, 10);
   const fields = text.slice(close + 2).split(' ');
   const ppid = Number(fields[1]);
-  if (!Number.isInteger(pid) || !fields[0] || !Number.isInteger(ppid)) return null;
-  return { pid, state: fields[0], ppid };
+  const pgrp = Number(fields[2]);
+  if (!Number.isInteger(pid) || !fields[0] || !Number.isInteger(ppid) || !Number.isInteger(pgrp)) return null;
+  return { pid, state: fields[0], ppid, pgrp };
 }
 
-/** Our children that are zombies, read from /proc. */
-export function findZombieChildren(parent = process.pid, procDir = '/proc'): number[] {
-  const out: number[] = [];
+function readProcs(procDir = '/proc'): ProcStat[] {
+  const out: ProcStat[] = [];
   let names: string[];
   try {
     names = readdirSync(procDir);
@@ -62,16 +63,39 @@ export function findZombieChildren(parent = process.pid, procDir = '/proc'): num
   }
   for (const name of names) {
     if (name.charCodeAt(0) < 0x30 || name.charCodeAt(0) > 0x39) continue;
-    let text: string;
     try {
-      text = readFileSync(`${procDir}/${name}/stat`, 'latin1');
+      const st = parseProcStat(readFileSync(`${procDir}/${name}/stat`, 'latin1'));
+      if (st) out.push(st);
     } catch {
-      continue; // exited and reaped between readdir and read
+      // exited and reaped between readdir and read
     }
-    const st = parseProcStat(text);
-    if (st && st.ppid === parent && st.state === 'Z') out.push(st.pid);
   }
   return out;
+}
+
+/**
+ * Processes still in process group `pgid` that descend from us. Once the app (the group's leader) is
+ * gone its pid may be reused, and `kill(-pgid)` could then hit an unrelated group; checking ancestry
+ * keeps cloister's final SIGKILL to what the app left behind.
+ */
+export function ourGroupMembers(pgid: number, self = process.pid, procDir = '/proc'): number[] {
+  const procs = readProcs(procDir);
+  const parent = new Map(procs.map((p) => [p.pid, p.ppid]));
+  const ours = (pid: number): boolean => {
+    for (let p = parent.get(pid), hops = 0; p !== undefined && hops < 4096; p = parent.get(p), hops++) {
+      if (p === self) return true;
+      if (p <= 1) return false;
+    }
+    return false;
+  };
+  return procs.filter((p) => p.pgrp === pgid && p.state !== 'Z' && ours(p.pid)).map((p) => p.pid);
+}
+
+/** Our children that are zombies, read from /proc. */
+export function findZombieChildren(parent = process.pid, procDir = '/proc'): number[] {
+  return readProcs(procDir)
+    .filter((st) => st.ppid === parent && st.state === 'Z')
+    .map((st) => st.pid);
 }
 
 export interface ReaperOptions {

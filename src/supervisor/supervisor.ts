@@ -27,7 +27,7 @@ import { bootstrap } from './bootstrap.ts';
 import { lazyNsm } from './lazy-nsm.ts';
 import { LineJoiner } from './line-joiner.ts';
 import { LogServer } from './log-server.ts';
-import { Reaper, trackNodeChildren } from './reaper.ts';
+import { ourGroupMembers, Reaper, trackNodeChildren } from './reaper.ts';
 import { RestartTracker } from './restart.ts';
 import { type AppStatus, StatusBoard } from './status.ts';
 
@@ -402,15 +402,28 @@ export class Supervisor {
 
   private async shutdown(): Promise<number> {
     await this.closeServices();
-    this.reaper?.stop();
-    // Whatever the app left running in its process group goes with it.
+    // Whatever the app left running in its process group goes with it (only what descends from us:
+    // the group's pid may have been reused since the app ended).
     if (this.lastPid !== null) {
-      try {
-        process.kill(-this.lastPid, 'SIGKILL');
-      } catch {
-        // ESRCH: nothing left.
+      const pgid = this.lastPid;
+      let left = ourGroupMembers(pgid);
+      if (left.length > 0) this.logger.info({ pids: left }, 'killing what the app left in its process group');
+      // Collect them too, rather than leave zombies to an init that may not reap (dev mode, containers).
+      for (let round = 0; left.length > 0 && round < 50; round++) {
+        for (const pid of left) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // ESRCH: gone meanwhile.
+          }
+        }
+        await new Promise((r) => setTimeout(r, 10));
+        this.reaper?.sweep();
+        left = ourGroupMembers(pgid);
       }
+      this.reaper?.sweep();
     }
+    this.reaper?.stop();
     const code = this.lastExit ? exitCodeOf(this.lastExit) : this.failed ? 1 : 0;
     this.logger.info({ code }, 'cloister exiting');
     this.board.closeReaders();

@@ -1,0 +1,146 @@
+// `cloister dev`: both sides on this machine, real processes. The enclave side runs in its own network
+// namespace (--isolate, the default as root); these tests only ever talk to loopback.
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type TestContext, test } from 'node:test';
+
+const canUnshare = spawnSync('unshare', ['-n', 'true']).status === 0;
+const opts = { skip: !canUnshare && 'needs unshare -n (root)', timeout: 40_000 };
+
+function setup(t: TestContext, manifestExtra = ''): { dir: string; manifest: string; state: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'cloister-dev-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const manifest = join(dir, 'enclaver.yaml');
+  writeFileSync(
+    manifest,
+    `version: v1\nname: dev-test\ntarget: dev-test:latest\nsources:\n  app: app:latest\n${manifestExtra}`,
+  );
+  return { dir, manifest, state: join(dir, 'state') };
+}
+
+function dev(t: TestContext, args: string[]) {
+  const child: ChildProcess = spawn(process.execPath, ['dist/cli.js', 'dev', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  t.after(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+  return { child, exited, out: () => out, err: () => err };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test('cloister dev: exits with the app exit code and leaves nothing behind', opts, async (t) => {
+  const { manifest, state } = setup(t);
+  const d = dev(t, [
+    '-f',
+    manifest,
+    '--state-dir',
+    state,
+    '--',
+    'sh',
+    '-c',
+    'echo "from the app: $$"; exit 5',
+  ]);
+  assert.equal(await d.exited, 5, d.err());
+  assert.match(d.out(), /from the app: \d+/);
+  assert.match(d.err(), /PCR0\s+[0-9a-f]{96}/);
+  assert.match(d.err(), /kms:RecipientAttestation:PCR0/);
+  assert.ok(existsSync(join(state, 'nsm', 'root.pem')), 'the software NSM root is kept in the state dir');
+  assert.deepEqual(
+    readdirSync(state).filter((n) => n.startsWith('run-')),
+    [],
+    'the per-run scratch dir is removed',
+  );
+});
+
+test(
+  'cloister dev --isolate: the app cannot reach the host network except through the proxy',
+  opts,
+  async (t) => {
+    const { manifest, state } = setup(t);
+    const server = createServer((s) => s.end('you reached the host'));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    t.after(() => server.close());
+    const port = (server.address() as { port: number }).port;
+    const probe = `const s=require('net').connect(${port},'127.0.0.1');s.on('data',()=>process.exit(0));s.on('error',e=>{console.log('blocked: '+e.code);process.exit(3)})`;
+    const d = dev(t, ['-f', manifest, '--state-dir', state, '--', process.execPath, '-e', probe]);
+    assert.equal(await d.exited, 3, d.out() + d.err());
+    assert.match(d.out(), /blocked: ECONNREFUSED/);
+    // The same probe with --no-isolate reaches it: the test really distinguishes the two.
+    const open = dev(t, [
+      '-f',
+      manifest,
+      '--state-dir',
+      state,
+      '--no-isolate',
+      '--',
+      process.execPath,
+      '-e',
+      probe,
+    ]);
+    assert.equal(await open.exited, 0, open.out() + open.err());
+  },
+);
+
+test('cloister dev: Ctrl-C (SIGINT) stops the app and everything else, exit 109', opts, async (t) => {
+  const { dir, manifest, state } = setup(t, 'ingress:\n  - listen_port: 18234\n');
+  const pidFile = join(dir, 'app.pid');
+  const d = dev(t, [
+    '-f',
+    manifest,
+    '--state-dir',
+    state,
+    '-p',
+    '0:18234',
+    '--',
+    'sh',
+    '-c',
+    `echo $$ > ${pidFile}; echo started; exec sleep 300`,
+  ]);
+  const deadline = Date.now() + 20_000;
+  while (!d.out().includes('started')) {
+    if (Date.now() > deadline || d.child.exitCode !== null) throw new Error(`app did not start:\n${d.err()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const appPid = Number(readFileSync(pidFile, 'utf8'));
+  assert.ok(alive(appPid));
+  d.child.kill('SIGINT');
+  assert.equal(await d.exited, 109, d.err());
+  assert.equal(alive(appPid), false, 'the app was stopped');
+  assert.deepEqual(
+    readdirSync(state).filter((n) => n.startsWith('run-')),
+    [],
+  );
+});
+
+test('cloister dev: usage errors exit 2 and say why', async () => {
+  const r = spawnSync(process.execPath, ['dist/cli.js', 'dev', '-f', 'examples/hello/enclaver.yaml'], {
+    encoding: 'utf8',
+  });
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /the app to run is required after `--`/);
+});
