@@ -132,11 +132,14 @@ function client(args: string[], input?: string): Promise<ClientOut> {
   });
 }
 
-const paths: [string, string][] = [
-  ['direct', '-'],
-  ['tinyproxy', tinyAddr],
-  ['cloister', cloisterAddr],
-];
+const only = process.env.BENCH_EGRESS_PATHS?.split(',');
+const paths = (
+  [
+    ['direct', '-'],
+    ['tinyproxy', tinyAddr],
+    ['cloister', cloisterAddr],
+  ] as [string, string][]
+).filter(([name]) => !only || only.includes(name));
 const gbit = (r: { bytes: number; seconds: number }) => (r.bytes * 8) / r.seconds / 1e9;
 const best = async (args: string[]) => {
   let top = 0;
@@ -192,7 +195,7 @@ for (const [name, addr] of paths) {
   };
 }
 
-const d = results.paths.direct!;
+const d = results.paths.direct ?? Object.values(results.paths)[0]!;
 const rows = Object.entries(results.paths).map(([name, r]) => ({
   path: name,
   'down Gbit/s': r.down_gbit.toFixed(2),

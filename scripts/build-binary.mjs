@@ -14,7 +14,7 @@
 // - the addon is compiled by node-gyp against the pinned runtime's own headers, without debug info,
 //   with -ffile-prefix-map for the build directory, and the build-id is a hash of the content;
 // - `strip` and `node --build-sea` are deterministic; code cache and snapshots (which are not) are off.
-// The build checks the bundle and the addon for the build directory's absolute path and refuses if found.
+// The build checks the bundle and the addon for this build's absolute paths and refuses if one is found.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
@@ -233,7 +233,15 @@ export async function buildBinary({ arch = hostArch(), out, workDir, cacheDir, s
 
   log(`building the native addon for linux-${arch} (${tools.cc})`);
   const addon = buildAddon(arch, targetRuntime, workDir, tools);
-  const leaks = [root, workDir, cacheDir];
+  // Absolute paths of this build that esbuild or the compiler could have embedded. Each ends in `/`
+  // and names a directory we own, so that a short checkout path (`/src` in Dockerfile.enclave) does not
+  // match unrelated text. The blob adds only these two files and relative names, so checking them is
+  // enough (the runtime itself has paths like `../src/node_modules.cc` in it).
+  const leaks = [
+    ...['src', 'node_modules', 'native', 'scripts'].map((d) => `${join(root, d)}/`),
+    `${workDir}/`,
+    `${cacheDir}/`,
+  ];
   refuseLeakedPaths(main, leaks);
   refuseLeakedPaths(addon, leaks);
 
@@ -269,7 +277,6 @@ export async function buildBinary({ arch = hostArch(), out, workDir, cacheDir, s
   );
   log('writing the single executable');
   run(hostNode, ['--build-sea', config], { cwd: workDir });
-  refuseLeakedPaths(tmpOut, leaks);
   chmodSync(tmpOut, 0o755);
   renameSync(tmpOut, out);
 

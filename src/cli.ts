@@ -39,7 +39,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`cloister ${VERSION}\n`);
     return 0;
   }
-  const load = commands[cmd];
+  const load = Object.hasOwn(commands, cmd) ? commands[cmd] : undefined;
   if (!load) {
     process.stderr.write(`cloister: unknown command '${cmd}'\n${USAGE}`);
     return 2;

@@ -137,6 +137,21 @@ test('cloister dev: Ctrl-C (SIGINT) stops the app and everything else, exit 109'
   );
 });
 
+test(
+  'cloister dev: waits while the restart policy restarts the app, then exits with its code',
+  opts,
+  async (t) => {
+    const { dir, manifest, state } = setup(t);
+    writeFileSync(
+      join(dir, 'cloister.yaml'),
+      'app:\n  restart: on-failure\n  max_restarts: 2\n  restart_backoff_ms: 10\n  restart_backoff_max_ms: 20\n',
+    );
+    const d = dev(t, ['-f', manifest, '--state-dir', state, '--', 'sh', '-c', 'echo "app run"; exit 4']);
+    assert.equal(await d.exited, 4, d.err());
+    assert.equal(d.out().match(/app run/g)?.length, 3, d.out());
+  },
+);
+
 test('cloister dev: usage errors exit 2 and say why', async () => {
   const r = spawnSync(process.execPath, ['dist/cli.js', 'dev', '-f', 'examples/hello/enclaver.yaml'], {
     encoding: 'utf8',

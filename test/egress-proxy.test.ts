@@ -8,6 +8,7 @@ import { Agent, request as httpRequest } from 'node:http';
 import { test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
+import { registry } from '../src/metrics.ts';
 import {
   connectTunnel,
   deadPort,
@@ -159,6 +160,11 @@ test('refusals: 403 names the host, 400 for malformed targets and smuggling, 502
     assert.match(r, status, `${JSON.stringify(req)} -> ${r}`);
     assert.match(r, body, `${JSON.stringify(req)} -> ${r}`);
   }
+  // Each decision is counted by verdict and deciding rule.
+  const metrics = await registry.metrics();
+  assert.match(metrics, /cloister_egress_decisions_total\{verdict="deny",rule="evil\.test"\} [1-9]/);
+  assert.match(metrics, /cloister_egress_decisions_total\{verdict="deny",rule="\(default deny\)"\} [1-9]/);
+  assert.match(metrics, /cloister_egress_decisions_total\{verdict="allow",rule="127\.0\.0\.1"\} [1-9]/);
 });
 
 test('slow or huge request headers are cut off (408 / 431), nothing hangs', async (t) => {

@@ -1,12 +1,15 @@
 // The vsock wire protocol, byte for byte as Enclaver speaks it, and the host relay against hostile
 // or old peers. Dials go to loopback only.
 import assert from 'node:assert/strict';
+import { randomBytes, randomInt } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
 import { test } from 'node:test';
 import {
   encodeFrame,
   encodeRequest,
   encodeResponse,
+  FrameError,
+  parseRequest,
   parseResponse,
   readFrame,
 } from '../src/egress/protocol.ts';
@@ -33,6 +36,31 @@ test('frames are byte-identical to Enclaver (enclaver-compat §9.2)', () => {
   });
   assert.throws(() => encodeFrame('x'.repeat(70_000)), /exceeds 65535/);
   assert.throws(() => parseResponse(Buffer.from('"Okay"')), /neither/);
+});
+
+test('frame parsers: random and mutated input only ever yields a value or a FrameError', () => {
+  const seeds = [
+    '{"host":"example.com","port":443}',
+    '{"host":"a","port":1,"deny_ips":["10.0.0.0/8"]}',
+    '"Ok"',
+    '{"Err":{"os_code":111,"message":"x"}}',
+  ].map((x) => Buffer.from(x));
+  for (let i = 0; i < 5000; i++) {
+    let buf: Buffer;
+    if (i % 2 === 0) buf = randomBytes(randomInt(1, 64));
+    else {
+      buf = Buffer.from(seeds[i % seeds.length]!);
+      for (let k = randomInt(1, 4); k > 0; k--) buf[randomInt(buf.length)] = randomInt(256);
+    }
+    for (const parse of [parseRequest, parseResponse]) {
+      try {
+        const v = parse(buf);
+        assert.equal(typeof v, 'object');
+      } catch (e) {
+        assert.ok(e instanceof FrameError, `${parse.name}(${buf.toString('hex')}) threw ${e}`);
+      }
+    }
+  }
 });
 
 async function relayPath(

@@ -52,7 +52,7 @@ interface Setup {
   exited: Promise<number | null>;
 }
 
-async function startHost(t: TestContext): Promise<Setup> {
+async function startHost(t: TestContext, extra: string[] = []): Promise<Setup> {
   const dir = mkdtempSync(join(tmpdir(), 'cloister-host-'));
   const appPort = await freePort();
   const hostPort = await freePort();
@@ -90,6 +90,7 @@ async function startHost(t: TestContext): Promise<Setup> {
       '127.0.0.1',
       '-p',
       `${hostPort}:${appPort}`,
+      ...extra,
     ],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -169,6 +170,15 @@ test(
     );
   },
 );
+
+test('cloister host --debug-mode: passes the flag and shows the enclave console', opts, async (t) => {
+  const s = await startHost(t, ['--debug-mode']);
+  await waitFor('console lines', () => /\[console\] .*app listening/.test(s.err()), s);
+  const argsFile = readdirSync(s.state).find((n) => n.endsWith('.args'))!;
+  assert.equal(readFileSync(join(s.state, argsFile), 'utf8').trim(), '2 512 true');
+  await run('curl', ['-sS', '--max-time', '10', `http://127.0.0.1:${s.hostPort}/exit?code=0`]);
+  assert.equal(await s.exited, 0);
+});
 
 test('cloister host: an app killed by a signal gives 107', opts, async (t) => {
   const s = await startHost(t);

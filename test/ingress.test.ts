@@ -12,10 +12,13 @@ import { Duplex } from 'node:stream';
 import { type TestContext, test } from 'node:test';
 import { createSecureContext, connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
-import { resolveTlsMaterial, startIngressPorts } from '../src/ingress/enclave.ts';
+import { startMetricsServer } from '../src/api/metrics-server.ts';
+import { type Config, DEFAULT_SETTINGS } from '../src/config/types.ts';
+import { resolveTlsMaterial, startIngress, startIngressPorts } from '../src/ingress/enclave.ts';
 import { startHostIngress } from '../src/ingress/host.ts';
 import { decodeProxyV2, encodeProxyV2 } from '../src/ingress/proxy-protocol.ts';
 import { createLogger } from '../src/log/logger.ts';
+import type { Nsm } from '../src/nsm/types.ts';
 import { EmulatedTransport } from '../src/transport/emulated.ts';
 
 const run = promisify(execFile);
@@ -311,7 +314,9 @@ test('ingress: a connection without a valid PROXY header is refused when the enc
   const got: Buffer[] = [];
   s.on('data', (d: Buffer) => got.push(d));
   s.write('GET / HTTP/1.1\r\n\r\n');
-  await new Promise((r) => s.on('close', r));
+  // The transport socket is half-open capable: the enclave side's drop shows as EOF.
+  await new Promise((r) => s.on('end', r));
+  s.destroy();
   assert.equal(Buffer.concat(got).length, 0);
 });
 
@@ -335,4 +340,111 @@ test('ingress: TLS files come from the manifest paths, else from odyn tls/server
     keyPath: join(dir, 'certs/k.pem'),
     certPath: join(dir, 'certs/c.pem'),
   });
+});
+
+test('ingress: api.metrics_port is reachable over the transport, so the host can expose /metrics', async (t) => {
+  const metricsPort = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'cloister-ingress-metrics-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const config: Config = {
+    manifestPath: join(dir, 'enclaver.yaml'),
+    configDir: dir,
+    manifest: { version: 'v1', name: 'm', target: 'm:latest', sources: { app: 'a' } },
+    settings: { ...DEFAULT_SETTINGS, api: { metrics_port: metricsPort } },
+  };
+  const ctx = { config, transport: new EmulatedTransport(dir, 16), logger, nsm: {} as Nsm };
+  const metrics = await startMetricsServer(ctx);
+  const ingress = await startIngress(ctx);
+  const host = await startHostIngress({
+    transport: new EmulatedTransport(dir, 2),
+    enclaveCid: 16,
+    logger,
+    ports: [{ enclavePort: metricsPort, hostPort: 0 }],
+    listenAddress: '127.0.0.1',
+  });
+  t.after(async () => {
+    await host.close();
+    await ingress.close();
+    await metrics.close();
+  });
+  const url = `http://127.0.0.1:${host.addresses().get(metricsPort)!.port}`;
+  const m = await run('curl', ['-sS', '--max-time', '10', `${url}/metrics`]);
+  assert.match(m.stdout, /^# HELP cloister_ingress_connections_total/m);
+  const h = await run('curl', ['-sS', '--max-time', '10', `${url}/healthz`]);
+  assert.match(h.stdout, /"status"/);
+});
+
+test('ingress: backpressure: an app that stops reading stops the client, nothing buffers without bound', async (t) => {
+  let appSock: Socket | undefined;
+  const app = createServer((s) => {
+    appSock = s;
+    s.pause(); // reads nothing until told
+  });
+  t.after(() => {
+    appSock?.destroy();
+    app.close();
+  });
+  const port = await listen(app);
+  const { hostPort } = await chain(t, port);
+  const sock = connect(hostPort, '127.0.0.1');
+  t.after(() => sock.destroy());
+  await new Promise((r) => sock.once('connect', r));
+  const chunk = Buffer.alloc(256 * 1024, 1);
+  let accepted = 0;
+  // Write while the chain accepts; stop when no 'drain' came for 500 ms (everything on the way is full).
+  for (;;) {
+    if (sock.write(chunk)) {
+      accepted += chunk.length;
+      continue;
+    }
+    accepted += chunk.length;
+    const drained = await Promise.race([
+      new Promise((r) => sock.once('drain', () => r(true))),
+      new Promise((r) => setTimeout(() => r(false), 500)),
+    ]);
+    if (!drained) break;
+    assert.ok(accepted < 256 * 1024 * 1024, 'the chain kept accepting data the app never read');
+  }
+  // Kernel buffers of three sockets plus a few stream buffers: megabytes, not the whole stream.
+  assert.ok(accepted < 64 * 1024 * 1024, `accepted ${accepted} bytes with the app not reading`);
+  // And the bytes all arrive once the app reads again.
+  let received = 0;
+  appSock!.on('data', (d: Buffer) => {
+    received += d.length;
+  });
+  appSock!.resume();
+  sock.end();
+  await new Promise((r) => appSock!.once('end', r));
+  assert.equal(received, accepted);
+});
+
+test('ingress: close() stops accepting, lets an in-flight connection finish, then cuts stragglers', async (t) => {
+  const app = createServer((s) => s.pipe(s));
+  t.after(() => app.close());
+  const port = await listen(app);
+  const dir = mkdtempSync(join(tmpdir(), 'cloister-ingress-close-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const enclave = await startIngressPorts(
+    { transport: new EmulatedTransport(dir, 16), logger },
+    [{ port, secureContext: null }],
+    { proxyProtocol: false, upstreamRetryMs: 1000, closeGraceMs: 1500 },
+  );
+  const vsock = new EmulatedTransport(dir, 2);
+  const inflight = await vsock.connect(16, port);
+  inflight.setEncoding('utf8');
+  let echoed = '';
+  inflight.on('data', (d: string) => {
+    echoed += d;
+  });
+  inflight.write('before close;');
+  while (!echoed.includes('before close;')) await new Promise((r) => setTimeout(r, 10));
+  const closing = enclave.close();
+  // New connections are refused at once...
+  await assert.rejects(vsock.connect(16, port));
+  // ...while the open one still works until the grace period ends, then is cut off.
+  inflight.write('during close;');
+  const ended = new Promise((r) => inflight.once('end', r));
+  await closing;
+  await ended;
+  assert.equal(echoed, 'before close;during close;');
 });

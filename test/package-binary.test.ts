@@ -4,6 +4,7 @@
 // an enclave's PCR0 measures).
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import {
   copyFileSync,
   cpSync,
@@ -284,6 +285,59 @@ test('the binary runs `cloister dev` with the example app end to end', { timeout
   assert.equal(res.status, 200);
   assert.match(res.body, /^hello from inside the enclave/);
   assert.match(out, /Decrypt through the KMS proxy .* -> "/);
+});
+
+test("Dockerfile.enclave's example app runs under the binary, and the binary verifies its attestation", {
+  timeout: 120_000,
+}, async (t) => {
+  // The image's command line (ENTRYPOINT + CMD) is `cloister enclave --config-dir /etc/enclaver -- node
+  // /app/server.mjs`; here the same app and manifest run under `cloister dev` (software NSM).
+  const ex = join(repo, 'examples/enclave-image');
+  const state = mkdtempSync(join(tmp, 'image-state-'));
+  const dev = spawn(
+    first.output,
+    [
+      'dev',
+      '-f',
+      join(ex, 'enclaver.yaml'),
+      '--state-dir',
+      state,
+      '--publish',
+      '0:8080',
+      '--',
+      process.execPath,
+      join(ex, 'server.mjs'),
+    ],
+    { cwd: state, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  t.after(() => dev.kill('SIGKILL'));
+  let err = '';
+  const exited = new Promise<number | null>((r) => dev.once('exit', (code) => r(code)));
+  const banner = new Promise<{ url: string; root: string }>((resolveBanner, reject) => {
+    dev.stderr.on('data', (d: Buffer) => {
+      err += d;
+      const url = /ingress\s+(http:\/\/\S+) -> enclave port 8080/.exec(err)?.[1];
+      const root = /NSM root\s+(\S+)/.exec(err)?.[1];
+      if (url && root) resolveBanner({ url, root });
+    });
+    dev.once('exit', (code) => reject(new Error(`cloister dev exited (${code}) early:\n${err}`)));
+  });
+  dev.stdout.resume();
+  const { url, root } = await banner;
+  const nonce = randomBytes(16).toString('hex');
+  // Ingress holds the connection until the app listens, so one request is enough.
+  const res = await fetch(`${url}/attestation?nonce=${nonce}`);
+  const doc = Buffer.from(await res.arrayBuffer());
+  assert.equal(res.status, 200, doc.toString());
+  const verify = spawnSync(first.output, ['attest', 'verify', '--root', root, '--nonce', nonce, '-'], {
+    input: doc,
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  assert.equal(verify.status, 0, verify.stderr);
+  assert.match(verify.stdout, new RegExp(nonce));
+  dev.kill('SIGINT');
+  assert.notEqual(await exited, null, 'cloister dev exits on Ctrl-C');
 });
 
 function onPath(cmd: string): boolean {

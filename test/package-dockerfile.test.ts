@@ -67,8 +67,10 @@ test('every file Dockerfile.enclave copies from the context exists and is not do
   }
 });
 
-test("the image's entrypoint is `cloister enclave --config-dir /etc/enclaver --`, which the CLI accepts", () => {
-  const entry = instructions.filter((l) => l.startsWith('ENTRYPOINT ')).map((l) => JSON.parse(l.slice(11)));
+test("the image's entrypoint is `cloister enclave --config-dir /etc/enclaver --`, which the supervisor accepts", () => {
+  const entry = instructions
+    .filter((l) => l.startsWith('ENTRYPOINT '))
+    .map((l) => JSON.parse(l.slice(11)) as string[]);
   assert.deepEqual(entry, [['/usr/local/bin/cloister', 'enclave', '--config-dir', '/etc/enclaver', '--']]);
   assert.ok(
     instructions.some((l) => /^COPY \$\{MANIFEST\} \/etc\/enclaver\/enclaver\.yaml$/.test(l)),
@@ -80,7 +82,7 @@ test("the image's entrypoint is `cloister enclave --config-dir /etc/enclaver --`
   );
   // The same argv through the supervisor's own parser: odyn's flags, the config dir, the app after `--`.
   const cmd = JSON.parse(instructions.find((l) => l.startsWith('CMD '))!.slice(4)) as string[];
-  const args = parseEnclaveArgs([...entry[0].slice(2), ...cmd]);
+  const args = parseEnclaveArgs([...entry[0]!.slice(2), ...cmd]);
   assert.equal(args.configDir, '/etc/enclaver');
   assert.deepEqual(args.app, cmd);
   assert.equal(args.bootstrap, true);

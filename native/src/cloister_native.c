@@ -57,6 +57,7 @@ static const char *errno_name(int e) {
     E(EAFNOSUPPORT) E(EADDRINUSE) E(EADDRNOTAVAIL) E(ENETDOWN) E(ENETUNREACH) E(ENETRESET)
     E(ECONNABORTED) E(ECONNRESET) E(ENOBUFS) E(EISCONN) E(ENOTCONN) E(ESHUTDOWN) E(ETIMEDOUT)
     E(ECONNREFUSED) E(EHOSTDOWN) E(EHOSTUNREACH) E(EALREADY) E(EINPROGRESS) E(ECANCELED)
+    E(ENAMETOOLONG)
 #undef E
     default:
       return "UNKNOWN";
@@ -118,6 +119,8 @@ static bool arg_u32(napi_env env, napi_value v, const char *what, uint32_t *out)
   return true;
 }
 
+// Reads argument i as an int32 (fd, backlog, pid, timeout). napi_get_value_int32 alone would turn NaN
+// into 0 and 2^32+fd into fd: closeFd(NaN) would close stdin. Only exact int32 integers pass.
 static bool arg_i32(napi_env env, napi_value v, const char *what, int32_t *out) {
   napi_valuetype t;
   if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) {
@@ -126,7 +129,15 @@ static bool arg_i32(napi_env env, napi_value v, const char *what, int32_t *out) 
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", m);
     return false;
   }
-  napi_get_value_int32(env, v, out);
+  double d;
+  napi_get_value_double(env, v, &d);
+  if (!(d >= -2147483648.0 && d <= 2147483647.0) || d != (double)(int32_t)d) {
+    char m[96];
+    snprintf(m, sizeof m, "%s must be an integer in [-2^31, 2^31-1]", what);
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", m);
+    return false;
+  }
+  *out = (int32_t)d;
   return true;
 }
 
@@ -394,6 +405,13 @@ static napi_value NsmOpen(napi_env env, napi_callback_info info) {
   size_t len;
   if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "path must be a string");
+    return NULL;
+  }
+  // A longer string comes back cut to fit, and a NUL ends the C string early: either way open() would
+  // name another file than the caller's.
+  if (len >= sizeof path - 1) return throw_errno(env, "open", ENAMETOOLONG);
+  if (strlen(path) != len) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", "path must not contain NUL bytes");
     return NULL;
   }
   int fd = open(path, O_RDWR | O_CLOEXEC);

@@ -2,7 +2,8 @@
 // the port is null. Loopback only: inside the enclave only the app (or an ingress port the manifest
 // forwards on purpose) can reach it.
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { jsonRefusal, refuseOddRequests } from '../http/refuse.ts';
+import { listenOn } from '../http/server.ts';
 import { registry } from '../metrics.ts';
 import type { Service, ServiceContext } from '../service.ts';
 
@@ -44,19 +45,8 @@ export async function startMetricsServer(ctx: ServiceContext): Promise<MetricsSe
       },
     );
   });
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable)
-      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    else socket.destroy();
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const bound = (server.address() as AddressInfo).port;
+  refuseOddRequests(server, jsonRefusal);
+  const bound = (await listenOn(server, port)).port;
   log.info({ port: bound }, 'metrics listening');
   return {
     port: bound,

@@ -10,10 +10,11 @@
 // {"error": ...} with 400 (bad JSON/base64/PEM, field over 1024 bytes), 404, 405, 413, 503 (NSM).
 import { createPublicKey } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { documentToJson } from '../attestation/describe.ts';
 import { decodeDocument } from '../attestation/document.ts';
 import { pemBlocks } from '../attestation/x509.ts';
+import { jsonRefusal, refuseOddRequests } from '../http/refuse.ts';
+import { listenOn, readLimitedBody } from '../http/server.ts';
 import { attestationRequests } from '../metrics.ts';
 import { ATTESTATION_FIELD_MAX } from '../nsm/codec.ts';
 import type { AttestationRequest } from '../nsm/types.ts';
@@ -102,26 +103,11 @@ function publicKeyField(body: Record<string, unknown>): Buffer | null {
 }
 
 function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > MAX_BODY_BYTES) {
-      reject(new HttpError(413, `request body over ${MAX_BODY_BYTES} bytes`, 'too_large'));
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new HttpError(413, `request body over ${MAX_BODY_BYTES} bytes`, 'too_large'));
-        req.pause();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
+  return readLimitedBody(
+    req,
+    MAX_BODY_BYTES,
+    () => new HttpError(413, `request body over ${MAX_BODY_BYTES} bytes`, 'too_large'),
+  );
 }
 
 async function parsePost(req: IncomingMessage): Promise<AttestationRequest> {
@@ -203,21 +189,9 @@ export async function startApiServer(ctx: ServiceContext): Promise<ApiService> {
       sendJson(res, e.status, { error: e.message }, headers);
     });
   });
-  server.on('clientError', (err, socket) => {
-    if (socket.writable)
-      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    else socket.destroy();
-    log.debug({ err: err.message }, 'malformed HTTP request');
-  });
+  refuseOddRequests(server, jsonRefusal, (err) => log.debug({ err: err.message }, 'malformed HTTP request'));
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const bound = (server.address() as AddressInfo).port;
+  const bound = (await listenOn(server, port)).port;
   log.info({ port: bound }, 'attestation API listening');
 
   return {

@@ -142,7 +142,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return sub === undefined ? 2 : 0;
   }
-  const cmd = commands[sub];
+  const cmd = Object.hasOwn(commands, sub) ? commands[sub] : undefined;
   if (!cmd) {
     process.stderr.write(`cloister attest: unknown subcommand '${sub}'\n${USAGE}`);
     return 2;

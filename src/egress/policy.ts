@@ -189,16 +189,15 @@ function compileNamePattern(
   // IDN and case for the literal labels, all at once so a number-only rule is seen as the address it is.
   const literal = labels.map((l) => (l.includes('*') ? 'x' : l)).join('.');
   const ascii = domainToASCII(literal);
-  if (ascii === '') return `'${pattern}' is not a valid hostname pattern`;
+  if (ascii === '') return 'not a valid hostname pattern';
   if (parseIp(ascii) && !labels.some((l) => l.includes('*')))
-    return `'${pattern}' is an IPv4 address in a non-standard form (it means ${ascii}); write ${ascii}`;
+    return `an IPv4 address in a non-standard form (it means ${ascii}); write ${ascii}`;
   const asciiLabels = ascii.split('.');
-  if (asciiLabels.length !== labels.length) return `'${pattern}' is not a valid hostname pattern`;
+  if (asciiLabels.length !== labels.length) return 'not a valid hostname pattern';
   const out = labels.map((l, i) => (l.includes('*') ? l : asciiLabels[i]!));
   for (const l of out)
     if (!l.includes('*') && !LABEL.test(l)) return `label '${l}' is not a valid hostname label`;
-  if (/^\d+$/.test(out[out.length - 1]!))
-    return `'${pattern}': the last label is a number (reads as an address)`;
+  if (/^\d+$/.test(out[out.length - 1]!)) return 'the last label is a number (it would read as an address)';
   return {
     list,
     index,

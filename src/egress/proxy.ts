@@ -271,8 +271,9 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
       if (req.headers['transfer-encoding'] !== undefined && req.headers['content-length'] !== undefined)
         throw new HttpError(400, 'both Content-Length and Transfer-Encoding: refused');
       const { host, port } = parseAuthority(m[1]!, 80);
-      let path = m[2] || '/';
-      if (!path.startsWith('/')) path = `/${path}`; // "http://h?q" -> "/?q"
+      // RFC 9112 §3.2.4: OPTIONS for the whole server is "*" in origin form; otherwise an empty path is "/".
+      let path = m[2] || (req.method === 'OPTIONS' ? '*' : '/');
+      if (!path.startsWith('/') && path !== '*') path = `/${path}`; // "http://h?q" -> "/?q"
       const { target, decision } = admit(host, port);
       const upstream = await openUpstream(target, port, decision);
       tunnels++;

@@ -1,6 +1,8 @@
 // `cloister host`: the parent-instance side (enclaver-run's job, enclaver-compat.md §15): relay egress,
 // launch the enclave with nitro-cli, forward ingress, print the enclave's logs, exit with the app's code.
+import { type ChildProcess, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load.ts';
 import { createLogger } from '../log/logger.ts';
@@ -97,6 +99,10 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`cloister host: ${(err as Error).message}\n`);
     return 2;
   }
+  if (metricsHostPort !== undefined && config.settings.api.metrics_port === null) {
+    process.stderr.write('cloister host: --metrics-port needs api.metrics_port in cloister.yaml\n');
+    return 2;
+  }
   const known = new Set((config.manifest.ingress ?? []).map((i) => i.listen_port));
   for (const p of publish.keys()) {
     if (!known.has(p)) {
@@ -125,22 +131,32 @@ export async function run(argv: string[]): Promise<number> {
     },
     metricsHostPort,
     launch: async () => {
-      const info = await runEnclave({
-        nitroCli,
-        eifPath,
-        cpuCount,
-        memoryMb,
-        debugMode: values['debug-mode'] === true,
-      });
+      const debugMode = values['debug-mode'] === true;
+      const info = await runEnclave({ nitroCli, eifPath, cpuCount, memoryMb, debugMode });
+      // Debug mode: the enclave's serial console too (kernel and init messages), as enclaver-run does.
+      const serial = debugMode ? followConsole(nitroCli, info.EnclaveID) : null;
       return {
         cid: info.EnclaveCID,
         description: `enclave ID=${info.EnclaveID}, CID=${info.EnclaveCID}`,
-        terminate: () => terminateEnclave(nitroCli, info.EnclaveID),
+        terminate: async () => {
+          await terminateEnclave(nitroCli, info.EnclaveID);
+          serial?.kill();
+        },
       };
     },
   });
   // Everything is closed; a straggling keep-alive handle must not hold the exit (stdout is synchronous).
   process.exit(code);
+}
+
+/** `nitro-cli console --enclave-id ID`, each line to stderr as `[console] ...` (no length limit). */
+function followConsole(nitroCli: string, id: string): ChildProcess {
+  const child = spawn(nitroCli, ['console', '--enclave-id', id], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const rl = createInterface({ input: child.stdout! });
+  rl.on('line', (line) => process.stderr.write(`[console] ${line}\n`));
+  child.stderr!.resume();
+  child.on('error', (err) => process.stderr.write(`cloister host: nitro-cli console: ${err.message}\n`));
+  return child;
 }
 
 function parse(args: string[]) {

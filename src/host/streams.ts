@@ -79,6 +79,8 @@ export function followStatus(o: StatusFollowOptions): Follower {
           if (buf.length > STATUS_LINE_MAX) sock!.destroy();
         });
         sock!.on('error', () => {});
+        // Transport sockets are half-open capable: EOF alone would never close ours.
+        sock!.on('end', () => sock!.destroy());
         sock!.on('close', () => resolve());
       });
       if (!stopped) {
@@ -165,6 +167,7 @@ export function followLogs(o: LogFollowOptions): LogFollower {
           }
         });
         sock!.on('error', () => {});
+        sock!.on('end', () => sock!.destroy());
         sock!.on('close', () => {
           clearTimeout(timer);
           flushPending(false);

@@ -216,7 +216,8 @@ export async function startIngressPorts(
   return {
     close() {
       closing ??= (async () => {
-        await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+        // Stop accepting now; server.close()'s callback would wait for every open connection.
+        for (const s of servers) s.close();
         await conns.drain(opts.closeGraceMs ?? CLOSE_GRACE_MS);
       })();
       return closing;

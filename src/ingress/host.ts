@@ -138,7 +138,8 @@ export async function startHostIngress(opts: HostIngressOptions): Promise<HostIn
     },
     close() {
       closing ??= (async () => {
-        await Promise.all([...servers.values()].map((s) => new Promise<void>((r) => s.close(() => r()))));
+        // Stop accepting now; server.close()'s callback would wait for every open connection.
+        for (const s of [...servers.values()]) s.close();
         await conns.drain(opts.closeGraceMs ?? 5000);
       })();
       return closing;

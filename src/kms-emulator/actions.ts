@@ -192,7 +192,7 @@ function dataKeyLength(input: Input): number {
   const n = input.NumberOfBytes;
   if (spec !== undefined && n !== undefined) validation('Please specify either number of bytes or key spec.');
   if (spec !== undefined) {
-    const len = DATA_KEY_SPECS[spec];
+    const len = Object.hasOwn(DATA_KEY_SPECS, spec) ? DATA_KEY_SPECS[spec] : undefined;
     if (!len)
       validation(
         `1 validation error detected: Value '${spec}' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set: [AES_256, AES_128]`,
@@ -427,7 +427,7 @@ export const ACTIONS: Record<string, Handler> = {
   async GenerateDataKeyPair(ctx, input) {
     const key = keyOf(ctx, input);
     const spec = str(input, 'KeyPairSpec', true);
-    const make = KEY_PAIR_SPECS[spec];
+    const make = Object.hasOwn(KEY_PAIR_SPECS, spec) ? KEY_PAIR_SPECS[spec] : undefined;
     if (!make) {
       validation(
         `1 validation error detected: Value '${spec}' at 'keyPairSpec' failed to satisfy constraint: Member must satisfy enum value set: [${Object.keys(KEY_PAIR_SPECS).join(', ')}]`,

@@ -3,9 +3,10 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { verifyAttestation } from '../attestation/verify.ts';
-import { KmsError, sendJson, sendKmsError } from '../kms/errors.ts';
+import { refuseOddRequests } from '../http/refuse.ts';
+import { listenOn, readLimitedBody } from '../http/server.ts';
+import { KmsError, kmsRefusal, sendJson, sendKmsError } from '../kms/errors.ts';
 import { SignatureError, verifySignature } from '../kms/sigv4.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { ACTIONS, type ActionContext, type VerifiedRecipient } from './actions.ts';
@@ -50,21 +51,11 @@ export interface KmsEmulator {
 const MAX_BODY = 1 << 20;
 
 function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY) {
-        reject(new KmsError('ValidationException', 'Request body too large', 413));
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
+  return readLimitedBody(
+    req,
+    MAX_BODY,
+    () => new KmsError('ValidationException', 'Request body too large', 413),
+  );
 }
 
 export async function startKmsEmulator(opts: KmsEmulatorOptions): Promise<KmsEmulator> {
@@ -122,7 +113,8 @@ export async function startKmsEmulator(opts: KmsEmulatorOptions): Promise<KmsEmu
       }
       const target = req.headers['x-amz-target'];
       const m = typeof target === 'string' ? /^TrentService\.(\w+)$/.exec(target) : null;
-      const handler = m ? ACTIONS[m[1]!] : undefined;
+      // Own properties only: 'TrentService.constructor' must not call Object.prototype's members.
+      const handler = m && Object.hasOwn(ACTIONS, m[1]!) ? ACTIONS[m[1]!] : undefined;
       if (!m || !handler) throw new KmsError('UnknownOperationException', '', 400);
       action = m[1]!;
       let input: unknown;
@@ -152,7 +144,10 @@ export async function startKmsEmulator(opts: KmsEmulatorOptions): Promise<KmsEmu
         );
       }
       logger.info({ action, status: kerr.status, error: kerr.type }, 'kms call refused');
-      sendKmsError(res, kerr, { 'x-amzn-requestid': requestId });
+      sendKmsError(res, kerr, {
+        'x-amzn-requestid': requestId,
+        ...(kerr.status === 413 ? { connection: 'close' } : {}),
+      });
     }
   }
 
@@ -163,14 +158,8 @@ export async function startKmsEmulator(opts: KmsEmulatorOptions): Promise<KmsEmu
     ? createHttpsServer({ key: opts.tls.key, cert: opts.tls.cert }, onRequest)
     : createServer(onRequest);
   server.keepAliveTimeout = 65_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address() as AddressInfo;
+  refuseOddRequests(server, kmsRefusal);
+  const addr = await listenOn(server, opts.port ?? 0, opts.host);
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `${opts.tls ? 'https' : 'http'}://${host}:${addr.port}`;
   logger.info({ url, keys: store.keys.size }, 'kms emulator listening');

@@ -43,7 +43,13 @@ function hashOid(alg: pkijs.AlgorithmIdentifier | undefined): string | undefined
 /** Parses and checks the structure (every field KMS sets), without decrypting. */
 export function parseEnvelope(ber: Uint8Array): ParsedEnvelope {
   const view = new Uint8Array(ber);
-  const asn1 = asn1js.fromBER(view);
+  let asn1: ReturnType<typeof asn1js.fromBER>;
+  try {
+    asn1 = asn1js.fromBER(view);
+  } catch (err) {
+    // asn1js throws (instead of reporting offset -1) on some malformed values, e.g. a GeneralizedTime.
+    fail(`not BER (${err instanceof Error ? err.message : String(err)})`);
+  }
   if (asn1.offset === -1) fail(`not BER (${asn1.result.error || 'parse error'})`);
   if (asn1.offset !== view.byteLength) fail('trailing bytes after the ContentInfo');
   let enveloped: pkijs.EnvelopedData;

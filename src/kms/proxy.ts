@@ -8,17 +8,18 @@
 // Every failure is answered in KMS's JSON error format: the connection is never just dropped.
 import { createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import type { SignatureV4 } from '@smithy/signature-v4';
 import { compilePolicy } from '../egress/policy.ts';
+import { refuseOddRequests } from '../http/refuse.ts';
+import { listenOn, readLimitedBody } from '../http/server.ts';
 import type { Logger } from '../log/logger.ts';
 import { kmsCalls } from '../metrics.ts';
 import type { Service, ServiceContext } from '../service.ts';
 import { decryptEnvelope, spkiKeyId } from './cms.ts';
 import { CredentialChain, type CredentialChainOptions } from './credentials.ts';
 import { EgressError, type EgressProxy, TunnelAgent } from './egress.ts';
-import { AMZ_JSON, KmsError, sendJson, sendKmsError } from './errors.ts';
+import { AMZ_JSON, KmsError, kmsRefusal, sendJson, sendKmsError } from './errors.ts';
 import { createKmsSigner, readScope, type ScopeError, signKmsRequest } from './sigv4.ts';
 
 /** Attested actions (lower-cased) and the response field that carries their secret. */
@@ -31,6 +32,8 @@ const ATTESTED: Record<string, { action: string; field: string }> = {
 };
 
 const MAX_BODY = 1 << 20;
+/** AWS region names (us-east-1, us-gov-west-1, eu-isoe-west-1...) and the names people give local ones. */
+const REGION_RE = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
 const KMS_OPERATIONS = new Set(
   (
     'CancelKeyDeletion ConnectCustomKeyStore CreateAlias CreateCustomKeyStore CreateGrant CreateKey Decrypt ' +
@@ -72,7 +75,8 @@ interface RecipientKey {
 
 /** Where the KMS of a region is: endpoints[region] (authority -> https, or a full URL), else AWS's. */
 export function kmsEndpoint(endpoints: Record<string, string> | undefined, region: string): URL {
-  const configured = endpoints?.[region];
+  // Own properties only: a region such as 'constructor' must not find Object.prototype's.
+  const configured = endpoints && Object.hasOwn(endpoints, region) ? endpoints[region] : undefined;
   if (configured === undefined) return new URL(`https://kms.${region}.amazonaws.com`);
   return new URL(configured.includes('://') ? configured : `https://${configured}`);
 }
@@ -95,23 +99,11 @@ export interface KmsProxyService extends Service {
 }
 
 function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY) {
-        req.pause();
-        reject(
-          new KmsError('ValidationException', `cloister KMS proxy: request body over ${MAX_BODY} bytes`, 413),
-        );
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
+  return readLimitedBody(
+    req,
+    MAX_BODY,
+    () => new KmsError('ValidationException', `cloister KMS proxy: request body over ${MAX_BODY} bytes`, 413),
+  );
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: () => string): Promise<T> {
@@ -294,7 +286,15 @@ export async function startKmsProxy(
     };
     try {
       const body = await readBody(req);
-      const url = new URL(req.url ?? '/', 'http://proxy');
+      let url: URL;
+      try {
+        url = new URL(req.url ?? '/', 'http://proxy');
+      } catch {
+        throw new KmsError(
+          'ValidationException',
+          'cloister KMS proxy: the request target is not a valid URL',
+        );
+      }
       let scope: ReturnType<typeof readScope>;
       try {
         scope = readScope(req.headers.authorization, url.searchParams);
@@ -302,6 +302,14 @@ export async function startKmsProxy(
         throw new KmsError(
           'IncompleteSignatureException',
           `cloister KMS proxy: ${(err as ScopeError).message}`,
+        );
+      }
+      // The region becomes part of the KMS host name (kms.<region>.amazonaws.com): anything but a region
+      // name could turn it into another authority ("x@evil:443#") that receives our signed request.
+      if (!REGION_RE.test(scope.region)) {
+        throw new KmsError(
+          'InvalidSignatureException',
+          `cloister KMS proxy: the signature's credential scope names an invalid region '${scope.region.slice(0, 64)}'`,
         );
       }
       if (scope.service !== 'kms') {
@@ -320,7 +328,9 @@ export async function startKmsProxy(
       // Matched case-insensitively, as odyn does; the output field follows the action, whatever its case.
       const named = /^trentservice\.(\w{1,64})$/i.exec(target)?.[1];
       const attested =
-        req.method === 'POST' && url.pathname === '/' && named ? ATTESTED[named.toLowerCase()] : undefined;
+        req.method === 'POST' && url.pathname === '/' && named && Object.hasOwn(ATTESTED, named.toLowerCase())
+          ? ATTESTED[named.toLowerCase()]
+          : undefined;
       // Metric label: only KMS's own operation names, so a client cannot grow the label set without bound.
       action = attested?.action ?? (named && KMS_OPERATIONS.has(named) ? named : 'other');
       let input: Record<string, unknown> | null = null;
@@ -410,7 +420,10 @@ export async function startKmsProxy(
           { action, status: kerr.status, error: kerr.type, reason: kerr.message },
           'kms proxy call refused',
         );
-      sendKmsError(res, kerr, timing.length ? { 'server-timing': timing.join(', ') } : {});
+      const extra: Record<string, string> = timing.length ? { 'server-timing': timing.join(', ') } : {};
+      // A body we stopped reading cannot be drained safely: answer, then close.
+      if (kerr.status === 413) extra.connection = 'close';
+      sendKmsError(res, kerr, extra);
     } finally {
       const ms = performance.now() - t0;
       kmsCalls.observe({ action, result }, ms / 1000);
@@ -425,15 +438,9 @@ export async function startKmsProxy(
       else res.destroy();
     });
   });
+  refuseOddRequests(server, (status, message) => kmsRefusal(status, `cloister KMS proxy: ${message}`));
   const port = opts.port ?? kp.listen_port;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const bound = (server.address() as AddressInfo).port;
+  const bound = (await listenOn(server, port)).port;
   const endpointUrl = `http://127.0.0.1:${bound}`;
   log.info(
     { endpoint: endpointUrl, egress: egress ? `${egress.host}:${egress.port}` : 'direct' },

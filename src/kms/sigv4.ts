@@ -168,6 +168,10 @@ export async function verifySignature(input: VerifyInput): Promise<Scope> {
   const signingDate = new Date(
     `${amzDate.slice(0, 4)}-${amzDate.slice(4, 6)}-${amzDate.slice(6, 8)}T${amzDate.slice(9, 11)}:${amzDate.slice(11, 13)}:${amzDate.slice(13, 15)}Z`,
   );
+  // The pattern alone lets through month 13 or hour 99: an Invalid Date would pass the skew check.
+  if (Number.isNaN(signingDate.getTime())) {
+    throw new SignatureError('IncompleteSignatureException', `X-Amz-Date ${amzDate} is not a valid time`);
+  }
   const now = input.now ?? new Date();
   const skew = input.maxSkewMs ?? 15 * 60_000;
   if (Math.abs(now.getTime() - signingDate.getTime()) > skew) {

@@ -10,6 +10,29 @@ export interface LoggerOptions {
   destination?: DestinationStream;
 }
 
+/** Field names that carry secrets in KMS replies, AWS credentials and HTTP headers. */
+const SECRET_FIELDS = [
+  'Plaintext',
+  'PrivateKeyPlaintext',
+  'SharedSecret',
+  'SecretAccessKey',
+  'secretAccessKey',
+  'SessionToken',
+  'sessionToken',
+  'Token',
+  'privateKey',
+  'authorization',
+  'Authorization',
+  '["x-amz-security-token"]',
+  '["x-aws-ec2-metadata-token"]',
+];
+
+/** Each field at the top level, one level down and inside request headers (`*.x` alone misses `x`). */
+const REDACT_PATHS = SECRET_FIELDS.flatMap((f) => {
+  const dot = f.startsWith('[') ? '' : '.';
+  return [f, `*${dot}${f}`, `*.headers${dot}${f}`];
+});
+
 export function createLogger(opts: LoggerOptions = {}): Logger {
   return pino(
     {
@@ -18,15 +41,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       base: undefined,
       // Secrets must never reach a log line: redact the usual suspects wherever they appear.
       redact: {
-        paths: [
-          '*.Plaintext',
-          '*.PrivateKeyPlaintext',
-          '*.SecretAccessKey',
-          '*.secretAccessKey',
-          '*.sessionToken',
-          '*.authorization',
-          '*.Authorization',
-        ],
+        paths: REDACT_PATHS,
         censor: '[redacted]',
       },
     },
