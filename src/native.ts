@@ -33,7 +33,25 @@ export interface NativeAddon {
   seedEntropy(bytes: Uint8Array): { credited: boolean };
   setChildSubreaper(): void;
   reapZombie(pid: number): number | null;
+  /**
+   * Joins two connected stream sockets in the kernel (splice through a pipe per direction, driven by
+   * the event loop). The fds are dup()ed; the caller stops reading its own and closes them after
+   * `done`. EOF is carried as shutdown(SHUT_WR); an error, spliceCancel or idleMs without traffic
+   * (0: never) ends both. `done` gets the first error (null on a clean end) and bytes moved each way.
+   * Optional: older builds lack it (callers fall back to JS streams).
+   */
+  spliceJoin?(
+    fdA: number,
+    fdB: number,
+    idleMs: number,
+    done: (err: NativeError | null, aToB: number, bToA: number) => void,
+  ): SpliceHandle;
+  /** Ends a pump now; its `done` still runs (with ECANCELED). No-op once it ended. */
+  spliceCancel?(handle: SpliceHandle): void;
 }
+
+/** Opaque handle of a running splice pump. */
+export type SpliceHandle = { readonly __splice: unique symbol };
 
 /** The error shape the addon throws. */
 export interface NativeError extends Error {

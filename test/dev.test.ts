@@ -1,8 +1,16 @@
 // `cloister dev`: both sides on this machine, real processes. The enclave side runs in its own network
 // namespace (--isolate, the default as root); these tests only ever talk to loopback.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -149,6 +157,69 @@ test(
     const d = dev(t, ['-f', manifest, '--state-dir', state, '--', 'sh', '-c', 'echo "app run"; exit 4']);
     assert.equal(await d.exited, 4, d.err());
     assert.equal(d.out().match(/app run/g)?.length, 3, d.out());
+  },
+);
+
+test(
+  "cloister dev: a TLS ingress port works with the manifest's relative key/cert paths",
+  opts,
+  async (t) => {
+    const { dir, manifest, state } = setup(
+      t,
+      'ingress:\n  - listen_port: 18443\n    tls:\n      key_file: certs/key.pem\n      cert_file: certs/cert.pem\n',
+    );
+    mkdirSync(join(dir, 'certs'));
+    const key = join(dir, 'certs/key.pem');
+    const cert = join(dir, 'certs/cert.pem');
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+      ],
+      { stdio: 'ignore' },
+    );
+    const app = `require('http').createServer((q,r)=>{r.end('tls ok');setTimeout(()=>process.exit(0),50)}).listen(18443,'127.0.0.1',()=>console.log('up'))`;
+    const d = dev(t, [
+      '-f',
+      manifest,
+      '--state-dir',
+      state,
+      '-p',
+      '0:18443',
+      '--',
+      process.execPath,
+      '-e',
+      app,
+    ]);
+    const deadline = Date.now() + 20_000;
+    let url: string | undefined;
+    while (!(url && d.out().includes('up'))) {
+      if (Date.now() > deadline || d.child.exitCode !== null)
+        throw new Error(`app did not start:\n${d.err()}`);
+      url = /ingress\s+http:\/\/127\.0\.0\.1:(\d+) -> enclave port 18443/.exec(d.err())?.[1];
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const r = spawnSync('curl', ['-sS', '--max-time', '10', '--cacert', cert, `https://localhost:${url}/`], {
+      encoding: 'utf8',
+    });
+    assert.equal(r.stdout, 'tls ok', r.stderr);
+    assert.equal(await d.exited, 0, d.err());
   },
 );
 

@@ -45,7 +45,7 @@ async function forged(cabundle: Buffer[]): Promise<Buffer> {
   return cborEncode([prot, new Map(), payload, sig]);
 }
 
-test('a cabundle entry that is not a certificate is an AttestationError (chain), not a parser crash', async () => {
+test('a cabundle entry that is not a certificate is an AttestationError (format), not a parser crash', async () => {
   const rootPem = readFileSync(join(V, 'aws_nitro_enclaves_root_g1.pem'), 'utf8');
   for (const bad of [
     Buffer.from([0x18, 0x01, 0x41]), // a malformed GeneralizedTime: asn1js throws instead of reporting
@@ -54,7 +54,10 @@ test('a cabundle entry that is not a certificate is an AttestationError (chain),
   ]) {
     await assert.rejects(verifyAttestation(await forged([bad]), { rootPem }), (err: Error) => {
       assert.ok(err instanceof AttestationError, `${err.name}: ${err.message}`);
-      assert.ok(['format', 'chain'].includes((err as AttestationError).check), (err as AttestationError).check);
+      assert.ok(
+        ['format', 'chain'].includes((err as AttestationError).check),
+        (err as AttestationError).check,
+      );
       return true;
     });
   }

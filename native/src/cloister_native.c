@@ -25,6 +25,7 @@
 #include <linux/vm_sockets.h>
 
 #include <node_api.h>
+#include <uv.h>
 
 // NSM uapi (include/uapi/linux/nsm.h); defined here because older kernel headers lack the file.
 #define NSM_REQUEST_MAX_SIZE 0x1000
@@ -620,6 +621,271 @@ static napi_value ReapZombie(napi_env env, napi_callback_info info) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// splice pump: joins two connected stream sockets in the kernel. Bytes go socket -> pipe -> socket
+// with splice(2), never entering user space. Event-driven on the caller's libuv loop (one uv_poll_t
+// per fd, no thread per tunnel): each direction reads only when its pipe is empty and writes only
+// when it holds bytes, so a slow reader backs up into the kernel socket buffers, not into memory here.
+// The fds are dup()ed: the caller keeps (and later closes) its own, and libuv never sees one fd
+// watched twice. EOF on one side becomes shutdown(SHUT_WR) on the other while the other direction
+// keeps flowing; an error on either side, cancel(), or the idle timeout ends both.
+
+#define PUMP_PIPE_SIZE (1 << 20)
+#define PUMP_CHUNK (1 << 20)
+
+typedef struct {
+  int from, to;  // indexes into pump.fd
+  int pipe_r, pipe_w;
+  size_t in_pipe;
+  bool eof;       // read side reached EOF
+  bool shut;      // EOF passed on with shutdown(SHUT_WR)
+  uint64_t bytes; // bytes written to `to`
+} pump_dir;
+
+typedef struct {
+  napi_env env;
+  napi_ref callback;
+  napi_async_context async_ctx;
+  uv_loop_t *loop;
+  int fd[2];
+  uv_poll_t poll[2];
+  int poll_events[2];
+  uv_timer_t timer;
+  uint64_t idle_ms;
+  uint64_t last_activity;
+  pump_dir dir[2];
+  int err;              // first errno (0: clean end)
+  const char *syscall;  // where it happened
+  bool finishing;
+  int open_handles;
+  int refs;  // 1 for the running pump, 1 for the JS handle object
+} pump;
+
+static void pump_unref(pump *p) {
+  if (--p->refs == 0) free(p);
+}
+
+static void pump_handle_closed(uv_handle_t *h) {
+  pump *p = h->data;
+  if (--p->open_handles > 0) return;
+  for (int i = 0; i < 2; i++) {
+    if (p->fd[i] >= 0) close(p->fd[i]);
+    if (p->dir[i].pipe_r >= 0) close(p->dir[i].pipe_r);
+    if (p->dir[i].pipe_w >= 0) close(p->dir[i].pipe_w);
+  }
+  napi_env env = p->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value cb, recv, argv[3];
+  napi_get_reference_value(env, p->callback, &cb);
+  napi_get_global(env, &recv);  // make_callback wants an object receiver
+  if (p->err)
+    argv[0] = make_errno_error(env, p->syscall, p->err);
+  else
+    napi_get_null(env, &argv[0]);
+  napi_create_double(env, (double)p->dir[0].bytes, &argv[1]);
+  napi_create_double(env, (double)p->dir[1].bytes, &argv[2]);
+  napi_value result;
+  // make_callback (not call_function): runs the microtask and nextTick queues afterwards, as any
+  // libuv-driven callback into JS must.
+  if (cb) napi_make_callback(env, p->async_ctx, recv, cb, 3, argv, &result);
+  napi_delete_reference(env, p->callback);
+  napi_async_destroy(env, p->async_ctx);
+  napi_close_handle_scope(env, scope);
+  pump_unref(p);
+}
+
+static void pump_finish(pump *p, const char *syscall, int err) {
+  if (p->finishing) return;
+  p->finishing = true;
+  p->err = err;
+  p->syscall = syscall;
+  for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&p->poll[i], pump_handle_closed);
+  uv_close((uv_handle_t *)&p->timer, pump_handle_closed);
+}
+
+// Moves what it can in one direction; returns false when the pump was finished.
+static bool pump_run_dir(pump *p, pump_dir *d) {
+  for (;;) {
+    if (d->in_pipe > 0) {
+      ssize_t n = splice(d->pipe_r, NULL, p->fd[d->to], NULL, d->in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        d->in_pipe -= (size_t)n;
+        d->bytes += (uint64_t)n;
+        p->last_activity = uv_now(p->loop);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) return true;
+      pump_finish(p, "splice", n < 0 ? errno : EPIPE);
+      return false;
+    }
+    if (d->eof) {
+      if (!d->shut) {
+        d->shut = true;
+        if (shutdown(p->fd[d->to], SHUT_WR) < 0 && errno != ENOTCONN) {
+          pump_finish(p, "shutdown", errno);
+          return false;
+        }
+      }
+      return true;
+    }
+    ssize_t n = splice(p->fd[d->from], NULL, d->pipe_w, NULL, PUMP_CHUNK, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n > 0) {
+      d->in_pipe = (size_t)n;
+      p->last_activity = uv_now(p->loop);
+      continue;
+    }
+    if (n == 0) {
+      d->eof = true;
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return true;
+    pump_finish(p, "splice", errno);
+    return false;
+  }
+}
+
+static void pump_poll_cb(uv_poll_t *h, int status, int events);
+
+// Runs both directions, then re-arms each fd for exactly what is waited on.
+static void pump_step(pump *p) {
+  for (int i = 0; i < 2; i++)
+    if (!pump_run_dir(p, &p->dir[i])) return;
+  if (p->dir[0].shut && p->dir[1].shut) return pump_finish(p, NULL, 0);
+  int want[2] = {0, 0};
+  for (int i = 0; i < 2; i++) {
+    pump_dir *d = &p->dir[i];
+    if (d->in_pipe > 0) want[d->to] |= UV_WRITABLE;
+    else if (!d->eof) want[d->from] |= UV_READABLE;
+  }
+  for (int i = 0; i < 2; i++) {
+    if (want[i] == p->poll_events[i]) continue;
+    p->poll_events[i] = want[i];
+    int r = want[i] ? uv_poll_start(&p->poll[i], want[i], pump_poll_cb) : uv_poll_stop(&p->poll[i]);
+    if (r < 0) return pump_finish(p, "uv_poll_start", -r);
+  }
+}
+
+static void pump_poll_cb(uv_poll_t *h, int status, int events) {
+  pump *p = h->data;
+  if (p->finishing) return;
+  if (status < 0) return pump_finish(p, "poll", -status);
+  pump_step(p);
+}
+
+static void pump_timer_cb(uv_timer_t *t) {
+  pump *p = t->data;
+  if (p->finishing) return;
+  uint64_t idle = uv_now(p->loop) - p->last_activity;
+  if (idle >= p->idle_ms) return pump_finish(p, "idle timeout", ETIMEDOUT);
+  uv_timer_start(&p->timer, pump_timer_cb, p->idle_ms - idle, 0);
+}
+
+static void pump_handle_finalize(napi_env env, void *data, void *hint) {
+  pump_unref(data);
+}
+
+// spliceJoin(fdA, fdB, idleMs, callback(err, aToB, bToA)) -> handle for spliceCancel. The fds are
+// dup()ed; the caller stops its own reading first and closes its fds after the callback.
+static napi_value SpliceJoin(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!get_args(env, info, 4, argv)) return NULL;
+  int32_t fa, fb, idle;
+  if (!arg_i32(env, argv[0], "fdA", &fa) || !arg_i32(env, argv[1], "fdB", &fb) ||
+      !arg_i32(env, argv[2], "idleMs", &idle))
+    return NULL;
+  napi_valuetype t;
+  napi_typeof(env, argv[3], &t);
+  if (t != napi_function) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "callback must be a function");
+    return NULL;
+  }
+  if (fa < 0 || fb < 0 || fa == fb) return throw_errno(env, "spliceJoin", EBADF);
+  uv_loop_t *loop;
+  NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
+  pump *p = calloc(1, sizeof *p);
+  if (!p) return throw_errno(env, "calloc", ENOMEM);
+  p->fd[0] = p->fd[1] = -1;
+  for (int i = 0; i < 2; i++) p->dir[i].pipe_r = p->dir[i].pipe_w = -1;
+  int err = 0;
+  const char *sc = NULL;
+  int src[2] = {fa, fb};
+  for (int i = 0; i < 2 && !err; i++) {
+    p->fd[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 3);
+    if (p->fd[i] < 0) err = errno, sc = "dup";
+  }
+  for (int i = 0; i < 2 && !err; i++) {
+    int pp[2];
+    if (pipe2(pp, O_NONBLOCK | O_CLOEXEC) < 0) {
+      err = errno, sc = "pipe2";
+      break;
+    }
+    p->dir[i].pipe_r = pp[0];
+    p->dir[i].pipe_w = pp[1];
+    // Bigger pipes mean fewer wakeups per MiB; refused (unprivileged, over the user's pipe quota) is fine.
+    fcntl(pp[1], F_SETPIPE_SZ, PUMP_PIPE_SIZE);
+    p->dir[i].from = i;
+    p->dir[i].to = 1 - i;
+  }
+  if (!err) {
+    for (int i = 0; i < 2 && !err; i++) {
+      int r = uv_poll_init(loop, &p->poll[i], p->fd[i]);
+      if (r < 0) {
+        err = -r, sc = "uv_poll_init";
+        // Already-initialised handles must be closed through libuv before the memory goes.
+        for (int j = 0; j < i; j++) uv_close((uv_handle_t *)&p->poll[j], NULL);
+      }
+    }
+  }
+  if (err) {
+    for (int i = 0; i < 2; i++) {
+      if (p->fd[i] >= 0) close(p->fd[i]);
+      if (p->dir[i].pipe_r >= 0) close(p->dir[i].pipe_r);
+      if (p->dir[i].pipe_w >= 0) close(p->dir[i].pipe_w);
+    }
+    // With a poll handle half set up, libuv still references p until its close runs: leak it
+    // rather than free memory the loop may touch (only on uv_poll_init failure, i.e. never in practice).
+    if (sc == NULL || strcmp(sc, "uv_poll_init") != 0) free(p);
+    return throw_errno(env, sc, err);
+  }
+  p->env = env;
+  p->loop = loop;
+  p->refs = 2;
+  p->open_handles = 3;
+  p->idle_ms = idle > 0 ? (uint64_t)idle : 0;
+  p->last_activity = uv_now(loop);
+  uv_timer_init(loop, &p->timer);
+  p->timer.data = p;
+  for (int i = 0; i < 2; i++) p->poll[i].data = p;
+  napi_value name, handle;
+  napi_create_string_utf8(env, "cloister.spliceJoin", NAPI_AUTO_LENGTH, &name);
+  napi_create_reference(env, argv[3], 1, &p->callback);
+  napi_async_init(env, NULL, name, &p->async_ctx);
+  if (napi_create_external(env, p, pump_handle_finalize, NULL, &handle) != napi_ok) p->refs = 1;
+  if (p->idle_ms) {
+    uv_timer_start(&p->timer, pump_timer_cb, p->idle_ms, 0);
+    uv_unref((uv_handle_t *)&p->timer);  // the polls keep the loop alive; the timer alone must not
+  }
+  pump_step(p);
+  return handle;
+}
+
+// spliceCancel(handle): ends a pump now (its callback still runs, with ECANCELED). No-op once ended.
+static napi_value SpliceCancel(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  void *data = NULL;
+  if (napi_get_value_external(env, argv[0], &data) != napi_ok || data == NULL) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "handle must come from spliceJoin");
+    return NULL;
+  }
+  pump *p = data;
+  if (!p->finishing) pump_finish(p, "spliceCancel", ECANCELED);
+  return undefined(env);
+}
+
+// ---------------------------------------------------------------------------------------------
 
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
@@ -636,6 +902,8 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"seedEntropy", NULL, SeedEntropy, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setChildSubreaper", NULL, SetChildSubreaper, NULL, NULL, NULL, napi_enumerable, NULL},
       {"reapZombie", NULL, ReapZombie, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"spliceJoin", NULL, SpliceJoin, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"spliceCancel", NULL, SpliceCancel, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

@@ -49,7 +49,10 @@ export function refuseOddRequests(
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     onClientError?.(err);
-    if (err.code === 'ECONNRESET') {
+    // A response already on its way on this connection (a bad request pipelined after a good one)
+    // cannot be followed by a raw one: as Node's own handler does, just close.
+    const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (err.code === 'ECONNRESET' || inFlight?.headersSent) {
       socket.destroy();
       return;
     }

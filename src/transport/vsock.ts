@@ -36,6 +36,18 @@ function uvError(op: string, rc: number): Error {
   return Object.assign(new Error(`${op} failed: ${code}`), { code, errno: -rc });
 }
 
+/** A libuv Pipe handle of `type` that has taken over `fd`; throws (the caller still owns fd) if it cannot. */
+function adoptFd(fd: number, type: 'SERVER' | 'SOCKET', what: string): PipeHandle {
+  const { Pipe, constants } = pipeBinding();
+  const handle = new Pipe(constants[type]);
+  const rc = handle.open(fd);
+  if (rc !== 0) {
+    handle.close();
+    throw uvError(what, rc);
+  }
+  return handle;
+}
+
 /**
  * Adopts a listening stream-socket fd (vsock, but any stream socket works) as a net.Server, which then
  * owns it. If the fd cannot be adopted this throws synchronously and the caller still owns the fd.
@@ -44,13 +56,7 @@ export function serverFromListeningFd(
   fd: number,
   opts: { allowHalfOpen?: boolean; backlog?: number } = {},
 ): Promise<Server> {
-  const { Pipe, constants } = pipeBinding();
-  const handle = new Pipe(constants.SERVER);
-  const rc = handle.open(fd);
-  if (rc !== 0) {
-    handle.close();
-    throw uvError('adopting the listening socket', rc);
-  }
+  const handle = adoptFd(fd, 'SERVER', 'adopting the listening socket');
   const server = new Server({ allowHalfOpen: opts.allowHalfOpen ?? true });
   // What server.listen(tcpHandle) does for a TCP handle; listen() itself accepts only TCP handles,
   // so set the handle and take the same internal path (present since Node 0.x, used by cluster).
@@ -75,13 +81,7 @@ export function serverFromListeningFd(
  * which then owns it. On failure it throws and the caller still owns the fd.
  */
 export function socketFromConnectedFd(fd: number): Socket {
-  const { Pipe, constants } = pipeBinding();
-  const handle = new Pipe(constants.SOCKET);
-  const rc = handle.open(fd);
-  if (rc !== 0) {
-    handle.close();
-    throw uvError('adopting the connected socket', rc);
-  }
+  const handle = adoptFd(fd, 'SOCKET', 'adopting the connected socket');
   // `handle` is an undocumented but long-standing Socket option (net.Server uses it for accepted sockets).
   const opts = { handle, readable: true, writable: true, allowHalfOpen: true };
   return new Socket(opts as unknown as SocketConstructorOpts);
