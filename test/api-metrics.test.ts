@@ -5,6 +5,7 @@ import { startMetricsServer } from '../src/api/metrics-server.ts';
 import { startApiServer } from '../src/api/server.ts';
 import { type Config, DEFAULT_SETTINGS } from '../src/config/types.ts';
 import { createLogger } from '../src/log/logger.ts';
+import { appState } from '../src/metrics.ts';
 import { SoftwareNsm } from '../src/nsm/software.ts';
 import type { Transport } from '../src/transport/types.ts';
 
@@ -31,9 +32,16 @@ test('metrics off by default; on a port it serves /healthz and /metrics with att
   t.after(() => api.close());
   const base = `http://127.0.0.1:${metrics.port}`;
 
+  // Health follows the supervised app: unavailable while it is down, ok while it runs.
+  appState.set(0);
+  const down = await fetch(`${base}/healthz`);
+  assert.equal(down.status, 503);
+  assert.deepEqual(await down.json(), { status: 'unavailable', app: 'not running' });
+  appState.set(1);
+  t.after(() => appState.set(0));
   const h = await fetch(`${base}/healthz`);
   assert.equal(h.status, 200);
-  assert.deepEqual(await h.json(), { status: 'ok' });
+  assert.deepEqual(await h.json(), { status: 'ok', app: 'running' });
 
   assert.equal((await fetch(`http://127.0.0.1:${api.port}/v1/attestation?nonce=01`)).status, 200);
   assert.equal((await fetch(`http://127.0.0.1:${api.port}/v1/attestation?nonce=0`)).status, 400);

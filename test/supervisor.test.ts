@@ -170,3 +170,27 @@ test('command-line mistakes exit 2 with a reason', T, () => {
   assert.equal(stray.status, 2);
   assert.match(stray.stderr, /unexpected argument 'app'/);
 });
+
+test(
+  'with api.metrics_port set, the app sees /healthz ok and the app gauge at 1 while it runs',
+  T,
+  async (t) => {
+    const nsmState = join('/tmp', `cloister-sup-nsm-metrics-${process.pid}`);
+    t.after(() => spawnSync('rm', ['-rf', nsmState]));
+    const enclave = startEnclave(t, {
+      app: [
+        'sh',
+        '-c',
+        'curl -sS -w " http=%{http_code}\\n" http://127.0.0.1:9100/healthz; curl -sS http://127.0.0.1:9100/metrics | grep "^cloister_app_up"',
+      ],
+      settings: 'api:\n  metrics_port: 9100\n',
+      noBootstrap: false,
+      flags: ['--nsm', 'software', '--nsm-state', nsmState],
+    });
+    const status = await readStatus(t, enclave);
+    const logs = await readLogs(t, enclave);
+    assert.deepEqual(await status.waitFor(['exited', 'fatal']), { status: 'exited', code: 0 }, logs.text);
+    await logs.waitFor('{"status":"ok","app":"running"}\n http=200');
+    await logs.waitFor(/^cloister_app_up 1$/m);
+  },
+);

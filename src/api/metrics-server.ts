@@ -4,7 +4,7 @@
 import { createServer } from 'node:http';
 import { jsonRefusal, refuseOddRequests } from '../http/refuse.ts';
 import { listenOn } from '../http/server.ts';
-import { registry } from '../metrics.ts';
+import { appState, registry } from '../metrics.ts';
 import type { Service, ServiceContext } from '../service.ts';
 
 export interface MetricsService extends Service {
@@ -34,7 +34,19 @@ export async function startMetricsServer(ctx: ServiceContext): Promise<MetricsSe
       return;
     }
     if (path === '/healthz') {
-      reply(200, 'application/json', '{"status":"ok"}\n');
+      // Healthy means the supervised app is running: a load balancer or the host should stop sending
+      // work while it is down or being restarted.
+      appState.get().then(
+        (m) => {
+          const up = m.values[0]?.value === 1;
+          reply(
+            up ? 200 : 503,
+            'application/json',
+            `${JSON.stringify({ status: up ? 'ok' : 'unavailable', app: up ? 'running' : 'not running' })}\n`,
+          );
+        },
+        () => reply(500, 'application/json', '{"status":"unknown"}\n'),
+      );
       return;
     }
     registry.metrics().then(

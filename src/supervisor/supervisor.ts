@@ -231,6 +231,12 @@ export class Supervisor {
     if (config.manifest.api) {
       starts.push(['attestation API', async () => (await import('../api/server.ts')).startApiServer(ctx)]);
     }
+    if (config.settings.api.metrics_port !== null) {
+      starts.push([
+        'health and metrics server',
+        async () => (await import('../api/metrics-server.ts')).startMetricsServer(ctx),
+      ]);
+    }
     const env: Record<string, string> = {};
     for (const [name, start] of starts) {
       let service: Service;
