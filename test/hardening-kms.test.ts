@@ -99,6 +99,20 @@ test('odd requests get a status and a body: bad request-target, CONNECT, malform
   assert.match(r.body, /"__type"/);
 });
 
+test('an attested call whose JSON is nested too deeply to re-serialize is a 400, not a 500', async (t) => {
+  const h = await startHarness({ egress: false });
+  t.after(() => h.close());
+  const body = `{"CiphertextBlob":"AAAA","x":${'['.repeat(400_000)}${']'.repeat(400_000)}}`;
+  const r = await raw(
+    Number(new URL(h.proxyUrl).port),
+    `POST / HTTP/1.1\r\nHost: x\r\nauthorization: ${AUTH()}\r\nx-amz-target: TrentService.Decrypt\r\n` +
+      `content-length: ${body.length}\r\nconnection: close\r\n\r\n`,
+    Buffer.from(body),
+  );
+  assert.equal(r.status, 400, r.body);
+  assert.match(r.body, /SerializationException/);
+});
+
 test('a CiphertextForRecipient with a malformed BER time is a CmsError, like any other bad input', () => {
   for (const b of [
     [0x18, 0x01, 0x41],

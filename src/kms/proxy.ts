@@ -366,7 +366,15 @@ export async function startKmsProxy(
           AttestationDocument: Buffer.from(doc).toString('base64'),
           KeyEncryptionAlgorithm: 'RSAES_OAEP_SHA_256',
         };
-        outBody = Buffer.from(JSON.stringify(input), 'utf8');
+        try {
+          outBody = Buffer.from(JSON.stringify(input), 'utf8');
+        } catch {
+          // JSON.stringify recurses: an input nested ~10^5 deep parses but cannot be written back.
+          throw new KmsError(
+            'SerializationException',
+            'cloister KMS proxy: the request body is nested too deeply',
+          );
+        }
       }
       // The query goes on as sent, minus the app's own presigning parameters: the proxy signs in headers.
       const query: Record<string, string | string[]> = {};
