@@ -638,6 +638,7 @@ typedef struct {
   size_t in_pipe;
   bool eof;       // read side reached EOF
   bool shut;      // EOF passed on with shutdown(SHUT_WR)
+  bool grown;     // pipe enlarged to PUMP_PIPE_SIZE
   uint64_t bytes; // bytes written to `to`
 } pump_dir;
 
@@ -729,8 +730,24 @@ static bool pump_run_dir(pump *p, pump_dir *d) {
       }
       return true;
     }
+    if (d->pipe_w < 0) {
+      // Created on first use: a short request/response tunnel pays for small default pipes only.
+      int pp[2];
+      if (pipe2(pp, O_NONBLOCK | O_CLOEXEC) < 0) {
+        pump_finish(p, "pipe2", errno);
+        return false;
+      }
+      d->pipe_r = pp[0];
+      d->pipe_w = pp[1];
+    }
     ssize_t n = splice(p->fd[d->from], NULL, d->pipe_w, NULL, PUMP_CHUNK, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n > 0) {
+      // A read that filled the default 64 KiB pipe is a bulk transfer: bigger pipes mean fewer wakeups
+      // per MiB. Refused (unprivileged, over the user's pipe quota) is fine.
+      if (!d->grown && n >= 65536) {
+        d->grown = true;
+        fcntl(d->pipe_w, F_SETPIPE_SZ, PUMP_PIPE_SIZE);
+      }
       d->in_pipe = (size_t)n;
       p->last_activity = uv_now(p->loop);
       continue;
@@ -748,10 +765,10 @@ static bool pump_run_dir(pump *p, pump_dir *d) {
 
 static void pump_poll_cb(uv_poll_t *h, int status, int events);
 
-// Runs both directions, then re-arms each fd for exactly what is waited on.
-static void pump_step(pump *p) {
+// Runs the directions an event concerns (run[i]), then re-arms each fd for exactly what is waited on.
+static void pump_step(pump *p, const bool run[2]) {
   for (int i = 0; i < 2; i++)
-    if (!pump_run_dir(p, &p->dir[i])) return;
+    if (run[i] && !pump_run_dir(p, &p->dir[i])) return;
   if (p->dir[0].shut && p->dir[1].shut) return pump_finish(p, NULL, 0);
   int want[2] = {0, 0};
   for (int i = 0; i < 2; i++) {
@@ -771,7 +788,12 @@ static void pump_poll_cb(uv_poll_t *h, int status, int events) {
   pump *p = h->data;
   if (p->finishing) return;
   if (status < 0) return pump_finish(p, "poll", -status);
-  pump_step(p);
+  // dir[i] reads from fd i and writes to fd 1-i.
+  int i = h == &p->poll[0] ? 0 : 1;
+  bool run[2];
+  run[i] = (events & UV_READABLE) != 0;
+  run[1 - i] = (events & UV_WRITABLE) != 0;
+  pump_step(p, run);
 }
 
 static void pump_timer_cb(uv_timer_t *t) {
@@ -815,16 +837,7 @@ static napi_value SpliceJoin(napi_env env, napi_callback_info info) {
     p->fd[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 3);
     if (p->fd[i] < 0) err = errno, sc = "dup";
   }
-  for (int i = 0; i < 2 && !err; i++) {
-    int pp[2];
-    if (pipe2(pp, O_NONBLOCK | O_CLOEXEC) < 0) {
-      err = errno, sc = "pipe2";
-      break;
-    }
-    p->dir[i].pipe_r = pp[0];
-    p->dir[i].pipe_w = pp[1];
-    // Bigger pipes mean fewer wakeups per MiB; refused (unprivileged, over the user's pipe quota) is fine.
-    fcntl(pp[1], F_SETPIPE_SZ, PUMP_PIPE_SIZE);
+  for (int i = 0; i < 2; i++) {
     p->dir[i].from = i;
     p->dir[i].to = 1 - i;
   }
@@ -867,7 +880,10 @@ static napi_value SpliceJoin(napi_env env, napi_callback_info info) {
     uv_timer_start(&p->timer, pump_timer_cb, p->idle_ms, 0);
     uv_unref((uv_handle_t *)&p->timer);  // the polls keep the loop alive; the timer alone must not
   }
-  pump_step(p);
+  // Nothing is tried up front: both fds wait for readable (level-triggered, so bytes already queued
+  // in the kernel wake the first poll at once).
+  bool run[2] = {false, false};
+  pump_step(p, run);
   return handle;
 }
 
