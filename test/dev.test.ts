@@ -1,7 +1,7 @@
 // `cloister dev`: both sides on this machine, real processes. The enclave side runs in its own network
 // namespace (--isolate, the default as root); these tests only ever talk to loopback.
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -15,6 +15,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
+import { alive, spawnCloister, waitFor } from './fixtures/child.ts';
+import { writeSelfSigned } from './fixtures/tls.ts';
 
 const canUnshare = spawnSync('unshare', ['-n', 'true']).status === 0;
 const opts = { skip: !canUnshare && 'needs unshare -n (root)', timeout: 40_000 };
@@ -30,36 +32,7 @@ function setup(t: TestContext, manifestExtra = ''): { dir: string; manifest: str
   return { dir, manifest, state: join(dir, 'state') };
 }
 
-function dev(t: TestContext, args: string[]) {
-  const child: ChildProcess = spawn(process.execPath, ['dist/cli.js', 'dev', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr!.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
-  t.after(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-  });
-  return { child, exited, out: () => out, err: () => err };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const dev = (t: TestContext, args: string[]) => spawnCloister(t, ['dev', ...args]);
 
 test('cloister dev: exits with the app exit code and leaves nothing behind', opts, async (t) => {
   const { manifest, state } = setup(t);
@@ -129,11 +102,7 @@ test('cloister dev: Ctrl-C (SIGINT) stops the app and everything else, exit 109'
     '-c',
     `echo $$ > ${pidFile}; echo started; exec sleep 300`,
   ]);
-  const deadline = Date.now() + 20_000;
-  while (!d.out().includes('started')) {
-    if (Date.now() > deadline || d.child.exitCode !== null) throw new Error(`app did not start:\n${d.err()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await waitFor(d, 'the app to start', () => d.out().includes('started'));
   const appPid = Number(readFileSync(pidFile, 'utf8'));
   assert.ok(alive(appPid));
   d.child.kill('SIGINT');
@@ -169,31 +138,8 @@ test(
       'ingress:\n  - listen_port: 18443\n    tls:\n      key_file: certs/key.pem\n      cert_file: certs/cert.pem\n',
     );
     mkdirSync(join(dir, 'certs'));
-    const key = join(dir, 'certs/key.pem');
     const cert = join(dir, 'certs/cert.pem');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=DNS:localhost',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-      ],
-      { stdio: 'ignore' },
-    );
+    writeSelfSigned(join(dir, 'certs/key.pem'), cert);
     const app = `require('http').createServer((q,r)=>{r.end('tls ok');setTimeout(()=>process.exit(0),50)}).listen(18443,'127.0.0.1',()=>console.log('up'))`;
     const d = dev(t, [
       '-f',
@@ -207,14 +153,11 @@ test(
       '-e',
       app,
     ]);
-    const deadline = Date.now() + 20_000;
     let url: string | undefined;
-    while (!(url && d.out().includes('up'))) {
-      if (Date.now() > deadline || d.child.exitCode !== null)
-        throw new Error(`app did not start:\n${d.err()}`);
+    await waitFor(d, 'the app and its ingress port', () => {
       url = /ingress\s+http:\/\/127\.0\.0\.1:(\d+) -> enclave port 18443/.exec(d.err())?.[1];
-      await new Promise((r) => setTimeout(r, 50));
-    }
+      return url !== undefined && d.out().includes('up');
+    });
     const r = spawnSync('curl', ['-sS', '--max-time', '10', '--cacert', cert, `https://localhost:${url}/`], {
       encoding: 'utf8',
     });

@@ -2,7 +2,7 @@
 // `cloister enclave` inside `unshare -n` over the emulated transport; `cloister host` relays, forwards
 // ingress, prints the enclave's logs and exits with the app's code.
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFile, spawnSync } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -12,23 +12,16 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { promisify } from 'node:util';
+import { alive, type Captured, spawnCloister, waitFor as waitForChild } from './fixtures/child.ts';
+import { freePort } from './fixtures/ports.ts';
 
 const run = promisify(execFile);
 const canUnshare = spawnSync('unshare', ['-n', 'true']).status === 0;
 const FAKE = resolve('test/fixtures/fake-nitro-cli.sh');
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const a = s.address();
-  await new Promise((r) => s.close(r));
-  return typeof a === 'object' && a ? a.port : 0;
-}
 
 const APP = `
 import { createServer } from 'node:http';
@@ -43,13 +36,10 @@ createServer((req, res) => {
 }).listen(port, '127.0.0.1', () => console.log('app listening'));
 `;
 
-interface Setup {
+interface Setup extends Captured {
   host: ChildProcess;
   hostPort: number;
   state: string;
-  out: () => string;
-  err: () => string;
-  exited: Promise<number | null>;
 }
 
 async function startHost(t: TestContext, extra: string[] = []): Promise<Setup> {
@@ -67,10 +57,9 @@ async function startHost(t: TestContext, extra: string[] = []): Promise<Setup> {
   writeFileSync(join(dir, 'app.mjs'), APP);
   const eif = join(dir, 'application.eif');
   writeFileSync(eif, [cfg, process.execPath, join(dir, 'app.mjs'), String(appPort)].join('\n'));
-  const host = spawn(
-    process.execPath,
+  const s = spawnCloister(
+    t,
     [
-      'dist/cli.js',
       'host',
       '-f',
       join(cfg, 'enclaver.yaml'),
@@ -93,7 +82,6 @@ async function startHost(t: TestContext, extra: string[] = []): Promise<Setup> {
       ...extra,
     ],
     {
-      stdio: ['ignore', 'pipe', 'pipe'],
       env: {
         ...process.env,
         FAKE_NITRO_STATE: state,
@@ -103,20 +91,8 @@ async function startHost(t: TestContext, extra: string[] = []): Promise<Setup> {
       },
     },
   );
-  let out = '';
-  let err = '';
-  host.stdout!.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  host.stderr!.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  const exited = new Promise<number | null>((r) => host.on('exit', (code) => r(code)));
   t.after(async () => {
-    if (host.exitCode === null && host.signalCode === null) {
-      host.kill('SIGKILL');
-      await exited;
-    }
+    await s.stop();
     // Whatever happened, no fake enclave may outlive the test.
     for (const f of readdirSync(state).filter((n) => n.endsWith('.pid'))) {
       try {
@@ -125,28 +101,10 @@ async function startHost(t: TestContext, extra: string[] = []): Promise<Setup> {
     }
     rmSync(dir, { recursive: true, force: true });
   });
-  return { host, hostPort, state, out: () => out, err: () => err, exited };
+  return { ...s, host: s.child, hostPort, state };
 }
 
-async function waitFor(what: string, cond: () => boolean, s: Setup, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end)
-      throw new Error(`timed out waiting for ${what}\nstdout:\n${s.out()}\nstderr:\n${s.err()}`);
-    if (s.host.exitCode !== null)
-      throw new Error(`host exited early (${s.host.exitCode}) before ${what}\n${s.err()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const waitFor = (what: string, cond: () => boolean, s: Setup) => waitForChild(s, what, cond, 30_000);
 
 const opts = { skip: !canUnshare && 'needs unshare -n (root)', timeout: 60_000 };
 

@@ -1,7 +1,7 @@
 // Ingress through both sides over the emulated vsock: client -> host listener -> Unix socket ->
 // enclave side -> 127.0.0.1:<port> (the app). Real sockets, real curl, real TLS (openssl-made cert).
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
@@ -20,16 +20,11 @@ import { decodeProxyV2, encodeProxyV2 } from '../src/ingress/proxy-protocol.ts';
 import { createLogger } from '../src/log/logger.ts';
 import type { Nsm } from '../src/nsm/types.ts';
 import { EmulatedTransport } from '../src/transport/emulated.ts';
+import { freePort } from './fixtures/ports.ts';
+import { writeSelfSigned } from './fixtures/tls.ts';
 
 const run = promisify(execFile);
 
-function makeCert(key: string, cert: string): void {
-  const subject = ['-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'];
-  const algo = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1'];
-  execFileSync('openssl', ['req', '-x509', ...algo, ...subject, '-keyout', key, '-out', cert], {
-    stdio: 'ignore',
-  });
-}
 const logger = createLogger({ level: process.env.DEBUG_INGRESS ? 'debug' : 'silent' });
 
 function listen(server: Server, port = 0): Promise<number> {
@@ -40,13 +35,6 @@ function listen(server: Server, port = 0): Promise<number> {
       res(typeof a === 'object' && a ? a.port : 0);
     });
   });
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  const p = await listen(s);
-  await new Promise((r) => s.close(r));
-  return p;
 }
 
 interface Chain {
@@ -110,7 +98,7 @@ test('ingress: TLS terminated inside the enclave; curl --cacert verifies it, hos
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const key = join(dir, 'key.pem');
   const cert = join(dir, 'cert.pem');
-  makeCert(key, cert);
+  writeSelfSigned(key, cert);
   let appSawPlaintext = false;
   const app = helloApp(t, () => {
     appSawPlaintext = true;
@@ -248,7 +236,7 @@ test('ingress: PROXY v2 with TLS: header stripped before the handshake, handed t
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const key = join(dir, 'key.pem');
   const cert = join(dir, 'cert.pem');
-  makeCert(key, cert);
+  writeSelfSigned(key, cert);
   const seen: Buffer[] = [];
   const app = createServer((s) => {
     let buf = Buffer.alloc(0);
@@ -329,13 +317,13 @@ test('ingress: TLS files come from the manifest paths, else from odyn tls/server
     /not found at .*certs\/k\.pem.*tls\/server\/8443\/key\.pem/,
   );
   mkdirSync(join(dir, 'tls/server/8443'), { recursive: true });
-  makeCert(join(dir, 'tls/server/8443/key.pem'), join(dir, 'tls/server/8443/cert.pem'));
+  writeSelfSigned(join(dir, 'tls/server/8443/key.pem'), join(dir, 'tls/server/8443/cert.pem'));
   assert.deepEqual(resolveTlsMaterial(dir, entry), {
     keyPath: join(dir, 'tls/server/8443/key.pem'),
     certPath: join(dir, 'tls/server/8443/cert.pem'),
   });
   mkdirSync(join(dir, 'certs'));
-  makeCert(join(dir, 'certs/k.pem'), join(dir, 'certs/c.pem'));
+  writeSelfSigned(join(dir, 'certs/k.pem'), join(dir, 'certs/c.pem'));
   assert.deepEqual(resolveTlsMaterial(dir, entry), {
     keyPath: join(dir, 'certs/k.pem'),
     certPath: join(dir, 'certs/c.pem'),

@@ -14,6 +14,7 @@ import { createLogger } from '../src/log/logger.ts';
 import { loadOrCreateRoot } from '../src/nsm/software.ts';
 import { EmulatedTransport } from '../src/transport/emulated.ts';
 import { CID_HOST } from '../src/transport/types.ts';
+import { exitWithin, spawnCloister } from './fixtures/child.ts';
 
 const PCR0 = '5e'.repeat(48);
 const CREDS = { accessKeyId: 'AKIDENCLAVEPROXY', secretAccessKey: 'enclave-proxy-secret' };
@@ -218,22 +219,10 @@ print('BOTO ' + kms.decrypt(CiphertextBlob=blob)['Plaintext'].decode(), flush=Tr
 `,
   );
   const app = `/usr/bin/python3 ${join(dir, 'app.py')} && /usr/bin/aws --endpoint-url "$AWS_KMS_ENDPOINT" --region us-east-1 kms generate-random --number-of-bytes 24 --output text --query Plaintext | sed 's/^/CLI /'`;
-  const child = spawn(
-    process.execPath,
-    [
-      'dist/cli.js',
-      'dev',
-      '-f',
-      join(dir, 'enclaver.yaml'),
-      '--state-dir',
-      join(dir, 'state'),
-      '--',
-      '/bin/sh',
-      '-c',
-      app,
-    ],
+  const dev = spawnCloister(
+    t,
+    ['dev', '-f', join(dir, 'enclaver.yaml'), '--state-dir', join(dir, 'state'), '--', '/bin/sh', '-c', app],
     {
-      stdio: ['ignore', 'pipe', 'pipe'],
       env: {
         PATH: process.env.PATH,
         HOME: dir,
@@ -244,25 +233,9 @@ print('BOTO ' + kms.decrypt(CiphertextBlob=blob)['Plaintext'].decode(), flush=Tr
       },
     },
   );
-  t.after(() => stop(child));
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (c: Buffer) => {
-    stdout += c.toString();
-  });
-  child.stderr!.on('data', (c: Buffer) => {
-    stderr += c.toString();
-  });
-  const code = await new Promise<number | null>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`cloister dev did not finish:\n${stdout}\n${stderr.slice(-3000)}`)),
-      45_000,
-    );
-    child.on('exit', (c) => {
-      clearTimeout(timer);
-      resolve(c);
-    });
-  });
+  const code = await exitWithin(dev, 45_000);
+  const stdout = dev.out();
+  const stderr = dev.err();
   assert.equal(code, 0, `${stdout}\n${stderr.slice(-3000)}`);
   assert.match(stdout, /^BOTO dev mode secret$/m);
   const cli = /^CLI (\S+)$/m.exec(stdout);

@@ -2,7 +2,6 @@
 //   client -> KMS proxy -> egress proxy (enclave side) -> emulated vsock -> egress relay (host) -> KMS emulator
 // The software NSM signs the attestation documents; the emulator trusts its root.
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KMSClient } from '@aws-sdk/client-kms';
@@ -16,6 +15,7 @@ import { openSoftwareNsm } from '../src/nsm/software.ts';
 import type { Nsm } from '../src/nsm/types.ts';
 import { EmulatedTransport } from '../src/transport/emulated.ts';
 import { CID_HOST } from '../src/transport/types.ts';
+import { freePort } from './fixtures/ports.ts';
 
 export const PCR0 = 'c1'.repeat(48);
 export const PROXY_CREDS = {
@@ -24,16 +24,7 @@ export const PROXY_CREDS = {
 };
 export const REGION = 'us-east-1';
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 export interface Harness {
   dir: string;

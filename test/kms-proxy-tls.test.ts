@@ -2,49 +2,20 @@
 // egress CONNECT tunnel and is verified — a certificate from NODE_EXTRA_CA_CERTS is trusted, a
 // self-signed stranger is refused with a clear error.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { DecryptCommand, EncryptCommand } from '@aws-sdk/client-kms';
 import { defaultPolicy } from '../src/kms-emulator/actions.ts';
+import { selfSignedIn } from './fixtures/tls.ts';
 import { startHarness } from './kms-harness.ts';
-
-function selfSigned(dir: string, name: string): { key: string; cert: string; certPath: string } {
-  const keyPath = join(dir, `${name}.key`);
-  const certPath = join(dir, `${name}.crt`);
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=DNS:localhost',
-      '-keyout',
-      keyPath,
-      '-out',
-      certPath,
-    ],
-    { stdio: 'ignore' },
-  );
-  return { key: readFileSync(keyPath, 'utf8'), cert: readFileSync(certPath, 'utf8'), certPath };
-}
 
 test('https endpoints: TLS through the tunnel, verified against NODE_EXTRA_CA_CERTS', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'cloister-kms-tls-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const trusted = selfSigned(dir, 'trusted');
-  const stranger = selfSigned(dir, 'stranger');
+  const trusted = selfSignedIn(dir, 'trusted');
+  const stranger = selfSignedIn(dir, 'stranger');
   // Read once, at the proxy's first TLS connection in this process.
   process.env.NODE_EXTRA_CA_CERTS = trusted.certPath;
   const authority = (url: string) => url.replace('https://127.0.0.1', 'localhost');

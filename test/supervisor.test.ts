@@ -30,7 +30,12 @@ test('runs the app, reports running then exited, and stays up afterwards', T, as
   assert.match(text, /to stderr\n/);
   // cloister's own lines are pino JSON in the same stream.
   const own = text.split('\n').filter((l) => l.startsWith('{"level"'));
-  assert.ok(own.some((l) => JSON.parse(l).msg === 'app started'));
+  const started = own.map((l) => JSON.parse(l)).find((l) => l.msg === 'app started');
+  assert.ok(started, text);
+  // At info only the program and the argument count: arguments may carry secrets (the full argv is at debug).
+  assert.equal(started.argv0, 'sh');
+  assert.equal(started.argc, 3);
+  assert.equal(started.argv, undefined);
   // Echoed on the console too.
   await waitUntil('console echo', () => (enclave.stdout().includes('hello from the app') ? true : undefined));
 

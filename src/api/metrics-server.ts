@@ -5,6 +5,7 @@ import { createServer } from 'node:http';
 import { jsonRefusal, refuseOddRequests } from '../http/refuse.ts';
 import { listenOn } from '../http/server.ts';
 import { appState, registry } from '../metrics.ts';
+import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
 
 export interface MetricsService extends Service {
@@ -59,6 +60,7 @@ export async function startMetricsServer(ctx: ServiceContext): Promise<MetricsSe
   });
   refuseOddRequests(server, jsonRefusal);
   const bound = (await listenOn(server, port)).port;
+  keepServing(server, log, 'metrics', { port: bound });
   log.info({ port: bound }, 'metrics listening');
   return {
     port: bound,

@@ -18,6 +18,7 @@ import { listenOn, readLimitedBody } from '../http/server.ts';
 import { attestationRequests } from '../metrics.ts';
 import { ATTESTATION_FIELD_MAX } from '../nsm/codec.ts';
 import type { AttestationRequest } from '../nsm/types.ts';
+import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
 
 export const ATTESTATION_PATH = '/v1/attestation';
@@ -192,6 +193,7 @@ export async function startApiServer(ctx: ServiceContext): Promise<ApiService> {
   refuseOddRequests(server, jsonRefusal, (err) => log.debug({ err: err.message }, 'malformed HTTP request'));
 
   const bound = (await listenOn(server, port)).port;
+  keepServing(server, log, 'attestation API', { port: bound });
   log.info({ port: bound }, 'attestation API listening');
 
   return {

@@ -2,6 +2,7 @@
 import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { UsageError } from '../cli-args.ts';
 import { documentToJson } from './describe.ts';
 import { AttestationError, decodeDocument } from './document.ts';
 import { type VerifyOptions, verifyAttestation } from './verify.ts';
@@ -24,8 +25,6 @@ verify options:
   --max-age DUR        reject documents older than DUR (e.g. 300s, 5m, 3h; plain number = seconds)
   --reject-debug       reject debug-mode enclaves (PCR0 all zeros)
 `;
-
-class UsageError extends Error {}
 
 function readInput(path: string): Buffer {
   return path === '-' ? readFileSync(0) : readFileSync(path);

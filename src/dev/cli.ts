@@ -12,11 +12,12 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { oneOf, splitAppArgv, UsageError } from '../cli-args.ts';
 import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/types.ts';
-import { parsePublish } from '../host/cli.ts';
-import { type LaunchedEnclave, runHostSession, type SessionReadyInfo } from '../host/session.ts';
+import { ingressPorts, parseHostSideArgs } from '../host/args.ts';
+import { type LaunchedEnclave, runHostSession, type SessionReadyInfo, Teardown } from '../host/session.ts';
+import type { HostPortMapping } from '../ingress/host.ts';
 import { startKmsEmulator } from '../kms-emulator/server.ts';
 import { createLogger } from '../log/logger.ts';
 import { loadOrCreateRoot } from '../nsm/software.ts';
@@ -41,8 +42,6 @@ export const DEV_USAGE = `usage: cloister dev [-f enclaver.yaml] [options] -- ap
 exit status: the app's exit code; 107 if a signal killed it; 108 if the enclave side failed;
 109 if interrupted (Ctrl-C).
 `;
-
-class UsageError extends Error {}
 
 function canUnshare(): boolean {
   return spawnSync('unshare', ['-n', 'true'], { stdio: 'ignore' }).status === 0;
@@ -97,11 +96,8 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 async function runDev(argv: string[]): Promise<number> {
-  const sep = argv.indexOf('--');
-  const own = sep === -1 ? argv : argv.slice(0, sep);
-  const app = sep === -1 ? [] : argv.slice(sep + 1);
+  const { own, app } = splitAppArgv(argv);
   let values: ReturnType<typeof parse>['values'];
-  let publish: Map<number, number>;
   try {
     values = parse(own).values;
     if (values.help) {
@@ -109,12 +105,9 @@ async function runDev(argv: string[]): Promise<number> {
       return 0;
     }
     if (app.length === 0) throw new UsageError('the app to run is required after `--`');
-    if (values.kms && values.kms !== 'emulator' && values.kms !== 'aws') {
-      throw new UsageError(`--kms must be emulator or aws, not '${values.kms}'`);
-    }
+    oneOf(values.kms, '--kms', ['emulator', 'aws']);
     if (values.isolate && values['no-isolate'])
       throw new UsageError('give --isolate or --no-isolate, not both');
-    publish = parsePublish(values.publish ?? []);
   } catch (err) {
     process.stderr.write(`cloister dev: ${(err as Error).message}\n${DEV_USAGE}`);
     return 2;
@@ -123,11 +116,13 @@ async function runDev(argv: string[]): Promise<number> {
   const level = verbosity >= 2 ? 'debug' : verbosity === 1 ? 'info' : values.quiet ? 'error' : 'warn';
   const logger = createLogger({ name: 'cloister-dev', level });
   let config: Config;
+  let ports: HostPortMapping[];
   try {
     config = loadConfig({
       manifestPath: resolve(values.file ?? 'enclaver.yaml'),
       settingsPath: values.settings,
     });
+    ports = ingressPorts(config, values.publish ?? []);
   } catch (err) {
     process.stderr.write(`cloister dev: ${(err as Error).message}\n`);
     return 2;
@@ -146,7 +141,8 @@ async function runDev(argv: string[]): Promise<number> {
   mkdirSync(stateDir, { recursive: true });
   // One scratch dir per run (vsock sockets, derived config, the enclave side's console), removed at exit.
   const runDir = mkdtempSync(join(stateDir, 'run-'));
-  const cleanups: (() => Promise<void> | void)[] = [() => rmSync(runDir, { recursive: true, force: true })];
+  const teardown = new Teardown();
+  teardown.add(() => rmSync(runDir, { recursive: true, force: true }));
   try {
     const nsmState = join(stateDir, 'nsm');
     await loadOrCreateRoot(nsmState);
@@ -176,7 +172,7 @@ async function runDev(argv: string[]): Promise<number> {
         region,
         logger: createLogger({ name: 'kms-emulator', level }),
       });
-      cleanups.push(() => emu.close());
+      teardown.add(() => emu.close());
       kmsUrl = emu.url;
       Object.assign(enclaveEnv, {
         AWS_ACCESS_KEY_ID: creds.accessKeyId,
@@ -251,11 +247,6 @@ async function runDev(argv: string[]): Promise<number> {
       };
     };
 
-    const known = (config.manifest.ingress ?? []).map((i) => i.listen_port);
-    for (const p of publish.keys()) {
-      if (!known.includes(p))
-        throw new UsageError(`--publish names enclave port ${p}, which is not in ingress`);
-    }
     const code = await runHostSession({
       config,
       transport: new EmulatedTransport(vsockDir, CID_HOST),
@@ -265,7 +256,7 @@ async function runDev(argv: string[]): Promise<number> {
       ingress: {
         listenAddress: values['listen-address'] ?? '127.0.0.1',
         proxyProtocol: config.settings.ingress.proxy_protocol,
-        ports: known.map((p) => ({ enclavePort: p, hostPort: publish.get(p) ?? p })),
+        ports,
       },
       launch,
       onReady: (info) =>
@@ -276,34 +267,19 @@ async function runDev(argv: string[]): Promise<number> {
     return code;
   } catch (err) {
     process.stderr.write(`cloister dev: ${(err as Error).message}\n`);
-    return err instanceof UsageError ? 2 : 1;
+    return 1;
   } finally {
-    for (const c of cleanups.reverse()) {
-      try {
-        await c();
-      } catch {}
-    }
+    await teardown.run();
   }
 }
 
 function parse(args: string[]) {
-  return parseArgs({
-    args,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      file: { type: 'string', short: 'f' },
-      settings: { type: 'string' },
-      'state-dir': { type: 'string' },
-      kms: { type: 'string' },
-      region: { type: 'string' },
-      isolate: { type: 'boolean' },
-      'no-isolate': { type: 'boolean' },
-      publish: { type: 'string', short: 'p', multiple: true },
-      'listen-address': { type: 'string' },
-      verbose: { type: 'boolean', short: 'v', multiple: true },
-      quiet: { type: 'boolean', short: 'q' },
-      help: { type: 'boolean', short: 'h' },
-    },
+  return parseHostSideArgs(args, {
+    'state-dir': { type: 'string' },
+    kms: { type: 'string' },
+    region: { type: 'string' },
+    isolate: { type: 'boolean' },
+    'no-isolate': { type: 'boolean' },
+    quiet: { type: 'boolean', short: 'q' },
   });
 }

@@ -3,11 +3,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
+import { intFlag, oneOf, UsageError } from '../cli-args.ts';
 import { loadConfig } from '../config/load.ts';
+import type { HostPortMapping } from '../ingress/host.ts';
 import { createLogger } from '../log/logger.ts';
 import { createTransport } from '../transport/index.ts';
 import { CID_HOST } from '../transport/types.ts';
+import { ingressPorts, parseHostSideArgs } from './args.ts';
 import { runEnclave, terminateEnclave } from './nitro-cli.ts';
 import { runHostSession } from './session.ts';
 
@@ -34,30 +36,6 @@ exit status: the app's exit code; 107 if a signal killed it; 108 if the enclave 
 109 if cloister host was interrupted (SIGINT/SIGTERM; the enclave is terminated first).
 `;
 
-class UsageError extends Error {}
-
-function intFlag(v: string | undefined, name: string, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v) || Number(v) < min)
-    throw new UsageError(`${name} must be an integer >= ${min}, not '${v}'`);
-  return Number(v);
-}
-
-/** "-p 8080:80" -> host 8080, enclave 80; "-p 80" -> both 80. */
-export function parsePublish(specs: string[]): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const s of specs) {
-    const m = /^(?:(\d+):)?(\d+)$/.exec(s);
-    const host = Number(m?.[1] ?? m?.[2]);
-    const enclave = Number(m?.[2]);
-    if (!m || host > 65535 || enclave < 1 || enclave > 65535) {
-      throw new UsageError(`--publish wants HOSTPORT:ENCLAVEPORT, not '${s}'`);
-    }
-    out.set(enclave, host);
-  }
-  return out;
-}
-
 export async function run(argv: string[]): Promise<number> {
   let values: ReturnType<typeof parse>['values'];
   try {
@@ -66,10 +44,8 @@ export async function run(argv: string[]): Promise<number> {
       process.stdout.write(HOST_USAGE);
       return 0;
     }
-    if (values.transport && values.transport !== 'vsock' && values.transport !== 'emulated') {
-      throw new UsageError(`--transport must be vsock or emulated, not '${values.transport}'`);
-    }
-    if (values.transport === 'emulated' && !values['vsock-dir']) {
+    const transport = oneOf(values.transport, '--transport', ['vsock', 'emulated']);
+    if (transport === 'emulated' && !values['vsock-dir']) {
       throw new UsageError('--transport emulated needs --vsock-dir');
     }
   } catch (err) {
@@ -83,7 +59,7 @@ export async function run(argv: string[]): Promise<number> {
   });
   let cpuCount: number;
   let memoryMb: number;
-  let publish: Map<number, number>;
+  let ports: HostPortMapping[];
   let metricsHostPort: number | undefined;
   let statusTimeoutS: number;
   const manifestPath = resolve(values.file ?? '/enclave/enclaver.yaml');
@@ -92,7 +68,7 @@ export async function run(argv: string[]): Promise<number> {
     config = loadConfig({ manifestPath, settingsPath: values.settings });
     cpuCount = intFlag(values['cpu-count'], '--cpu-count', 1) ?? config.manifest.defaults?.cpu_count ?? 2;
     memoryMb = intFlag(values.memory, '--memory', 64) ?? config.manifest.defaults?.memory_mb ?? 4096;
-    publish = parsePublish(values.publish ?? []);
+    ports = ingressPorts(config, values.publish ?? []);
     metricsHostPort = intFlag(values['metrics-port'], '--metrics-port', 0);
     statusTimeoutS = intFlag(values['status-timeout'], '--status-timeout', 1) ?? 60;
   } catch (err) {
@@ -102,13 +78,6 @@ export async function run(argv: string[]): Promise<number> {
   if (metricsHostPort !== undefined && config.settings.api.metrics_port === null) {
     process.stderr.write('cloister host: --metrics-port needs api.metrics_port in cloister.yaml\n');
     return 2;
-  }
-  const known = new Set((config.manifest.ingress ?? []).map((i) => i.listen_port));
-  for (const p of publish.keys()) {
-    if (!known.has(p)) {
-      process.stderr.write(`cloister host: --publish names enclave port ${p}, which is not in ingress\n`);
-      return 2;
-    }
   }
   const transport = await createTransport({
     kind: values.transport === 'emulated' ? 'emulated' : 'vsock',
@@ -127,7 +96,7 @@ export async function run(argv: string[]): Promise<number> {
     ingress: {
       listenAddress: values['listen-address'] ?? '0.0.0.0',
       proxyProtocol: values['proxy-protocol'] === true,
-      ports: [...known].map((p) => ({ enclavePort: p, hostPort: publish.get(p) ?? p })),
+      ports,
     },
     metricsHostPort,
     launch: async () => {
@@ -160,27 +129,16 @@ function followConsole(nitroCli: string, id: string): ChildProcess {
 }
 
 function parse(args: string[]) {
-  return parseArgs({
-    args,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      file: { type: 'string', short: 'f' },
-      settings: { type: 'string' },
-      eif: { type: 'string' },
-      'cpu-count': { type: 'string' },
-      memory: { type: 'string' },
-      'debug-mode': { type: 'boolean' },
-      'nitro-cli': { type: 'string' },
-      publish: { type: 'string', short: 'p', multiple: true },
-      'listen-address': { type: 'string' },
-      'proxy-protocol': { type: 'boolean' },
-      'metrics-port': { type: 'string' },
-      'status-timeout': { type: 'string' },
-      transport: { type: 'string' },
-      'vsock-dir': { type: 'string' },
-      verbose: { type: 'boolean', short: 'v', multiple: true },
-      help: { type: 'boolean', short: 'h' },
-    },
+  return parseHostSideArgs(args, {
+    eif: { type: 'string' },
+    'cpu-count': { type: 'string' },
+    memory: { type: 'string' },
+    'debug-mode': { type: 'boolean' },
+    'nitro-cli': { type: 'string' },
+    'proxy-protocol': { type: 'boolean' },
+    'metrics-port': { type: 'string' },
+    'status-timeout': { type: 'string' },
+    transport: { type: 'string' },
+    'vsock-dir': { type: 'string' },
   });
 }

@@ -57,6 +57,27 @@ type Outcome =
   | { kind: 'lost'; why: string }
   | { kind: 'signal'; sig: string };
 
+/** Undo steps, run last in first out; a step that fails is reported and the others still run. */
+export class Teardown {
+  private steps: (() => Promise<void> | void)[] = [];
+
+  add(step: () => Promise<void> | void): void {
+    this.steps.push(step);
+  }
+
+  async run(onError: (err: Error) => void = () => {}): Promise<void> {
+    const steps = this.steps.reverse();
+    this.steps = [];
+    for (const step of steps) {
+      try {
+        await step();
+      } catch (err) {
+        onError(err as Error);
+      }
+    }
+  }
+}
+
 export function exitCodeFor(s: AppStatus): number | null {
   if (s.status === 'exited') return s.code & 0xff;
   if (s.status === 'signaled') return EXIT_SIGNALED;
@@ -66,16 +87,8 @@ export function exitCodeFor(s: AppStatus): number | null {
 
 export async function runHostSession(o: HostSessionOptions): Promise<number> {
   const log = o.logger;
-  const cleanups: (() => Promise<void> | void)[] = [];
-  const cleanup = async () => {
-    for (const c of cleanups.reverse()) {
-      try {
-        await c();
-      } catch (err) {
-        log.warn({ err: (err as Error).message }, 'cleanup step failed');
-      }
-    }
-  };
+  const teardown = new Teardown();
+  const cleanup = () => teardown.run((err) => log.warn({ err: err.message }, 'cleanup step failed'));
 
   let settle!: (o: Outcome) => void;
   const outcome = new Promise<Outcome>((r) => {
@@ -84,7 +97,7 @@ export async function runHostSession(o: HostSessionOptions): Promise<number> {
   const signals = o.signals ?? ['SIGINT', 'SIGTERM'];
   const onSignal = (sig: NodeJS.Signals) => settle({ kind: 'signal', sig });
   for (const s of signals) process.on(s, onSignal);
-  cleanups.push(() => {
+  teardown.add(() => {
     for (const s of signals) process.off(s, onSignal);
   });
 
@@ -96,7 +109,7 @@ export async function runHostSession(o: HostSessionOptions): Promise<number> {
         logger: log,
         connectTimeoutMs: o.config.settings.egress.connect_timeout_ms,
       });
-      cleanups.push(() => relay.close());
+      teardown.add(() => relay.close());
     }
 
     const enclave = await Promise.race([
@@ -105,7 +118,7 @@ export async function runHostSession(o: HostSessionOptions): Promise<number> {
         throw new Error(x.kind === 'signal' ? `interrupted by ${x.sig} while launching` : 'launch aborted');
       }),
     ]);
-    cleanups.push(() => enclave.terminate());
+    teardown.add(() => enclave.terminate());
     log.info(`started ${enclave.description}`);
 
     const ports = o.ingress.ports;
@@ -120,7 +133,7 @@ export async function runHostSession(o: HostSessionOptions): Promise<number> {
         proxyProtocol: o.ingress.proxyProtocol,
       });
       const ing = ingress;
-      cleanups.push(() => ing.close());
+      teardown.add(() => ing.close());
     }
     let metrics: { address: string; port: number } | null = null;
     const metricsPort = o.config.settings.api.metrics_port;
@@ -133,14 +146,14 @@ export async function runHostSession(o: HostSessionOptions): Promise<number> {
         ports: [{ enclavePort: metricsPort, hostPort: o.metricsHostPort }],
         listenAddress: o.ingress.listenAddress,
       });
-      cleanups.push(() => m.close());
+      teardown.add(() => m.close());
       metrics = m.addresses().get(metricsPort) ?? null;
     }
     o.onReady?.({ cid: enclave.cid, ingress: ingress?.addresses() ?? new Map(), metrics });
 
     // Streams last, so the banner comes before the app's first line (the log ring replays from the start).
     const logs = followLogs({ transport: o.transport, cid: enclave.cid, logger: log, out: o.out });
-    cleanups.push(() => logs.stop());
+    teardown.add(() => logs.stop());
     const status = followStatus({
       transport: o.transport,
       cid: enclave.cid,
@@ -152,7 +165,7 @@ export async function runHostSession(o: HostSessionOptions): Promise<number> {
       },
       onLost: (err) => settle({ kind: 'lost', why: err.message }),
     });
-    cleanups.push(() => status.stop());
+    teardown.add(() => status.stop());
     void enclave.gone?.then((why) => settle({ kind: 'lost', why }));
 
     const end = await outcome;

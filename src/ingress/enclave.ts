@@ -15,6 +15,7 @@ import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import type { Config, IngressEntry } from '../config/types.ts';
 import type { Logger } from '../log/logger.ts';
 import { ingressConnections } from '../metrics.ts';
+import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
 import { readProxyV2 } from './proxy-protocol.ts';
 import { ConnectionSet, splice } from './splice.ts';
@@ -204,7 +205,7 @@ export async function startIngressPorts(
         // Each connection runs on its own: a slow TLS handshake or a late app never blocks accept().
         void handle(plan, sock);
       });
-      server.on('error', (err) => log.error({ port: plan.port, err: err.message }, 'ingress listener error'));
+      keepServing(server, log, 'ingress listener', { port: plan.port });
       log.info({ port: plan.port, tls: plan.secureContext !== null }, 'ingress listening');
     }
   } catch (err) {

@@ -9,6 +9,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log/logger.ts';
+import { keepServing } from '../server-errors.ts';
 import type { Transport } from '../transport/types.ts';
 import { encodeProxyV2 } from './proxy-protocol.ts';
 import { ConnectionSet, splice } from './splice.ts';
@@ -103,10 +104,6 @@ export async function startHostIngress(opts: HostIngressOptions): Promise<HostIn
       const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (sock) => {
         void handle(m.enclavePort, sock);
       });
-      // Unlike enclaver-run, an accept error (EMFILE...) is logged and the listener keeps going.
-      server.on('error', (err) =>
-        log.error({ port: m.enclavePort, err: err.message }, 'ingress listener error'),
-      );
       await new Promise<void>((res, rej) => {
         server.once('error', rej);
         server.listen({ port: m.hostPort ?? m.enclavePort, host: opts.listenAddress ?? '0.0.0.0' }, () => {
@@ -114,6 +111,8 @@ export async function startHostIngress(opts: HostIngressOptions): Promise<HostIn
           res();
         });
       });
+      // Unlike enclaver-run, an accept error (EMFILE...) is logged and the listener keeps going.
+      keepServing(server, log, 'ingress listener', { port: m.enclavePort });
       servers.set(m.enclavePort, server);
       const a = server.address();
       log.info(

@@ -9,6 +9,7 @@ import { listenOn, readLimitedBody } from '../http/server.ts';
 import { KmsError, kmsRefusal, sendJson, sendKmsError } from '../kms/errors.ts';
 import { SignatureError, verifySignature } from '../kms/sigv4.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
+import { keepServing } from '../server-errors.ts';
 import { ACTIONS, type ActionContext, type VerifiedRecipient } from './actions.ts';
 import { KeyStore } from './store.ts';
 
@@ -160,6 +161,7 @@ export async function startKmsEmulator(opts: KmsEmulatorOptions): Promise<KmsEmu
   server.keepAliveTimeout = 65_000;
   refuseOddRequests(server, kmsRefusal);
   const addr = await listenOn(server, opts.port ?? 0, opts.host);
+  keepServing(server, logger, 'kms emulator', { port: addr.port });
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `${opts.tls ? 'https' : 'http'}://${host}:${addr.port}`;
   logger.info({ url, keys: store.keys.size }, 'kms emulator listening');

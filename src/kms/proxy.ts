@@ -15,12 +15,25 @@ import { refuseOddRequests } from '../http/refuse.ts';
 import { listenOn, readLimitedBody } from '../http/server.ts';
 import type { Logger } from '../log/logger.ts';
 import { kmsCalls } from '../metrics.ts';
+import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
 import { decryptEnvelope, spkiKeyId } from './cms.ts';
 import { CredentialChain, type CredentialChainOptions } from './credentials.ts';
 import { EgressError, type EgressProxy, TunnelAgent } from './egress.ts';
 import { AMZ_JSON, KmsError, kmsRefusal, sendJson, sendKmsError } from './errors.ts';
 import { createKmsSigner, readScope, type ScopeError, signKmsRequest } from './sigv4.ts';
+
+// The client side's timeouts (Node's defaults are 300 s for a request and 60 s for its headers, far more
+// than a KMS call needs; the attestation API uses the same 10 s / 30 s). They bound how long the app's
+// client may take to SEND a request — a KMS request is a few kB of JSON — not how long the proxy may take
+// to answer it: waiting for credentials (kms.ready_wait_ms) and for KMS (kms.upstream_timeout_ms) happen
+// after the request was read and have their own limits. Node checks them every 30 s, so a stalled client
+// is dropped (408) within headers/request timeout + 30 s.
+const HEADERS_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 30_000;
+// An idle kept-alive connection stays open 65 s, longer than most clients keep one idle, so the client
+// usually closes it first: a request sent just as the server closes would fail with ECONNRESET.
+const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 
 /** Attested actions (lower-cased) and the response field that carries their secret. */
 const ATTESTED: Record<string, { action: string; field: string }> = {
@@ -439,16 +452,24 @@ export async function startKmsProxy(
     }
   }
 
-  const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
-    handle(req, res).catch(() => {
-      if (!res.headersSent)
-        sendKmsError(res, new KmsError('KMSInternalException', 'cloister KMS proxy: internal error', 500));
-      else res.destroy();
-    });
-  });
+  const server = createServer(
+    {
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    },
+    (req, res) => {
+      handle(req, res).catch(() => {
+        if (!res.headersSent)
+          sendKmsError(res, new KmsError('KMSInternalException', 'cloister KMS proxy: internal error', 500));
+        else res.destroy();
+      });
+    },
+  );
   refuseOddRequests(server, (status, message) => kmsRefusal(status, `cloister KMS proxy: ${message}`));
   const port = opts.port ?? kp.listen_port;
   const bound = (await listenOn(server, port)).port;
+  keepServing(server, log, 'kms proxy', { port: bound });
   const endpointUrl = `http://127.0.0.1:${bound}`;
   log.info(
     { endpoint: endpointUrl, egress: egress ? `${egress.host}:${egress.port}` : 'direct' },

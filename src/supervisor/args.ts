@@ -1,6 +1,9 @@
 // `cloister enclave` command line: odyn's (`--config-dir DIR [-v…] [--no-bootstrap] [--no-console]
 // -- entrypoint…`, enclaver-compat.md §3) plus cloister's own overrides of cloister.yaml settings.
 import { parseArgs } from 'node:util';
+import { intFlag, oneOf, splitAppArgv, UsageError } from '../cli-args.ts';
+
+export { UsageError };
 
 export const ENCLAVE_USAGE = `usage: cloister enclave (--config-dir DIR | -f FILE) [options] -- app [args...]
 
@@ -34,15 +37,9 @@ export interface EnclaveArgs {
   app: string[];
 }
 
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
-
 export function parseEnclaveArgs(argv: string[]): EnclaveArgs {
   // Everything after the first `--` is the app's, untouched (it may contain its own flags and `--`).
-  const sep = argv.indexOf('--');
-  const own = sep === -1 ? argv : argv.slice(0, sep);
-  const app = sep === -1 ? [] : argv.slice(sep + 1);
+  const { own, app } = splitAppArgv(argv);
   let values: ReturnType<typeof parse>['values'];
   let positionals: string[];
   try {
@@ -54,21 +51,9 @@ export function parseEnclaveArgs(argv: string[]): EnclaveArgs {
   if (positionals.length > 0) {
     throw new UsageError(`unexpected argument '${positionals[0]}': the app's command line goes after \`--\``);
   }
-  const transport = values.transport;
-  if (transport !== undefined && transport !== 'vsock' && transport !== 'emulated') {
-    throw new UsageError(`--transport must be vsock or emulated, not '${transport}'`);
-  }
-  const nsm = values.nsm;
-  if (nsm !== undefined && nsm !== 'device' && nsm !== 'software') {
-    throw new UsageError(`--nsm must be device or software, not '${nsm}'`);
-  }
-  let cid: number | undefined;
-  if (values.cid !== undefined) {
-    cid = Number(values.cid);
-    if (!/^\d+$/.test(values.cid) || cid < 3 || cid > 0xfffffffe) {
-      throw new UsageError(`--cid must be an integer from 3 to 4294967294, not '${values.cid}'`);
-    }
-  }
+  const transport = oneOf(values.transport, '--transport', ['vsock', 'emulated']);
+  const nsm = oneOf(values.nsm, '--nsm', ['device', 'software']);
+  const cid = intFlag(values.cid, '--cid', 3, 0xfffffffe);
   if (!help) {
     if (values['config-dir'] === undefined && values.file === undefined) {
       throw new UsageError('--config-dir DIR (or -f FILE) is required');

@@ -19,6 +19,7 @@ import { LogRing } from '../log/ring.ts';
 import { LogSink, openConsoleEcho } from '../log/sink.ts';
 import { appRestarts, appState } from '../metrics.ts';
 import type { Nsm } from '../nsm/types.ts';
+import { type ErrorLog, keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
 import { APP_LOG_PORT, createTransport, STATUS_PORT, type Transport } from '../transport/index.ts';
 import { type AppExit, launchApp, type RunningApp } from './app.ts';
@@ -102,6 +103,16 @@ export class Supervisor {
 
   constructor(private readonly args: EnclaveArgs) {}
 
+  /** The logger once it exists; before that (the status/log servers come first) plain stderr. */
+  private errorLog(): ErrorLog {
+    return (
+      this.logger ?? {
+        error: (fields: object, msg: string) =>
+          process.stderr.write(`cloister: ${msg} ${JSON.stringify(fields)}\n`),
+      }
+    );
+  }
+
   /** Runs until cloister should exit; resolves with its exit code. */
   async run(): Promise<number> {
     trackNodeChildren();
@@ -124,6 +135,7 @@ export class Supervisor {
       });
       const status = await transport.listen(STATUS_PORT);
       this.servers.push(status);
+      keepServing(status, () => this.errorLog(), 'status server', { port: STATUS_PORT });
       this.board.serve(status);
       if (this.args.console) {
         // The ring is never smaller than a few chunks, so live readers keep up even when
@@ -132,6 +144,7 @@ export class Supervisor {
         this.logServer = new LogServer(ring, settings.log.buffer_bytes);
         const logs = await transport.listen(APP_LOG_PORT);
         this.servers.push(logs);
+        keepServing(logs, () => this.errorLog(), 'log server', { port: APP_LOG_PORT });
         this.logServer.serve(logs);
         this.sink = new LogSink(ring, openConsoleEcho(1));
       }
@@ -304,7 +317,9 @@ export class Supervisor {
       this.app = app;
       this.lastPid = app.pid;
       appState.set(1);
-      this.logger.info({ pid: app.pid, argv: this.args.app }, 'app started');
+      // The arguments may carry secrets (a token, a password flag): only argv[0] and their count at info.
+      this.logger.info({ pid: app.pid, argv0: this.args.app[0], argc: this.args.app.length }, 'app started');
+      this.logger.debug({ pid: app.pid, argv: this.args.app }, 'app argv');
       this.board.set(
         tracker.restarts > 0
           ? { status: 'running', pid: app.pid, restarts: tracker.restarts }
