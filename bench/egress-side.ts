@@ -10,7 +10,7 @@ import type { Nsm } from '../src/nsm/types.ts';
 import { EmulatedTransport } from '../src/transport/emulated.ts';
 
 const [role, dir, allow] = process.argv.slice(2);
-const logger = createLogger({ level: 'warn' });
+const logger = createLogger({ level: (process.env.BENCH_LOG_LEVEL as 'warn' | undefined) ?? 'warn' });
 if (role === 'relay') {
   await startEgressRelay({ transport: new EmulatedTransport(dir!, 2), logger });
   process.stdout.write('ready\n');

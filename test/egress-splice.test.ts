@@ -91,6 +91,15 @@ function receiveAll(s: Socket): Promise<{ bytes: number; sha: string }> {
 }
 
 const closedP = (s: Socket) => new Promise<void>((r) => (s.destroyed ? r() : s.once('close', () => r())));
+/** The peer is gone: EOF, reset or close (allowHalfOpen sockets stay open after EOF). */
+const goneP = (s: Socket) =>
+  new Promise<void>((r) => {
+    if (s.destroyed || s.readableEnded) return r();
+    s.once('end', () => r())
+      .once('close', () => r())
+      .once('error', () => r())
+      .resume();
+  });
 
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -178,10 +187,11 @@ test('splice: a reset on one side tears down the other', async () => {
   await echoed;
   server.on('error', () => {});
   client.resetAndDestroy();
-  await closedP(server);
+  await goneP(server);
   const info = await closed;
   assert.equal(info.engine, 'splice');
   assert.ok(info.error, 'the reset is reported');
+  server.destroy();
 });
 
 test('splice: the idle timeout closes both sides', async () => {
@@ -189,10 +199,12 @@ test('splice: the idle timeout closes both sides', async () => {
   client.on('error', () => {});
   server.on('error', () => {});
   client.write('x'); // traffic, then silence
-  await Promise.all([closedP(client), closedP(server)]);
+  await Promise.all([goneP(client), goneP(server)]);
   const info = await closed;
   assert.match(String(info.error?.message), /idle for 300 ms/);
   assert.equal(info.aRead, 1);
+  client.destroy();
+  server.destroy();
 });
 
 test('splice: 500 tunnels at once each echo their own bytes; no fd is left behind', async () => {
@@ -212,6 +224,7 @@ test('splice: 500 tunnels at once each echo their own bytes; no fd is left behin
       const r = await got;
       const info = await closed;
       client.destroy();
+      server.destroy();
       return r.sha === sha(payload) && info.engine === 'splice' && info.error === null;
     }),
   );

@@ -629,8 +629,10 @@ static napi_value ReapZombie(napi_env env, napi_callback_info info) {
 // watched twice. EOF on one side becomes shutdown(SHUT_WR) on the other while the other direction
 // keeps flowing; an error on either side, cancel(), or the idle timeout ends both.
 
-#define PUMP_PIPE_SIZE (1 << 20)
-#define PUMP_CHUNK (1 << 20)
+// A bulk direction's pipe grows to this: as fast here as 1 MiB (bench/egress.ts), and it bounds what a
+// stalled reader can park in the pipe to what the stream engine's 256 KiB write buffer held.
+#define PUMP_PIPE_SIZE (256 << 10)
+#define PUMP_CHUNK PUMP_PIPE_SIZE
 
 typedef struct {
   int from, to;  // indexes into pump.fd
@@ -657,6 +659,7 @@ typedef struct {
   int err;              // first errno (0: clean end)
   const char *syscall;  // where it happened
   bool finishing;
+  bool env_gone;  // the JS environment is being torn down (worker exit): no callback into it
   int open_handles;
   int refs;  // 1 for the running pump, 1 for the JS handle object
 } pump;
@@ -673,6 +676,10 @@ static void pump_handle_closed(uv_handle_t *h) {
     if (p->dir[i].pipe_r >= 0) close(p->dir[i].pipe_r);
     if (p->dir[i].pipe_w >= 0) close(p->dir[i].pipe_w);
   }
+  if (p->env_gone) {
+    pump_unref(p);
+    return;
+  }
   napi_env env = p->env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
@@ -688,20 +695,40 @@ static void pump_handle_closed(uv_handle_t *h) {
   napi_value result;
   // make_callback (not call_function): runs the microtask and nextTick queues afterwards, as any
   // libuv-driven callback into JS must.
-  if (cb) napi_make_callback(env, p->async_ctx, recv, cb, 3, argv, &result);
+  if (cb && napi_make_callback(env, p->async_ctx, recv, cb, 3, argv, &result) != napi_ok) {
+    // A throwing callback is an uncaught exception, as for any event-loop callback.
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) {
+      napi_value exc;
+      napi_get_and_clear_last_exception(env, &exc);
+      napi_fatal_exception(env, exc);
+    }
+  }
   napi_delete_reference(env, p->callback);
   napi_async_destroy(env, p->async_ctx);
   napi_close_handle_scope(env, scope);
   pump_unref(p);
 }
 
+static void pump_env_cleanup(void *arg);
+
 static void pump_finish(pump *p, const char *syscall, int err) {
   if (p->finishing) return;
   p->finishing = true;
+  if (!p->env_gone) napi_remove_env_cleanup_hook(p->env, pump_env_cleanup, p);
   p->err = err;
   p->syscall = syscall;
   for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&p->poll[i], pump_handle_closed);
   uv_close((uv_handle_t *)&p->timer, pump_handle_closed);
+}
+
+// The environment (a worker thread) goes away with the pump still running: close it quietly, so
+// the loop can close; the JS side is gone with the environment.
+static void pump_env_cleanup(void *arg) {
+  pump *p = arg;
+  p->env_gone = true;
+  if (!p->finishing) pump_finish(p, NULL, 0);
 }
 
 // Moves what it can in one direction; returns false when the pump was finished.
@@ -787,7 +814,19 @@ static void pump_step(pump *p, const bool run[2]) {
 static void pump_poll_cb(uv_poll_t *h, int status, int events) {
   pump *p = h->data;
   if (p->finishing) return;
-  if (status < 0) return pump_finish(p, "poll", -status);
+  if (status < 0) {
+    // libuv reports POLLERR as UV_EBADF; the socket's own error (ECONNRESET...) says what happened.
+    int err = -status;
+    for (int j = 0; j < 2; j++) {
+      int soerr = 0;
+      socklen_t len = sizeof soerr;
+      if (getsockopt(p->fd[j], SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr) {
+        err = soerr;
+        break;
+      }
+    }
+    return pump_finish(p, "poll", err);
+  }
   // dir[i] reads from fd i and writes to fd 1-i.
   int i = h == &p->poll[0] ? 0 : 1;
   bool run[2];
@@ -875,6 +914,7 @@ static napi_value SpliceJoin(napi_env env, napi_callback_info info) {
   napi_create_string_utf8(env, "cloister.spliceJoin", NAPI_AUTO_LENGTH, &name);
   napi_create_reference(env, argv[3], 1, &p->callback);
   napi_async_init(env, NULL, name, &p->async_ctx);
+  napi_add_env_cleanup_hook(env, pump_env_cleanup, p);
   if (napi_create_external(env, p, pump_handle_finalize, NULL, &handle) != napi_ok) p->refs = 1;
   if (p->idle_ms) {
     uv_timer_start(&p->timer, pump_timer_cb, p->idle_ms, 0);
