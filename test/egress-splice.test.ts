@@ -8,8 +8,8 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { joinSockets, type TunnelOptions } from '../src/egress/tunnel.ts';
 import { loadNative } from '../src/native.ts';
+import { joinSockets, type TunnelOptions } from '../src/transport/tunnel.ts';
 
 type CloseInfo = Parameters<NonNullable<TunnelOptions['onClose']>>[0];
 

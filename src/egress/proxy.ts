@@ -8,14 +8,16 @@
 // Status codes: 200 tunnel up; 400 malformed request or target; 403 not allowed by the policy (odyn
 // answered 401 "blocked by egress security policy"; the body keeps that wording and adds why);
 // 502 upstream refused / relay unreachable; 503 too many tunnels; 504 timeout.
+
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { egressBytes, egressDecisions, egressOpenTunnels } from '../metrics.ts';
+import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
+import { joinSockets } from '../transport/tunnel.ts';
 import { CID_HOST, EGRESS_VSOCK_PORT } from '../transport/types.ts';
 import { compilePolicy, type Decision } from './policy.ts';
 import { encodeRequest, parseResponse, readFrame } from './protocol.ts';
-import { joinSockets } from './tunnel.ts';
 
 export const DEFAULT_PROXY_PORT = 10000;
 
@@ -357,6 +359,7 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
     });
   });
   const bound = (server.address() as { port: number }).port;
+  keepServing(server, log, 'egress proxy', { port: bound });
   const url = `http://127.0.0.1:${bound}/`;
   log.info({ port: bound, allow: allow.length, deny: egress?.deny?.length ?? 0 }, 'egress proxy listening');
   return {

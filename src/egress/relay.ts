@@ -9,6 +9,8 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { connect as netConnect, type Server, type Socket } from 'node:net';
 import type { Logger } from '../log/logger.ts';
+import { keepServing } from '../server-errors.ts';
+import { joinSockets } from '../transport/tunnel.ts';
 import { EGRESS_VSOCK_PORT, type Transport } from '../transport/types.ts';
 import { formatIp, formatRange, type IpAddr, type IpRange, inRange, parseIp, parseRange } from './address.ts';
 import { compilePolicy, normalizeHost, type Policy } from './policy.ts';
@@ -20,7 +22,6 @@ import {
   readFrame,
   toWireError,
 } from './protocol.ts';
-import { joinSockets } from './tunnel.ts';
 
 export interface LookupResult {
   address: string;
@@ -214,6 +215,7 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
   }
 
   const server: Server = await opts.transport.listen(opts.port ?? EGRESS_VSOCK_PORT);
+  keepServing(server, log, 'egress relay', { port: opts.port ?? EGRESS_VSOCK_PORT });
   server.on('connection', (s: Socket) => {
     serve(s).catch((e) => {
       log.error({ err: String(e) }, 'egress relay stream failed');

@@ -1,9 +1,10 @@
-// Byte pump shared by both sides of ingress: two duplex streams joined in both directions.
-// pipe() gives backpressure (the reader pauses while the writer's buffer is full) and, with
-// allowHalfOpen sockets, half-close: when one side ends, the other gets end() (a FIN / shutdown(WR))
-// and may keep sending its answer. Any error on either side destroys both: a broken connection
-// never leaks the other half.
+// Byte pump shared by both sides of ingress. Two sockets go through the shared tunnel
+// (src/transport/tunnel.ts: zero-copy splice in the kernel when both have an fd, Node streams otherwise,
+// half-close and teardown the same either way). Other duplex streams are joined here with pipe(), which
+// gives backpressure and, with allowHalfOpen sockets, half-close; any error destroys both sides.
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { joinSockets } from '../transport/tunnel.ts';
 
 export interface SpliceStats {
   /** Bytes that went a -> b and b -> a. */
@@ -14,6 +15,11 @@ export interface SpliceStats {
 /** Joins a and b; resolves once both are closed (never rejects: an error is a normal end of a connection). */
 export function splice(a: Duplex, b: Duplex): Promise<SpliceStats> {
   const stats: SpliceStats = { aToB: 0, bToA: 0 };
+  if (a instanceof Socket && b instanceof Socket && !a.destroyed && !b.destroyed) {
+    return new Promise((resolve) =>
+      joinSockets(a, b, { onClose: (info) => resolve({ aToB: info.aRead, bToA: info.aWritten }) }),
+    );
+  }
   if (a.destroyed || b.destroyed) {
     a.destroy();
     b.destroy();
