@@ -25,6 +25,11 @@ export interface NativeAddon {
   vsockLocalAddress(fd: number): VsockAddress;
   vsockRemoteAddress(fd: number): VsockAddress;
   closeFd(fd: number): void;
+  /**
+   * pipe2(O_CLOEXEC) -> [readFd, writeFd] (both blocking; libuv makes an adopted end non-blocking).
+   * Optional: older builds lack it (the supervisor then gives the app two pipes).
+   */
+  makePipe?(): [readFd: number, writeFd: number];
   /** open(path, O_RDWR | O_CLOEXEC) -> fd. */
   nsmOpen(path: string): number;
   /** NSM_IOCTL_RAW off the event loop with a 12288-byte response buffer; request <= 4096 bytes (else EMSGSIZE, before the call). */

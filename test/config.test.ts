@@ -441,6 +441,15 @@ const bad: BadCase[] = [
     line: 2,
     match: /port 9000 is already used by .*enclaver\.yaml: api\.listen_port \(line 7\)/,
   },
+  {
+    name: 'settings: metrics port on the status vsock port',
+    manifest: BASE,
+    settings: 'api:\n  metrics_port: 17000\n',
+    file: 'cloister.yaml',
+    keyPath: 'api.metrics_port',
+    line: 2,
+    match: 'port 17000 is reserved',
+  },
 ];
 
 describe('bad configs name the file, key path and line', () => {

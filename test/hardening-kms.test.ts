@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CmsError, parseEnvelope } from '../src/kms/cms.ts';
-import { kmsEndpoint } from '../src/kms/proxy.ts';
+import { exceedsJsonDepth, kmsEndpoint } from '../src/kms/proxy.ts';
 import { startKmsEmulator } from '../src/kms-emulator/server.ts';
 import { createLogger } from '../src/log/logger.ts';
 import { raw } from './hardening-harness.ts';
@@ -99,7 +99,7 @@ test('odd requests get a status and a body: bad request-target, CONNECT, malform
   assert.match(r.body, /"__type"/);
 });
 
-test('an attested call whose JSON is nested too deeply to re-serialize is a 400, not a 500', async (t) => {
+test('an attested call whose JSON is nested deeper than KMS inputs go is a 400 on every Node version', async (t) => {
   const h = await startHarness({ egress: false });
   t.after(() => h.close());
   const body = `{"CiphertextBlob":"AAAA","x":${'['.repeat(400_000)}${']'.repeat(400_000)}}`;
@@ -111,6 +111,18 @@ test('an attested call whose JSON is nested too deeply to re-serialize is a 400,
   );
   assert.equal(r.status, 400, r.body);
   assert.match(r.body, /SerializationException/);
+  assert.match(r.body, /nested too deeply/);
+});
+
+test('the depth check counts brackets, not brackets inside strings', () => {
+  assert.equal(exceedsJsonDepth('{"a":{"b":[1,2,{"c":3}]}}', 4), false);
+  assert.equal(exceedsJsonDepth('{"a":{"b":[1,2,{"c":[3]}]}}', 4), true);
+  assert.equal(exceedsJsonDepth(`{"k":"${'['.repeat(100)}"}`, 2), false);
+  // An escaped backslash ends before the closing quote; an escaped quote does not close the string.
+  assert.equal(exceedsJsonDepth(`${String.raw`{"k":"\\"}`}${'{'.repeat(5)}`, 4), true);
+  assert.equal(exceedsJsonDepth(`${String.raw`{"k":"a\"`}${'['.repeat(5)}"}`, 2), false);
+  assert.equal(exceedsJsonDepth(`${'['.repeat(32)}${']'.repeat(32)}`, 32), false);
+  assert.equal(exceedsJsonDepth(`${'['.repeat(33)}${']'.repeat(33)}`, 32), true);
 });
 
 test('a CiphertextForRecipient with a malformed BER time is a CmsError, like any other bad input', () => {

@@ -30,6 +30,8 @@ export interface EnclaveOptions {
   pid1?: boolean;
   /** How cloister is told where the config is (default `--config-dir <conf>`). */
   configFlags?: (confDir: string) => string[];
+  /** The bundle to run (default dist/cli.js); a copy elsewhere runs without the native addon. */
+  cli?: string;
 }
 
 export interface Enclave {
@@ -69,7 +71,7 @@ export function startEnclave(t: TestContext, opts: EnclaveOptions): Enclave {
     // --fork: the first process of a PID namespace must be a child; --kill-child: it dies with unshare.
     ...(opts.pid1 ? ['-p', '-f', '--mount-proc', '--kill-child'] : []),
     process.execPath,
-    'dist/cli.js',
+    opts.cli ?? 'dist/cli.js',
     'enclave',
     ...(opts.configFlags ? opts.configFlags(conf) : ['--config-dir', conf]),
     '--transport',

@@ -89,16 +89,5 @@ test('--no-console: no log port, the app writes straight to cloister stdout/stde
   assert.match(enclave.stderr(), /"msg":"app started"/);
 });
 
-test('stdout and stderr lines are never cut into each other', T, async (t) => {
-  // Both streams write long lines in small pieces at once; every line must arrive whole.
-  const app = `let i = 0; const id = setInterval(() => {
-  const o = 'OUT' + i + '-' + 'o'.repeat(3000); const e = 'ERR' + i + '-' + 'e'.repeat(3000);
-  for (let k = 0; k < o.length; k += 700) { process.stdout.write(o.slice(k, k + 700)); process.stderr.write(e.slice(k, k + 700)); }
-  process.stdout.write('\\n'); process.stderr.write('\\n'); if (++i === 50) clearInterval(id); }, 2);`;
-  const enclave = startEnclave(t, { app: [node, '-e', app] });
-  const logs = await readLogs(t, enclave);
-  const text = await logs.waitFor('Entrypoint exited');
-  const lines = text.split('\n').filter((l) => l.startsWith('OUT') || l.startsWith('ERR'));
-  assert.equal(lines.length, 100);
-  for (const l of lines) assert.match(l, /^(OUT\d+-o{3000}|ERR\d+-e{3000})$/);
-});
+// The order of stdout and stderr lines, and whole lines when they are two pipes (no native addon):
+// supervisor-order.test.ts.

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -32,4 +32,21 @@ test('emulated transport: connecting to a port nobody listens on rejects', async
   const dir = mkdtempSync(join(tmpdir(), 'cloister-vsock-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   await assert.rejects(new EmulatedTransport(dir, 2).connect(16, 1234), /ENOENT|ECONNREFUSED/);
+});
+
+test('emulated transport: a port in use is refused (EADDRINUSE), a stale socket file is replaced', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cloister-vsock-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const enclave = new EmulatedTransport(dir, 16);
+  const first = await enclave.listen(7000);
+  first.on('connection', (s) => s.destroy());
+  await assert.rejects(enclave.listen(7000), { code: 'EADDRINUSE' });
+  // The first listener still answers.
+  const c = await new EmulatedTransport(dir, 2).connect(16, 7000);
+  c.destroy();
+  // A listener that went away without removing its file (a crash) leaves a stale path: taken over.
+  await new Promise<void>((r) => first.close(() => r()));
+  writeFileSync(join(dir, '16', '7000.sock'), '');
+  const second = await enclave.listen(7000);
+  second.close();
 });

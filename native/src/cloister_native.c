@@ -1,5 +1,5 @@
 // cloister's native addon: the few syscalls Node cannot make (AF_VSOCK sockets, the NSM ioctl,
-// bringing up lo, crediting entropy, child-subreaper reaping). Everything else stays in TypeScript.
+// bringing up lo, crediting entropy, child-subreaper reaping, pipe2). Everything else stays in TypeScript.
 //
 // Plain C against node_api.h (N-API 8) so one build loads in Node 20, 24 and 26. Calls that can block
 // (vsock connect, the NSM ioctl, which may wait up to 120 s in the driver) run on the libuv thread pool
@@ -393,6 +393,27 @@ static napi_value CloseFd(napi_env env, napi_callback_info info) {
   if (!arg_i32(env, argv[0], "fd", &fd)) return NULL;
   if (close(fd) < 0 && errno != EINTR) return throw_errno(env, "close", errno);
   return undefined(env);
+}
+
+// makePipe(): [readFd, writeFd], both close-on-exec. Node has no pipe(): the supervisor hands the write
+// end to the app as both stdout and stderr (spawn dup2()s it onto fds 1 and 2, which clears
+// close-on-exec there), so the app's two streams reach the log in the order it wrote them.
+static napi_value MakePipe(napi_env env, napi_callback_info info) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) < 0) return throw_errno(env, "pipe2", errno);
+  napi_value r, rd, wr;
+  if (napi_create_array_with_length(env, 2, &r) != napi_ok || napi_create_int32(env, fds[0], &rd) != napi_ok ||
+      napi_create_int32(env, fds[1], &wr) != napi_ok || napi_set_element(env, r, 0, rd) != napi_ok ||
+      napi_set_element(env, r, 1, wr) != napi_ok) {
+    // Nobody else knows these fds: close them rather than leak them.
+    close(fds[0]);
+    close(fds[1]);
+    bool pending;
+    napi_is_exception_pending(env, &pending);
+    if (!pending) napi_throw_error(env, NULL, "makePipe: could not build the result");
+    return NULL;
+  }
+  return r;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -952,6 +973,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"vsockLocalAddress", NULL, VsockLocalAddress, NULL, NULL, NULL, napi_enumerable, NULL},
       {"vsockRemoteAddress", NULL, VsockRemoteAddress, NULL, NULL, NULL, napi_enumerable, NULL},
       {"closeFd", NULL, CloseFd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"makePipe", NULL, MakePipe, NULL, NULL, NULL, napi_enumerable, NULL},
       {"nsmOpen", NULL, NsmOpen, NULL, NULL, NULL, napi_enumerable, NULL},
       {"nsmRequest", NULL, NsmRequest, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bringUpLoopback", NULL, BringUpLoopback, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -5,6 +5,7 @@
 //   const config = loadConfig({ manifestPath, settingsPath });
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { APP_LOG_PORT, STATUS_PORT } from '../transport/types.ts';
 import { ConfigError } from './errors.ts';
 import { checkPortClashes, manifestPorts, parseManifest } from './manifest.ts';
 import { YamlSource } from './schema.ts';
@@ -75,6 +76,14 @@ export function loadConfig(opts: LoadOptions): Config {
         label: `${manifestSrc.file}: ${u.label}`,
       }));
       const node = settingsSrc.nodes.get('api.metrics_port');
+      // The metrics port is also served on vsock (so the host can expose it): it cannot be a status/log port.
+      if (metrics === STATUS_PORT || metrics === APP_LOG_PORT) {
+        settingsSrc.report(
+          node,
+          'api.metrics_port',
+          `port ${metrics} is reserved: the metrics port is also a vsock port, and the enclave serves its status on vsock ${STATUS_PORT} and app logs on ${APP_LOG_PORT}`,
+        );
+      }
       checkPortClashes(
         [...uses, { port: metrics, keyPath: 'api.metrics_port', node, label: '' }],
         settingsSrc,

@@ -348,8 +348,17 @@ export async function startKmsProxy(
       action = attested?.action ?? (named && KMS_OPERATIONS.has(named) ? named : 'other');
       let input: Record<string, unknown> | null = null;
       if (attested) {
+        const text = body.toString('utf8') || '{}';
+        // KMS inputs are a few levels deep (EncryptionContext is the deepest). Refuse deep nesting up front:
+        // whether JSON.stringify can write such a body back depends on the V8 version.
+        if (exceedsJsonDepth(text, MAX_JSON_DEPTH)) {
+          throw new KmsError(
+            'SerializationException',
+            `cloister KMS proxy: the request body is nested too deeply (more than ${MAX_JSON_DEPTH} levels)`,
+          );
+        }
         try {
-          const parsed: unknown = JSON.parse(body.toString('utf8') || '{}');
+          const parsed: unknown = JSON.parse(text);
           if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed))
             throw new Error('not an object');
           input = parsed as Record<string, unknown>;
@@ -379,15 +388,7 @@ export async function startKmsProxy(
           AttestationDocument: Buffer.from(doc).toString('base64'),
           KeyEncryptionAlgorithm: 'RSAES_OAEP_SHA_256',
         };
-        try {
-          outBody = Buffer.from(JSON.stringify(input), 'utf8');
-        } catch {
-          // JSON.stringify recurses: an input nested ~10^5 deep parses but cannot be written back.
-          throw new KmsError(
-            'SerializationException',
-            'cloister KMS proxy: the request body is nested too deeply',
-          );
-        }
+        outBody = Buffer.from(JSON.stringify(input), 'utf8');
       }
       // The query goes on as sent, minus the app's own presigning parameters: the proxy signs in headers.
       const query: Record<string, string | string[]> = {};
@@ -607,4 +608,25 @@ function warnAboutPolicy(
       );
     }
   }
+}
+
+/** Deepest nesting accepted in a request body that the proxy parses and re-serializes. */
+const MAX_JSON_DEPTH = 32;
+
+/** True when `text` opens more than `max` arrays/objects at once (brackets inside strings do not count). */
+export function exceedsJsonDepth(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
 }

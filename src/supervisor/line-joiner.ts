@@ -1,8 +1,9 @@
-// The app's stdout and stderr arrive on two pipes and share one log stream with cloister's own lines.
-// Passing pipe chunks straight through would let a stderr chunk (or a supervisor log line) land in the
-// middle of a stdout line. A LineJoiner holds a stream's unfinished last line until its newline arrives,
-// so the stream interleaves by whole lines. Bytes are never altered or reordered within a stream; a
-// partial line is still flushed after a short pause (prompts, progress bars) or once it gets long.
+// The app's output shares one log stream with cloister's own lines. Passing pipe chunks straight through
+// would let a supervisor log line land in the middle of an app line (and, when stdout and stderr are two
+// pipes because the native addon is missing, a stderr chunk in the middle of a stdout line). One
+// LineJoiner per pipe holds the pipe's unfinished last line until its newline arrives, so the stream
+// interleaves by whole lines. Bytes are never altered or reordered within a pipe; a partial line is
+// still flushed after a short pause (prompts, progress bars) or once it gets long.
 
 /** Flush an unfinished line after this long without more data. */
 const PARTIAL_LINE_FLUSH_MS = 50;

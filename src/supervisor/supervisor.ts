@@ -22,7 +22,7 @@ import type { Nsm } from '../nsm/types.ts';
 import { type ErrorLog, keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
 import { APP_LOG_PORT, createTransport, STATUS_PORT, type Transport } from '../transport/index.ts';
-import { type AppExit, launchApp, type RunningApp } from './app.ts';
+import { type AppExit, type AppOutput, launchApp, type OutputSource, type RunningApp } from './app.ts';
 import type { EnclaveArgs } from './args.ts';
 import { bootstrap } from './bootstrap.ts';
 import { lazyNsm } from './lazy-nsm.ts';
@@ -298,6 +298,7 @@ export class Supervisor {
 
   private async superviseApp(settings: Settings, env: NodeJS.ProcessEnv): Promise<void> {
     const tracker = new RestartTracker(settings.app);
+    let warnedSeparatePipes = false;
     for (;;) {
       let app: RunningApp;
       try {
@@ -320,6 +321,13 @@ export class Supervisor {
       // The arguments may carry secrets (a token, a password flag): only argv[0] and their count at info.
       this.logger.info({ pid: app.pid, argv0: this.args.app[0], argc: this.args.app.length }, 'app started');
       this.logger.debug({ pid: app.pid, argv: this.args.app }, 'app argv');
+      if (app.outputPipes === 'separate' && !warnedSeparatePipes) {
+        warnedSeparatePipes = true;
+        this.logger.warn(
+          { reason: app.separateReason },
+          'app stdout and stderr are two pipes: lines from the two are logged in arrival order, not the order written',
+        );
+      }
       this.board.set(
         tracker.restarts > 0
           ? { status: 'running', pid: app.pid, restarts: tracker.restarts }
@@ -370,18 +378,25 @@ export class Supervisor {
     if (this.lastExit) this.board.set(finalStatus(this.lastExit));
   }
 
-  /** App output: whole lines into the log stream; null (inherit cloister's stdio) with --no-console. */
-  private appOutput() {
+  /**
+   * App output: whole lines into the log stream, one LineJoiner per pipe (one when stdout and stderr
+   * share a pipe, two otherwise); null (inherit cloister's stdio) with --no-console.
+   */
+  private appOutput(): AppOutput | null {
     const sink = this.sink;
     if (!sink) return null;
-    const out = new LineJoiner((d) => sink.write(d));
-    const err = new LineJoiner((d) => sink.write(d));
+    const joiners = new Map<OutputSource, LineJoiner>();
     return {
-      stdout: (d: Buffer) => out.push(d),
-      stderr: (d: Buffer) => err.push(d),
+      data: (d, from) => {
+        let joiner = joiners.get(from);
+        if (!joiner) {
+          joiner = new LineJoiner((line) => sink.write(line));
+          joiners.set(from, joiner);
+        }
+        joiner.push(d);
+      },
       end: () => {
-        out.flush();
-        err.flush();
+        for (const joiner of joiners.values()) joiner.flush();
       },
     };
   }

@@ -17,10 +17,17 @@ export class EmulatedTransport implements Transport {
     readonly ownCid: number,
   ) {}
 
-  listen(port: number): Promise<Server> {
+  async listen(port: number): Promise<Server> {
     const path = socketPath(this.dir, this.ownCid, port);
     mkdirSync(join(this.dir, String(this.ownCid)), { recursive: true, mode: 0o700 });
-    // A stale socket file from a crashed run would make bind fail with EADDRINUSE.
+    // A stale socket file from a crashed run would make bind fail with EADDRINUSE, so it is removed;
+    // but a live one belongs to a listener that is still there, and taking its path would silently cut
+    // it off: refuse, as vsock's bind does.
+    if (await isLive(path)) {
+      throw Object.assign(new Error(`listen EADDRINUSE: vsock port ${port} (${path}) is already in use`), {
+        code: 'EADDRINUSE',
+      });
+    }
     rmSync(path, { force: true });
     const server = createServer({ allowHalfOpen: true });
     return new Promise((resolve, reject) => {
@@ -43,4 +50,16 @@ export class EmulatedTransport implements Transport {
       });
     });
   }
+}
+
+/** True when something accepts connections on the Unix socket at `path`. */
+function isLive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = netConnect({ path });
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
 }

@@ -13,7 +13,7 @@ export const VSOCK_PORT_ANY = 0xffffffff;
 export const DEFAULT_VSOCK_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_BACKLOG = 511;
 
-interface PipeHandle {
+export interface PipeHandle {
   open(fd: number): number;
   readonly fd: number;
   close(cb?: () => void): void;
@@ -36,8 +36,11 @@ function uvError(op: string, rc: number): Error {
   return Object.assign(new Error(`${op} failed: ${code}`), { code, errno: -rc });
 }
 
-/** A libuv Pipe handle of `type` that has taken over `fd`; throws (the caller still owns fd) if it cannot. */
-function adoptFd(fd: number, type: 'SERVER' | 'SOCKET', what: string): PipeHandle {
+/**
+ * A libuv Pipe handle of `type` that has taken over `fd`; throws (the caller still owns fd) if it cannot.
+ * Also used for a plain pipe's read end (the app's output, src/supervisor/output-pipe.ts).
+ */
+export function adoptFd(fd: number, type: 'SERVER' | 'SOCKET', what: string): PipeHandle {
   const { Pipe, constants } = pipeBinding();
   const handle = new Pipe(constants[type]);
   const rc = handle.open(fd);
