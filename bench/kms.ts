@@ -1,7 +1,8 @@
 // KMS proxy benchmark: Decrypt through the whole path
 //   SDK -> KMS proxy -> egress proxy -> emulated vsock -> egress relay -> KMS emulator
 // against the SDK straight to the emulator, at concurrency 1 and 16, in one run; plus the proxy's own
-// cost per call from its Server-Timing header (NSM attestation, RSA/CMS decrypt, signing, upstream).
+// cost per call from its Server-Timing header (NSM attestation, RSA/CMS decrypt, signing, upstream, and
+// `total` = the proxy's whole handling; the client's p50 minus that is the SDK's own work and the hop).
 // `direct+R` sends the same Decrypt straight to the emulator with a Recipient (one pre-made document):
 // the share of "upstream" that is KMS's own work on attested calls (document verification, CMS).
 // Run: node --import tsx bench/kms.ts [seconds-per-case]
@@ -12,7 +13,7 @@ import { CreateKeyCommand, DecryptCommand, EncryptCommand, type KMSClient } from
 import { startHarness } from '../test/kms-harness.ts';
 
 const SECONDS = Number(process.argv[2] ?? 4);
-const PHASES = ['nsm', 'rsa', 'sign', 'upstream'] as const;
+const PHASES = ['nsm', 'rsa', 'sign', 'upstream', 'total'] as const;
 
 function quantile(sorted: number[], q: number): number {
   if (sorted.length === 0) return Number.NaN;
@@ -119,7 +120,7 @@ try {
     );
   }
   console.log('\nproxy phases (p50 / p99 ms)');
-  console.log('conc       nsm            rsa           sign       upstream');
+  console.log('conc       nsm            rsa           sign       upstream          total');
   for (const r of results) {
     if (!('phases' in r) || !r.phases) continue;
     const cells = PHASES.map((p) => `${f(r.phases[p]!.p50Ms)} / ${f(r.phases[p]!.p99Ms)}`.padStart(14));

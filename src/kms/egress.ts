@@ -33,7 +33,9 @@ export function dialThrough(
   timeoutMs: number,
 ): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const sock = netConnect({ host: proxy?.host ?? host, port: proxy?.port ?? port });
+    // No Nagle: Node's own Agent sets noDelay on the sockets it opens, and this one replaces its
+    // createConnection. A request or reply written in pieces (TLS records) must not wait for an ACK.
+    const sock = netConnect({ host: proxy?.host ?? host, port: proxy?.port ?? port, noDelay: true });
     let settled = false;
     const done = (err: Error | null) => {
       if (settled) return;
