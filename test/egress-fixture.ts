@@ -1,8 +1,7 @@
 // Shared set-up for the egress tests: the full path in one process
 //   client -> proxy (EmulatedTransport cid 16) -> unix "vsock" -> relay (cid 2) -> local server
 // plus local upstream servers and a self-signed certificate. Everything listens on loopback.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createNetServer, connect as netConnect, type Socket } from 'node:net';
@@ -16,6 +15,7 @@ import { type RelayOptions, startEgressRelay } from '../src/egress/relay.ts';
 import { createLogger } from '../src/log/logger.ts';
 import type { Nsm } from '../src/nsm/types.ts';
 import { EmulatedTransport } from '../src/transport/emulated.ts';
+import { writeSelfSigned } from './fixtures/tls.ts';
 
 export const quietLogger = () => createLogger({ level: process.env.EGRESS_TEST_LOG ?? 'silent' });
 
@@ -117,35 +117,12 @@ export interface Cert {
 /** A self-signed certificate for 127.0.0.1, ::1, localhost and `host` (Enclaver's parent alias), by openssl. */
 export function makeCert(t: TestContext): Cert {
   const dir = tempDir(t, 'cloister-cert-');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-days',
-      '2',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost,DNS:host',
-      '-keyout',
-      join(dir, 'key.pem'),
-      '-out',
-      join(dir, 'cert.pem'),
-    ],
-    { stdio: 'ignore' },
+  const made = writeSelfSigned(
+    join(dir, 'key.pem'),
+    join(dir, 'cert.pem'),
+    'IP:127.0.0.1,IP:::1,DNS:localhost,DNS:host',
   );
-  return {
-    dir,
-    key: readFileSync(join(dir, 'key.pem'), 'utf8'),
-    cert: readFileSync(join(dir, 'cert.pem'), 'utf8'),
-    certPath: join(dir, 'cert.pem'),
-  };
+  return { dir, key: made.key, cert: made.cert, certPath: made.certPath };
 }
 
 export async function startHttps(t: TestContext, cert: Cert, body = 'hello over tls'): Promise<number> {
