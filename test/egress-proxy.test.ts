@@ -61,6 +61,47 @@ print(json.loads(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[3]}/b", tim
   assert.deepEqual(out.stdout.trim().split('\n'), ['py tls GET /a', '/b']);
 });
 
+// Node's own fetch honours HTTP(S)_PROXY from Node 24 on (NODE_USE_ENV_PROXY=1); Node 20's fetch has no
+// proxy support without the undici package, so this case runs in CI's Node 26 pass.
+const FETCH_PROXY = Number(process.versions.node.split('.')[0]) >= 24;
+test("Node's fetch through the proxy (NODE_USE_ENV_PROXY): https via CONNECT and plain http", {
+  skip: FETCH_PROXY ? false : 'fetch honours the proxy variables from Node 24 on',
+}, async (t) => {
+  const cert = makeCert(t);
+  const httpsPort = await startHttps(t, cert, 'fetch tls');
+  const httpPort = await startEchoHttp(t);
+  const { proxy } = await startPath(t, { allow: LOOP });
+  const env = {
+    ...process.env,
+    ...proxy.env,
+    NO_PROXY: '',
+    no_proxy: '',
+    NODE_USE_ENV_PROXY: '1',
+    NODE_EXTRA_CA_CERTS: cert.certPath,
+  };
+  const script = `
+const [tlsPort, httpPort] = process.argv.slice(1);
+const a = await (await fetch('https://127.0.0.1:' + tlsPort + '/f')).text();
+const b = JSON.parse(await (await fetch('http://127.0.0.1:' + httpPort + '/g')).text());
+console.log(a + '|' + b.url + '|' + (b.rawHeaders.includes('Proxy-Connection') ? 'leaked' : 'clean'));
+`;
+  const out = await run(
+    process.execPath,
+    ['--input-type=module', '-e', script, String(httpsPort), String(httpPort)],
+    {
+      env,
+    },
+  );
+  assert.equal(out.stdout.trim(), 'fetch tls GET /f|/g|clean');
+  // The refusal reaches fetch as a status, with the reason in the body.
+  const denied = await run(
+    process.execPath,
+    ['-e', "fetch('http://203.0.113.9/x').then(async (r) => console.log(r.status + ' ' + (await r.text())))"],
+    { env },
+  );
+  assert.match(denied.stdout, /^403 .*203\.0\.113\.9/);
+});
+
 test('Node: TLS over a CONNECT tunnel, IPv6 literal and the `host` alias', async (t) => {
   const cert = makeCert(t);
   const port = await startHttps(t, cert, 'node tls');
