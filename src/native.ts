@@ -53,6 +53,8 @@ export interface NativeAddon {
   ): SpliceHandle;
   /** Ends a pump now; its `done` still runs (with ECANCELED). No-op once it ended. */
   spliceCancel?(handle: SpliceHandle): void;
+  /** Pipe pairs kept for reuse by finished pumps on this thread (bounded; empty, default-size pipes). */
+  spliceIdlePipes?(): number;
 }
 
 /** Opaque handle of a running splice pump. */

@@ -2,13 +2,14 @@
 // TCP on loopback, the other a Unix socket (as the egress path: TCP to the app, emulated vsock to the
 // host). Each test checks bytes end to end, the close semantics, and which engine carried the tunnel.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { loadNative } from '../src/native.ts';
+import { loadNative, nativeCandidates } from '../src/native.ts';
 import { joinSockets, type TunnelOptions } from '../src/transport/tunnel.ts';
 
 type CloseInfo = Parameters<NonNullable<TunnelOptions['onClose']>>[0];
@@ -209,7 +210,10 @@ test('splice: the idle timeout closes both sides', async () => {
 
 test('splice: 500 tunnels at once each echo their own bytes; no fd is left behind', async () => {
   const fds = () => readdirSync('/proc/self/fd').length;
+  // Finished pumps keep a bounded pool of empty pipe pairs for the next tunnels: those are not leaks.
+  const idle = () => loadNative().spliceIdlePipes!();
   const before = fds();
+  const idleBefore = idle();
   const N = 500;
   const all = [];
   for (let i = 0; i < N; i += 50)
@@ -230,7 +234,12 @@ test('splice: 500 tunnels at once each echo their own bytes; no fd is left behin
   );
   assert.equal(results.filter(Boolean).length, N);
   await new Promise((r) => setTimeout(r, 200));
-  assert.ok(fds() <= before + 2, `fds before ${before}, after ${fds()}`);
+  const pooled = idle() - idleBefore;
+  assert.ok(idle() <= 32, `pool holds ${idle()} pairs`);
+  assert.ok(
+    fds() <= before + 2 + 2 * pooled,
+    `fds before ${before}, after ${fds()}, ${pooled} pairs newly pooled`,
+  );
 });
 
 test('fallback: a side that already ended, or engine "stream", uses Node streams with the same results', async () => {
@@ -260,4 +269,72 @@ test('fallback: a side that already ended, or engine "stream", uses Node streams
   assert.equal(info.engine, 'stream');
   assert.equal(info.aRead, size);
   client.destroy();
+});
+
+test('splice: worker threads that exit with pumps still running (and pooled pipes) leave the process healthy', (t) => {
+  // Each worker has its own loop, epoll poller and pipe pool; its exit tears them down through the addon's
+  // environment cleanup hooks, which must not call back into a possibly unloaded addon.
+  const addon = nativeCandidates().find((p) => existsSync(p))!;
+  const dir = mkdtempSync(join(tmpdir(), 'cloister-splice-worker-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(
+    join(dir, 'worker.mjs'),
+    `import { createRequire } from 'node:module';
+import net from 'node:net';
+import { parentPort } from 'node:worker_threads';
+const n = createRequire(import.meta.url)(${JSON.stringify(addon)});
+const srv = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
+const acc = [];
+srv.on('connection', (s) => acc.push(s));
+await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+const mk = async () => {
+  const c = net.connect({ port: srv.address().port, host: '127.0.0.1', allowHalfOpen: true });
+  await new Promise((r) => c.once('connect', r));
+  while (acc.length === 0) await new Promise((r) => setTimeout(r, 5));
+  return [c, acc.shift()];
+};
+let done = 0;
+for (let i = 0; i < 4; i++) {
+  const [c1, s1] = await mk();
+  const [c2, s2] = await mk();
+  c2.pause();
+  c2._handle.readStop();
+  n.spliceJoin(s1._handle.fd, c2._handle.fd, 0, (err) => { if (!err) done++; });
+  c1.write('hi');
+  const got = new Promise((r) => s2.once('data', r));
+  s2.resume();
+  await got;
+  if (i < 2) {
+    c1.end();
+    s2.end();
+    while (done <= i) await new Promise((r) => setTimeout(r, 5));
+  }
+}
+parentPort.postMessage({ done, pooled: n.spliceIdlePipes() });
+process.exit(0); // with two pumps, the listener and their sockets still open
+`,
+  );
+  writeFileSync(
+    join(dir, 'main.mjs'),
+    `import { Worker } from 'node:worker_threads';
+for (let round = 0; round < 3; round++) {
+  const w = new Worker(${JSON.stringify(join(dir, 'worker.mjs'))});
+  const got = [];
+  w.on('message', (m) => got.push(m));
+  const code = await new Promise((r) => w.on('exit', r));
+  console.log(JSON.stringify({ code, got }));
+}
+console.log('main alive');
+`,
+  );
+  const r = spawnSync(process.execPath, [join(dir, 'main.mjs')], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 0, `exit ${r.status} ${r.signal ?? ''}: ${r.stderr}`);
+  const lines = r.stdout.trim().split('\n');
+  assert.equal(lines.at(-1), 'main alive');
+  for (const line of lines.slice(0, 3)) {
+    const { code, got } = JSON.parse(line);
+    assert.equal(code, 0);
+    // Two tunnels ended cleanly, two were still running when the worker exited.
+    assert.equal(got[0].done, 2);
+  }
 });

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -643,11 +644,11 @@ static napi_value ReapZombie(napi_env env, napi_callback_info info) {
 
 // ---------------------------------------------------------------------------------------------
 // splice pump: joins two connected stream sockets in the kernel. Bytes go socket -> pipe -> socket
-// with splice(2), never entering user space. Event-driven on the caller's libuv loop (one uv_poll_t
-// per fd, no thread per tunnel): each direction reads only when its pipe is empty and writes only
-// when it holds bytes, so a slow reader backs up into the kernel socket buffers, not into memory here.
-// The fds are dup()ed: the caller keeps (and later closes) its own, and libuv never sees one fd
-// watched twice. EOF on one side becomes shutdown(SHUT_WR) on the other while the other direction
+// with splice(2), never entering user space. Event-driven on the caller's libuv loop (one epoll fd
+// per thread for all pumps, see pump_poller; no thread per tunnel): each direction reads only when
+// its pipe is empty and writes only when it holds bytes, so a slow reader backs up into the kernel
+// socket buffers, not into memory here. The fds are dup()ed: the caller keeps (and later closes) its
+// own, and Node's watcher and ours never share one fd number. EOF on one side becomes shutdown(SHUT_WR) on the other while the other direction
 // keeps flowing; an error on either side, cancel(), or the idle timeout ends both.
 
 // A bulk direction's pipe grows to this: as fast here as 1 MiB (bench/egress.ts), and it bounds what a
@@ -671,8 +672,8 @@ typedef struct {
   napi_async_context async_ctx;
   uv_loop_t *loop;
   int fd[2];
-  uv_poll_t poll[2];
-  int poll_events[2];
+  struct pump_poller *poller;
+  uint32_t poll_events[2];  // EPOLLIN/EPOLLOUT registered for fd[i] in the poller (0: not registered)
   uv_timer_t timer;
   uint64_t idle_ms;
   uint64_t last_activity;
@@ -685,6 +686,104 @@ typedef struct {
   int refs;  // 1 for the running pump, 1 for the JS handle object
 } pump;
 
+// Pipe pairs of finished pumps, kept for the next tunnels on this thread: a short request/response
+// tunnel otherwise pays pipe2() + two close() per direction, per process, plus the kernel's allocation
+// and teardown of the pipe (a measurable share of a connection's cost). Only a pair known to be empty
+// and still at the default size comes back; a grown (bulk) pipe is closed so idle pairs hold no quota.
+#define PIPE_POOL_MAX 32
+typedef struct {
+  int r, w;
+} pipe_pair;
+static __thread pipe_pair pipe_pool[PIPE_POOL_MAX];
+static __thread int pipe_pool_len;
+static __thread bool pipe_pool_hooked;
+
+static void pipe_pool_cleanup(void *arg) {
+  (void)arg;
+  while (pipe_pool_len > 0) {
+    pipe_pair *pp = &pipe_pool[--pipe_pool_len];
+    close(pp->r);
+    close(pp->w);
+  }
+  pipe_pool_hooked = false;
+}
+
+static void pipe_release(pump *p, pump_dir *d) {
+  if (d->pipe_r < 0) return;
+  if (d->in_pipe == 0 && !d->grown && !p->env_gone && pipe_pool_hooked && pipe_pool_len < PIPE_POOL_MAX) {
+    pipe_pool[pipe_pool_len++] = (pipe_pair){d->pipe_r, d->pipe_w};
+  } else {
+    close(d->pipe_r);
+    close(d->pipe_w);
+  }
+  d->pipe_r = d->pipe_w = -1;
+}
+
+// One epoll fd per thread watches every pump's sockets, and one uv_poll_t on it wakes this loop. With a
+// uv_poll_t per socket, each pump paid 10 syscalls before its first byte (uv_poll_init probes the fd with
+// epoll_ctl ADD+DEL and sets FIONBIO; uv_poll_start first DELs it), and 2 more to stop; here it is one
+// epoll_ctl to register each fd and one to drop it. The events carry the pump pointer with the fd's
+// index in its low bit.
+typedef struct pump_poller {
+  int fd;
+  uv_poll_t handle;
+  int live;  // running pumps: the handle keeps the loop alive only while there are some
+} pump_poller;
+static __thread pump_poller *poller;
+
+static void poller_closed(uv_handle_t *h) {
+  pump_poller *pl = h->data;
+  close(pl->fd);
+  free(pl);
+}
+
+// The environment goes away: its pumps were finished by their own hooks, which run before this one.
+// No close callback: it could run after a worker's copy of the addon is unloaded. uv_close already
+// drops the fd from the loop's epoll, so the fd can go now; the few bytes of the handle are left
+// to libuv (once per thread exit).
+static void poller_cleanup(void *arg) {
+  pump_poller *pl = arg;
+  if (poller == pl) poller = NULL;
+  uv_close((uv_handle_t *)&pl->handle, NULL);
+  close(pl->fd);
+}
+
+static void poller_cb(uv_poll_t *h, int status, int events);
+
+static pump_poller *get_poller(napi_env env, uv_loop_t *loop, int *err) {
+  if (poller) return poller;
+  pump_poller *pl = calloc(1, sizeof *pl);
+  if (!pl) {
+    *err = ENOMEM;
+    return NULL;
+  }
+  pl->fd = epoll_create1(EPOLL_CLOEXEC);
+  if (pl->fd < 0) {
+    *err = errno;
+    free(pl);
+    return NULL;
+  }
+  int r = uv_poll_init(loop, &pl->handle, pl->fd);
+  if (r < 0) {
+    // libuv may still reference the handle: leak it rather than free memory the loop may touch.
+    *err = -r;
+    close(pl->fd);
+    return NULL;
+  }
+  pl->handle.data = pl;
+  r = uv_poll_start(&pl->handle, UV_READABLE, poller_cb);
+  if (r < 0) {
+    *err = -r;
+    uv_close((uv_handle_t *)&pl->handle, poller_closed);
+    return NULL;
+  }
+  uv_unref((uv_handle_t *)&pl->handle);
+  // Registered before any pump's hook, so it runs after them (hooks run in reverse order).
+  napi_add_env_cleanup_hook(env, poller_cleanup, pl);
+  poller = pl;
+  return pl;
+}
+
 static void pump_unref(pump *p) {
   if (--p->refs == 0) free(p);
 }
@@ -694,8 +793,7 @@ static void pump_handle_closed(uv_handle_t *h) {
   if (--p->open_handles > 0) return;
   for (int i = 0; i < 2; i++) {
     if (p->fd[i] >= 0) close(p->fd[i]);
-    if (p->dir[i].pipe_r >= 0) close(p->dir[i].pipe_r);
-    if (p->dir[i].pipe_w >= 0) close(p->dir[i].pipe_w);
+    pipe_release(p, &p->dir[i]);
   }
   if (p->env_gone) {
     pump_unref(p);
@@ -740,7 +838,13 @@ static void pump_finish(pump *p, const char *syscall, int err) {
   if (!p->env_gone) napi_remove_env_cleanup_hook(p->env, pump_env_cleanup, p);
   p->err = err;
   p->syscall = syscall;
-  for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&p->poll[i], pump_handle_closed);
+  // Dropped from the poller now, before the fds close; events already fetched for this pump in the
+  // current batch are skipped (finishing), and the memory lives until the timer's close callback.
+  for (int i = 0; i < 2; i++) {
+    if (p->poll_events[i]) epoll_ctl(p->poller->fd, EPOLL_CTL_DEL, p->fd[i], NULL);
+    p->poll_events[i] = 0;
+  }
+  if (--p->poller->live == 0) uv_unref((uv_handle_t *)&p->poller->handle);
   uv_close((uv_handle_t *)&p->timer, pump_handle_closed);
 }
 
@@ -779,9 +883,14 @@ static bool pump_run_dir(pump *p, pump_dir *d) {
       return true;
     }
     if (d->pipe_w < 0) {
-      // Created on first use: a short request/response tunnel pays for small default pipes only.
+      // Taken on first use (from the pool, else a new default-size pipe): a tunnel that never carries
+      // bytes one way needs no pipe for that direction.
       int pp[2];
-      if (pipe2(pp, O_NONBLOCK | O_CLOEXEC) < 0) {
+      if (pipe_pool_len > 0) {
+        pipe_pair *pooled = &pipe_pool[--pipe_pool_len];
+        pp[0] = pooled->r;
+        pp[1] = pooled->w;
+      } else if (pipe2(pp, O_NONBLOCK | O_CLOEXEC) < 0) {
         pump_finish(p, "pipe2", errno);
         return false;
       }
@@ -811,8 +920,6 @@ static bool pump_run_dir(pump *p, pump_dir *d) {
   }
 }
 
-static void pump_poll_cb(uv_poll_t *h, int status, int events);
-
 // Runs the directions an event concerns (run[i]), then re-arms each fd for exactly what is waited on.
 static void pump_step(pump *p, const bool run[2]) {
   for (int i = 0; i < 2; i++)
@@ -821,23 +928,26 @@ static void pump_step(pump *p, const bool run[2]) {
   int want[2] = {0, 0};
   for (int i = 0; i < 2; i++) {
     pump_dir *d = &p->dir[i];
-    if (d->in_pipe > 0) want[d->to] |= UV_WRITABLE;
-    else if (!d->eof) want[d->from] |= UV_READABLE;
+    if (d->in_pipe > 0) want[d->to] |= EPOLLOUT;
+    else if (!d->eof) want[d->from] |= EPOLLIN;
   }
   for (int i = 0; i < 2; i++) {
-    if (want[i] == p->poll_events[i]) continue;
-    p->poll_events[i] = want[i];
-    int r = want[i] ? uv_poll_start(&p->poll[i], want[i], pump_poll_cb) : uv_poll_stop(&p->poll[i]);
-    if (r < 0) return pump_finish(p, "uv_poll_start", -r);
+    if ((uint32_t)want[i] == p->poll_events[i]) continue;
+    struct epoll_event e = {.events = (uint32_t)want[i], .data.u64 = (uint64_t)(uintptr_t)p | (uint64_t)i};
+    int op = !want[i] ? EPOLL_CTL_DEL : p->poll_events[i] ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    int r = epoll_ctl(p->poller->fd, op, p->fd[i], &e);
+    if (r < 0) return pump_finish(p, "epoll_ctl", errno);
+    p->poll_events[i] = (uint32_t)want[i];
   }
 }
 
-static void pump_poll_cb(uv_poll_t *h, int status, int events) {
-  pump *p = h->data;
+// An event on fd i of pump p (as libuv's uv_poll did: an error ends the pump, a hang-up wakes what was
+// waited on, and the splice calls then find the EOF or the error).
+static void pump_fd_event(pump *p, int i, uint32_t events) {
   if (p->finishing) return;
-  if (status < 0) {
-    // libuv reports POLLERR as UV_EBADF; the socket's own error (ECONNRESET...) says what happened.
-    int err = -status;
+  if (events & EPOLLERR) {
+    // The socket's own error (ECONNRESET...) says what happened.
+    int err = EBADF;
     for (int j = 0; j < 2; j++) {
       int soerr = 0;
       socklen_t len = sizeof soerr;
@@ -848,12 +958,26 @@ static void pump_poll_cb(uv_poll_t *h, int status, int events) {
     }
     return pump_finish(p, "poll", err);
   }
+  if (events & EPOLLHUP) events |= p->poll_events[i];
   // dir[i] reads from fd i and writes to fd 1-i.
-  int i = h == &p->poll[0] ? 0 : 1;
   bool run[2];
-  run[i] = (events & UV_READABLE) != 0;
-  run[1 - i] = (events & UV_WRITABLE) != 0;
+  run[i] = (events & EPOLLIN) != 0;
+  run[1 - i] = (events & EPOLLOUT) != 0;
   pump_step(p, run);
+}
+
+static void poller_cb(uv_poll_t *h, int status, int events) {
+  (void)status;
+  (void)events;
+  pump_poller *pl = h->data;
+  struct epoll_event ev[64];
+  int n;
+  do n = epoll_wait(pl->fd, ev, 64, 0);
+  while (n < 0 && errno == EINTR);
+  for (int k = 0; k < n; k++) {
+    uint64_t tag = ev[k].data.u64;
+    pump_fd_event((pump *)(uintptr_t)(tag & ~(uint64_t)1), (int)(tag & 1), ev[k].events);
+  }
 }
 
 static void pump_timer_cb(uv_timer_t *t) {
@@ -901,36 +1025,30 @@ static napi_value SpliceJoin(napi_env env, napi_callback_info info) {
     p->dir[i].from = i;
     p->dir[i].to = 1 - i;
   }
+  if (!pipe_pool_hooked) {
+    // Registered before the pump's own hook, so it runs after it (hooks run in reverse order).
+    napi_add_env_cleanup_hook(env, pipe_pool_cleanup, NULL);
+    pipe_pool_hooked = true;
+  }
   if (!err) {
-    for (int i = 0; i < 2 && !err; i++) {
-      int r = uv_poll_init(loop, &p->poll[i], p->fd[i]);
-      if (r < 0) {
-        err = -r, sc = "uv_poll_init";
-        // Already-initialised handles must be closed through libuv before the memory goes.
-        for (int j = 0; j < i; j++) uv_close((uv_handle_t *)&p->poll[j], NULL);
-      }
-    }
+    p->poller = get_poller(env, loop, &err);
+    if (!p->poller) sc = "epoll_create1";
   }
   if (err) {
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 2; i++)
       if (p->fd[i] >= 0) close(p->fd[i]);
-      if (p->dir[i].pipe_r >= 0) close(p->dir[i].pipe_r);
-      if (p->dir[i].pipe_w >= 0) close(p->dir[i].pipe_w);
-    }
-    // With a poll handle half set up, libuv still references p until its close runs: leak it
-    // rather than free memory the loop may touch (only on uv_poll_init failure, i.e. never in practice).
-    if (sc == NULL || strcmp(sc, "uv_poll_init") != 0) free(p);
+    free(p);
     return throw_errno(env, sc, err);
   }
   p->env = env;
   p->loop = loop;
   p->refs = 2;
-  p->open_handles = 3;
+  p->open_handles = 1;
+  if (p->poller->live++ == 0) uv_ref((uv_handle_t *)&p->poller->handle);
   p->idle_ms = idle > 0 ? (uint64_t)idle : 0;
   p->last_activity = uv_now(loop);
   uv_timer_init(loop, &p->timer);
   p->timer.data = p;
-  for (int i = 0; i < 2; i++) p->poll[i].data = p;
   napi_value name, handle;
   napi_create_string_utf8(env, "cloister.spliceJoin", NAPI_AUTO_LENGTH, &name);
   napi_create_reference(env, argv[3], 1, &p->callback);
@@ -964,6 +1082,15 @@ static napi_value SpliceCancel(napi_env env, napi_callback_info info) {
 
 // ---------------------------------------------------------------------------------------------
 
+// spliceIdlePipes() -> how many pipe pairs this thread's pool holds (at most PIPE_POOL_MAX): lets a
+// leak check tell pooled pipes from lost ones.
+static napi_value SpliceIdlePipes(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value v;
+  napi_create_int32(env, pipe_pool_len, &v);
+  return v;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"vsockSocket", NULL, VsockSocket, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -982,6 +1109,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"reapZombie", NULL, ReapZombie, NULL, NULL, NULL, napi_enumerable, NULL},
       {"spliceJoin", NULL, SpliceJoin, NULL, NULL, NULL, napi_enumerable, NULL},
       {"spliceCancel", NULL, SpliceCancel, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"spliceIdlePipes", NULL, SpliceIdlePipes, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;
