@@ -143,6 +143,24 @@ static bool arg_i32(napi_env env, napi_value v, const char *what, int32_t *out) 
   return true;
 }
 
+// A Uint8Array argument: its bytes and length, or a TypeError naming the argument.
+static bool arg_u8(napi_env env, napi_value v, const char *what, void **data, size_t *length) {
+  bool is_ta = false;
+  napi_typedarray_type type = napi_int8_array;
+  napi_value ab;
+  size_t offset;
+  if (napi_is_typedarray(env, v, &is_ta) == napi_ok && is_ta) {
+    napi_get_typedarray_info(env, v, &type, length, data, &ab, &offset);
+  }
+  if (!is_ta || type != napi_uint8_array) {
+    char m[96];
+    snprintf(m, sizeof m, "%s must be a Uint8Array", what);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", m);
+    return false;
+  }
+  return true;
+}
+
 static bool get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
   size_t argc = want;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
@@ -481,21 +499,9 @@ static napi_value NsmRequest(napi_env env, napi_callback_info info) {
   if (!get_args(env, info, 2, argv)) return NULL;
   int32_t fd;
   if (!arg_i32(env, argv[0], "fd", &fd)) return NULL;
-  bool is_ta = false;
-  napi_is_typedarray(env, argv[1], &is_ta);
-  if (!is_ta) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "request must be a Uint8Array");
-    return NULL;
-  }
-  napi_typedarray_type type;
-  size_t length, offset;
+  size_t length;
   void *data;
-  napi_value ab;
-  NAPI_CALL(env, napi_get_typedarray_info(env, argv[1], &type, &length, &data, &ab, &offset));
-  if (type != napi_uint8_array) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "request must be a Uint8Array");
-    return NULL;
-  }
+  if (!arg_u8(env, argv[1], "request", &data, &length)) return NULL;
   // Refused before the ioctl, as nsm-api does (the driver would answer EMSGSIZE).
   if (length > NSM_REQUEST_MAX_SIZE) return throw_errno(env, "nsmRequest", EMSGSIZE);
   async_op *op = calloc(1, sizeof *op);
@@ -549,21 +555,9 @@ static napi_value BringUpLoopback(napi_env env, napi_callback_info info) {
 static napi_value SeedEntropy(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!get_args(env, info, 1, argv)) return NULL;
-  bool is_ta = false;
-  napi_is_typedarray(env, argv[0], &is_ta);
-  if (!is_ta) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "bytes must be a Uint8Array");
-    return NULL;
-  }
-  napi_typedarray_type type;
-  size_t length, offset;
+  size_t length;
   void *data;
-  napi_value ab;
-  NAPI_CALL(env, napi_get_typedarray_info(env, argv[0], &type, &length, &data, &ab, &offset));
-  if (type != napi_uint8_array) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "bytes must be a Uint8Array");
-    return NULL;
-  }
+  if (!arg_u8(env, argv[0], "bytes", &data, &length)) return NULL;
   if (length > 1 << 20) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "at most 1 MiB of entropy at a time");
     return NULL;
