@@ -100,8 +100,11 @@ static napi_value throw_errno(napi_env env, const char *syscall, int err) {
     }                                                                 \
   } while (0)
 
-// Reads argument i as a uint32 (cid, port) after checking its type and range.
-static bool arg_u32(napi_env env, napi_value v, const char *what, uint32_t *out) {
+// A number argument that must be an exact integer in [lo, hi]. Reading it as a double first means NaN,
+// fractions and out-of-range values are refused instead of silently truncated (napi_get_value_int32
+// would turn NaN into 0 and 2^32+fd into fd: closeFd(NaN) would close stdin).
+static bool arg_integer(napi_env env, napi_value v, const char *what, double lo, double hi, const char *range,
+                        double *out) {
   napi_valuetype t;
   if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) {
     char m[96];
@@ -111,34 +114,28 @@ static bool arg_u32(napi_env env, napi_value v, const char *what, uint32_t *out)
   }
   double d;
   napi_get_value_double(env, v, &d);
-  if (!(d >= 0 && d <= 4294967295.0) || d != (double)(uint32_t)d) {
+  if (!(d >= lo && d <= hi) || d != (double)(int64_t)d) {
     char m[96];
-    snprintf(m, sizeof m, "%s must be an integer in [0, 2^32-1]", what);
+    snprintf(m, sizeof m, "%s must be an integer in %s", what, range);
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", m);
     return false;
   }
+  *out = d;
+  return true;
+}
+
+// A uint32 argument (cid, port).
+static bool arg_u32(napi_env env, napi_value v, const char *what, uint32_t *out) {
+  double d;
+  if (!arg_integer(env, v, what, 0, 4294967295.0, "[0, 2^32-1]", &d)) return false;
   *out = (uint32_t)d;
   return true;
 }
 
-// Reads argument i as an int32 (fd, backlog, pid, timeout). napi_get_value_int32 alone would turn NaN
-// into 0 and 2^32+fd into fd: closeFd(NaN) would close stdin. Only exact int32 integers pass.
+// An int32 argument (fd, backlog, pid, timeout).
 static bool arg_i32(napi_env env, napi_value v, const char *what, int32_t *out) {
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) {
-    char m[96];
-    snprintf(m, sizeof m, "%s must be a number", what);
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", m);
-    return false;
-  }
   double d;
-  napi_get_value_double(env, v, &d);
-  if (!(d >= -2147483648.0 && d <= 2147483647.0) || d != (double)(int32_t)d) {
-    char m[96];
-    snprintf(m, sizeof m, "%s must be an integer in [-2^31, 2^31-1]", what);
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", m);
-    return false;
-  }
+  if (!arg_integer(env, v, what, -2147483648.0, 2147483647.0, "[-2^31, 2^31-1]", &d)) return false;
   *out = (int32_t)d;
   return true;
 }
