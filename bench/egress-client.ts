@@ -4,6 +4,7 @@
 //   egress-client.ts latency <proxy> <host:port> <n>      -> {"ms":[...]} one 1-byte echo per fresh connection
 //   egress-client.ts rate <proxy> <host:port> <seconds> <parallel> -> {"tunnels","seconds"}
 import { connect, type Socket } from 'node:net';
+import { writeBlocks } from '../test/fixtures/bulk.ts';
 
 const [mode, proxy, target, arg, arg2] = process.argv.slice(2);
 const [thost, tport] = [
@@ -54,21 +55,13 @@ if (mode === 'down') {
 } else if (mode === 'up') {
   const s = await open();
   const block = Buffer.alloc(1024 * 1024, 7);
-  let left = Number(arg);
   const t0 = process.hrtime.bigint();
   s.on('data', () => {});
   s.on('end', () =>
     out({ bytes: Number(arg) * block.length, seconds: Number(process.hrtime.bigint() - t0) / 1e9 }),
   );
   s.resume();
-  const pump = () => {
-    while (left > 0) {
-      left--;
-      if (!s.write(block)) return void s.once('drain', pump);
-    }
-    s.end();
-  };
-  pump();
+  writeBlocks(s, block, Number(arg));
 } else if (mode === 'latency') {
   const ms: number[] = [];
   for (let i = 0; i < Number(arg); i++) {

@@ -7,6 +7,7 @@ import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { writeBlocks } from '../test/fixtures/bulk.ts';
 
 const { values } = parseArgs({
   options: { mib: { type: 'string', default: '1024' }, runs: { type: 'string', default: '2' } },
@@ -32,15 +33,7 @@ const source = await listen(
   createServer({ allowHalfOpen: true }, (s) => {
     s.on('error', () => {});
     s.resume();
-    let left = MIB;
-    const pump = () => {
-      while (left > 0) {
-        left--;
-        if (!s.write(block)) return void s.once('drain', pump);
-      }
-      s.end();
-    };
-    pump();
+    writeBlocks(s, block, MIB);
   }),
 );
 const sink = await listen(

@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import { startEgressRelay } from '../src/egress/relay.ts';
 import { EmulatedTransport } from '../src/transport/emulated.ts';
 import { makeCert, quietLogger, startEchoHttp, startHttps, startTcp, tempDir } from './egress-fixture.ts';
+import { writeBlocks } from './fixtures/bulk.ts';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures');
 
@@ -151,16 +152,8 @@ test('netns: 1 GiB up and 1 GiB down through the full path with matching checksu
     s.on('end', () => s.end(h.digest('hex')));
   });
   const source = await startTcp(t, (s) => {
-    let left = MIB;
-    const pump = () => {
-      while (left > 0) {
-        left--;
-        if (!s.write(block)) return void s.once('drain', pump);
-      }
-      s.end();
-    };
     s.resume();
-    pump();
+    writeBlocks(s, block, MIB);
   });
   const dir = await hostRelay(t);
   const client = [process.execPath, '--import', 'tsx', join(FIXTURES, 'egress-bulk-client.ts')];
