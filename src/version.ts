@@ -1,2 +1,5 @@
-// Replaced at bundle time by scripts/build.mjs; falls back to package.json when run from source.
-export const VERSION = '0.1.0';
+// The version is package.json's own: bundled into dist/ and the single executable by esbuild, so
+// `cloister --version` can never disagree with the package.
+import pkg from '../package.json' with { type: 'json' };
+
+export const VERSION: string = pkg.version;

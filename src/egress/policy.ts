@@ -262,28 +262,19 @@ export function compilePolicy(allow: readonly string[], deny: readonly string[])
       return { allowed: false, rule: null, reason: `invalid host '${host}': ${target.error}` };
     const name = target.kind === 'ip' ? target.text : target.name;
     const labels = target.kind === 'name' ? target.name.split('.').reverse() : null;
-    for (const r of denyRules) {
-      if (ruleMatches(r, target, labels, port))
-        return {
-          allowed: false,
-          rule: r.text,
-          list: 'deny',
-          index: r.index,
-          target: name,
-          reason: `${name}:${port} is denied by rule ${where(r)}`,
-        };
-    }
-    for (const r of allowRules) {
-      if (ruleMatches(r, target, labels, port))
-        return {
-          allowed: true,
-          rule: r.text,
-          list: 'allow',
-          index: r.index,
-          target: name,
-          reason: `${name}:${port} is allowed by rule ${where(r)}`,
-        };
-    }
+    // Deny wins: the first matching deny rule decides, then the first matching allow rule.
+    const decided = (r: Rule, allowed: boolean): Decision => ({
+      allowed,
+      rule: r.text,
+      list: allowed ? 'allow' : 'deny',
+      index: r.index,
+      target: name,
+      reason: `${name}:${port} is ${allowed ? 'allowed' : 'denied'} by rule ${where(r)}`,
+    });
+    const denied = denyRules.find((r) => ruleMatches(r, target, labels, port));
+    if (denied) return decided(denied, false);
+    const allowedBy = allowRules.find((r) => ruleMatches(r, target, labels, port));
+    if (allowedBy) return decided(allowedBy, true);
     const shown = name === host ? hostPort : `${hostPort} (${name})`;
     return { allowed: false, rule: null, target: name, reason: `${shown} is not in the egress policy` };
   }
