@@ -754,7 +754,7 @@ nsm:
       log: { level: 'trace' },
       app: { uid: undefined },
     });
-    assert.deepEqual(merged.transport, { kind: 'emulated', dir: '/tmp/v', enclave_cid: 16 });
+    assert.deepEqual(merged.transport, { kind: 'emulated', dir: '/tmp/v', enclave_cid: 16, parent_cid: 2 });
     assert.equal(merged.log.level, 'trace');
     assert.equal(merged.log.buffer_bytes, DEFAULT_SETTINGS.log.buffer_bytes);
     assert.equal(merged.app.uid, null);
