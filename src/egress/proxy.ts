@@ -224,11 +224,12 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
     egressOpenTunnels.inc();
     joinSockets(client, upstream, {
       idleTimeoutMs: settings.idle_timeout_ms,
-      onClose: ({ aRead, aWritten }) => {
+      onClose: ({ aRead, aWritten, engine }) => {
         tunnels--;
         egressOpenTunnels.dec();
         egressBytes.inc({ direction: 'up' }, aRead);
         egressBytes.inc({ direction: 'down' }, aWritten);
+        log.debug({ engine, up: aRead, down: aWritten }, 'tunnel closed');
       },
     });
   }
