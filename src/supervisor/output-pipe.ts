@@ -17,7 +17,7 @@ export interface SharedPipe {
   closeWriteEnd(): void;
 }
 
-type PipeMaker = Required<Pick<NativeAddon, 'makePipe' | 'closeFd'>>;
+type PipeMaker = Pick<NativeAddon, 'makePipe' | 'closeFd'>;
 
 let maker: PipeMaker | null | undefined;
 let unavailableReason: string | null = null;
@@ -26,12 +26,7 @@ function pipeMaker(): PipeMaker | null {
   if (maker !== undefined) return maker;
   try {
     const native = loadNative();
-    if (typeof native.makePipe === 'function') {
-      maker = { makePipe: native.makePipe.bind(native), closeFd: native.closeFd.bind(native) };
-    } else {
-      maker = null;
-      unavailableReason = 'the native addon is an older build without makePipe';
-    }
+    maker = { makePipe: native.makePipe.bind(native), closeFd: native.closeFd.bind(native) };
   } catch (err) {
     maker = null;
     unavailableReason = (err as Error).message;

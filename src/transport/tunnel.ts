@@ -5,7 +5,7 @@
 // Two engines, same semantics:
 // - splice (default when the native addon has it and both sockets are plain TCP/Unix sockets with an
 //   fd): after handing over whatever Node already read, the kernel moves the bytes socket -> pipe ->
-//   socket (native/src/cloister_native.c spliceJoin), event-driven on this loop, never through JS.
+//   socket (native/src/splice.c spliceJoin), event-driven on this loop, never through JS.
 // - stream: Node's own pipe() with backpressure. Used for TLS sockets or anything without an fd, when
 //   the addon is missing, when a side already ended, or with CLOISTER_TUNNEL_ENGINE=stream.
 import type { Socket } from 'node:net';
@@ -28,10 +28,9 @@ let addon: Pick<NativeAddon, 'spliceJoin' | 'spliceCancel'> | null | undefined;
 function spliceAddon(): Pick<NativeAddon, 'spliceJoin' | 'spliceCancel'> | null {
   if (addon === undefined) {
     try {
-      const n = loadNative();
-      addon = typeof n.spliceJoin === 'function' && typeof n.spliceCancel === 'function' ? n : null;
+      addon = loadNative();
     } catch {
-      addon = null;
+      addon = null; // no addon (a bare checkout): the stream engine carries every tunnel
     }
   }
   return addon;
@@ -87,7 +86,7 @@ function spliceJoin(
   let bToA = 0;
   const teardown = (err?: Error | null) => {
     if (err && !firstError) firstError = err;
-    if (pump && !ended) native.spliceCancel!(pump);
+    if (pump && !ended) native.spliceCancel(pump);
     a.destroy();
     b.destroy();
   };
@@ -118,7 +117,7 @@ function spliceJoin(
   const go = () => {
     if (--pending > 0 || a.destroyed || b.destroyed) return;
     try {
-      pump = native.spliceJoin!(fa, fb, opts.idleTimeoutMs ?? 0, (err, ab, ba) => {
+      pump = native.spliceJoin(fa, fb, opts.idleTimeoutMs ?? 0, (err, ab, ba) => {
         ended = true;
         aToB = ab;
         bToA = ba;
