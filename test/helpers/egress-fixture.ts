@@ -12,7 +12,7 @@ import type { Config } from '../../src/config/types.ts';
 import { DEFAULT_SETTINGS, type Settings } from '../../src/config/types.ts';
 import { type EgressProxyService, startEgressProxy } from '../../src/egress/proxy.ts';
 import { type RelayOptions, startEgressRelay } from '../../src/egress/relay.ts';
-import { createLogger } from '../../src/log/logger.ts';
+import { createLogger, type Logger } from '../../src/log/logger.ts';
 import type { Nsm } from '../../src/nsm/types.ts';
 import { EmulatedTransport } from '../../src/transport/emulated.ts';
 import { writeSelfSigned } from './fixtures/tls.ts';
@@ -48,7 +48,13 @@ export interface Path {
 export async function startPath(
   t: TestContext,
   egress: { allow?: string[]; deny?: string[] },
-  opts: { settings?: Partial<Settings['egress']>; relay?: Partial<RelayOptions>; noRelay?: boolean } = {},
+  opts: {
+    settings?: Partial<Settings['egress']>;
+    relay?: Partial<RelayOptions>;
+    noRelay?: boolean;
+    /** The proxy's logger (default: silent). */
+    logger?: Logger;
+  } = {},
 ): Promise<Path> {
   const vsockDir = tempDir(t, 'cloister-vsock-');
   if (!opts.noRelay) {
@@ -62,7 +68,7 @@ export async function startPath(
   const proxy = await startEgressProxy({
     config: makeConfig({ ...egress, proxy_port: 0 }, opts.settings),
     transport: new EmulatedTransport(vsockDir, 16),
-    logger: quietLogger(),
+    logger: opts.logger ?? quietLogger(),
     nsm: {} as Nsm,
   });
   t.after(() => proxy.close());
