@@ -3,7 +3,7 @@
 // is the metadata address, refused like its IPv4 spelling. Full path: proxy -> emulated vsock -> relay.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { rawExchange, startPath, startTcp } from '../../egress-fixture.ts';
+import { rawExchange, startPath, startTcp } from '../../helpers/egress-fixture.ts';
 
 test('a name resolving to an IPv6 spelling of a denied or loopback IPv4 address is refused by the relay', async (t) => {
   const port = await startTcp(t, (s) => s.end('reached'));
