@@ -4,6 +4,10 @@
 import type { Server } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { responseStarted } from '../transport/node-internals.ts';
+
+// Whether a response has begun on a socket is read from Node's internals, kept in one module.
+export { responseStarted };
 
 export interface Refusal {
   /** Content-Type of the body. */
@@ -35,12 +39,6 @@ function answer(socket: Duplex, status: number, r: Refusal): void {
     .map(([k, v]) => `${k}: ${v}\r\n`)
     .join('');
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n${head}\r\n${r.body}`);
-}
-
-/** A response on this server socket has begun (its head is written): nothing raw may follow it. */
-export function responseStarted(socket: Duplex): boolean {
-  const res = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
-  return res?.headersSent === true;
 }
 
 export function refuseOddRequests(

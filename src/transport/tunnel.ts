@@ -10,6 +10,12 @@
 //   the addon is missing, when a side already ended, or with CLOISTER_TUNNEL_ENGINE=stream.
 import type { Socket } from 'node:net';
 import { loadNative, type NativeAddon, type NativeError, type SpliceHandle } from '../native.ts';
+import {
+  eofRead,
+  raiseWriteHighWaterMark,
+  spliceableHandleFd,
+  stopReadingForever,
+} from './node-internals.ts';
 
 export type TunnelEngine = 'splice' | 'stream';
 
@@ -36,24 +42,12 @@ function spliceAddon(): Pick<NativeAddon, 'spliceJoin' | 'spliceCancel'> | null 
   return addon;
 }
 
-interface Internals {
-  _handle?: { fd?: number; readStop?: () => number; reading?: boolean; constructor?: { name?: string } };
-  _readableState?: { ended: boolean };
-  _writableState?: { highWaterMark: number };
-  encrypted?: boolean;
-  _read: (n: number) => void;
-}
-
 /** The fd the kernel can splice, or -1: a plain TCP or Unix stream socket, open both ways, nothing queued. */
 function spliceableFd(s: Socket): number {
-  const i = s as unknown as Internals;
-  const h = i._handle;
-  if (!h || i.encrypted || s.connecting || s.destroyed) return -1;
-  const kind = h.constructor?.name;
-  if (kind !== 'TCP' && kind !== 'Pipe') return -1;
-  if (typeof h.fd !== 'number' || h.fd < 0 || typeof h.readStop !== 'function') return -1;
-  if (i._readableState?.ended !== false || !s.writable || s.writableLength > 0) return -1;
-  return h.fd;
+  if ((s as Socket & { encrypted?: boolean }).encrypted || s.connecting || s.destroyed) return -1;
+  const fd = spliceableHandleFd(s);
+  if (fd === undefined || eofRead(s) || !s.writable || s.writableLength > 0) return -1;
+  return fd;
 }
 
 export function joinSockets(a: Socket, b: Socket, opts: TunnelOptions = {}): void {
@@ -106,11 +100,7 @@ function spliceJoin(
     s.setTimeout(0); // Node sees no traffic any more; the pump keeps the idle timer
     s.setNoDelay?.(true);
     // Detach Node: stop its reads and make sure nothing (resume(), read()) starts them again.
-    const i = s as unknown as Internals;
-    s.pause();
-    i._read = () => {};
-    i._handle!.reading = false;
-    i._handle!.readStop!();
+    stopReadingForever(s);
   }
   // Bytes Node read before the handover go first, through Node; the pump starts once they are written.
   let pending = 1;
@@ -169,8 +159,7 @@ function streamJoin(a: Socket, b: Socket, opts: TunnelOptions): void {
     // Node's default 16 KiB write buffer pauses the reading side after every 64 KiB read; 256 KiB lets a
     // few reads queue while the kernel drains (fewer pause/resume round trips, ~+20% throughput here)
     // and still bounds what a stalled reader can hold: about 2 x 320 KiB per tunnel per side.
-    const ws = (s as unknown as Internals)._writableState;
-    if (ws) ws.highWaterMark = Math.max(ws.highWaterMark, WRITE_HWM);
+    raiseWriteHighWaterMark(s, WRITE_HWM);
   }
   a.pipe(b);
   b.pipe(a);

@@ -1,9 +1,11 @@
 // Child process for test/unit/transport/vsock-connect.test.ts, run under the vsock shim
 // (vsock_shim.c) and the NSM shim (nsm_shim.c). Prints one JSON line.
-//   stall <n> <timeoutMs>: starts n vsock connects that never complete (a host that stopped accepting),
+//   stall <n> <timeoutMs> [cid]: starts n vsock connects that never complete (a host that stopped answering),
 //     then, while they are pending, work that needs libuv's thread pool: fs reads, key generation,
 //     pbkdf2 and NSM ioctls. Each piece of work records how many connects were still pending when it
 //     finished; each connect records how it ended. Also the stalled fds open before and after.
+//     Without the vsock shim (the kernel lab, test/lab/), the connects are real: [cid] is one where
+//     nobody answers (a real vsock listener with a full backlog answers RST, it does not stall).
 //   echo <port>: one connect that the shim completes to a Unix echo server; writes, reads the echo.
 import { generateKeyPair, pbkdf2 } from 'node:crypto';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
@@ -12,7 +14,7 @@ import { promisify } from 'node:util';
 import { openNsmDevice } from '../../../src/nsm/device.ts';
 import { VsockTransport } from '../../../src/transport/vsock.ts';
 
-// VMADDR_CID_LOCAL: even if the shim were missing, a connect here never leaves the machine.
+// VMADDR_CID_LOCAL by default: even if the shim were missing, a connect here never leaves the machine.
 const CID_LOCAL = 1;
 const [mode, ...args] = process.argv.slice(2);
 // The shim turns each stalled vsock fd into a pipe's read end (and keeps the write end open), so the
@@ -31,11 +33,12 @@ const pipeReadEnds = () =>
 if (mode === 'stall') {
   const n = Number(args[0]);
   const timeoutMs = Number(args[1]);
+  const cid = args[2] === undefined ? CID_LOCAL : Number(args[2]);
   const transport = new VsockTransport({ connectTimeoutMs: timeoutMs });
   const fdsBefore = pipeReadEnds();
   let pending = n;
   const connects = Array.from({ length: n }, (_, i) =>
-    transport.connect(CID_LOCAL, 17002 + i).then(
+    transport.connect(cid, 17002 + i).then(
       (s) => {
         pending--;
         s.destroy();
