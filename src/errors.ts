@@ -40,6 +40,7 @@ export const ERROR_TABLE = {
   CLO_ERR_EGRESS_DENIED: { status: 403, kmsType: 'AccessDeniedException' },
   CLO_ERR_EGRESS_REFUSED: { status: 403, kmsType: 'AccessDeniedException' },
   CLO_ERR_EGRESS_UPGRADE: { status: 501, kmsType: 'UnsupportedOperationException' },
+  CLO_ERR_EGRESS_TRANSFER_CODING: { status: 501, kmsType: 'UnsupportedOperationException' },
   CLO_ERR_EGRESS_UPSTREAM: { status: 502, kmsType: INTERNAL },
   CLO_ERR_EGRESS_RELAY_UNREACHABLE: { status: 502, kmsType: INTERNAL },
   CLO_ERR_EGRESS_RELAY_PROTOCOL: { status: 502, kmsType: INTERNAL },
@@ -197,6 +198,14 @@ export class EgressUpgradeError extends CloisterError {
   override name = 'EgressUpgradeError';
   constructor(message: string) {
     super('CLO_ERR_EGRESS_UPGRADE', message);
+  }
+}
+
+/** A plain-HTTP request with a Transfer-Encoding other than chunked (it could not be passed on as sent). */
+export class EgressTransferCodingError extends CloisterError {
+  override name = 'EgressTransferCodingError';
+  constructor(message: string) {
+    super('CLO_ERR_EGRESS_TRANSFER_CODING', message);
   }
 }
 
