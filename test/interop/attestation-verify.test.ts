@@ -48,18 +48,36 @@ function cases(name: string, doc: Buffer, rootPem: string, otherRootPem: string,
   const pcrAt = doc.indexOf(pcr0);
   assert.ok(pcrAt > 0, `${name}: PCR0 found in the payload`);
   // Protected header `a1 01 38 22` ({1: -35}, ES384) sits right after `84 44`.
-  assert.deepEqual([...doc.subarray(0, 6)], [0x84, 0x44, 0xa1, 0x01, 0x38, 0x22], `${name}: COSE_Sign1 shape`);
+  assert.deepEqual(
+    [...doc.subarray(0, 6)],
+    [0x84, 0x44, 0xa1, 0x01, 0x38, 0x22],
+    `${name}: COSE_Sign1 shape`,
+  );
   return [
     { name: `${name}`, doc, rootPem, atMs: timestamp, expectOk: true },
-    { name: `${name} signature bit`, doc: flip(doc, doc.length - 1), rootPem, atMs: timestamp, expectOk: false },
+    {
+      name: `${name} signature bit`,
+      doc: flip(doc, doc.length - 1),
+      rootPem,
+      atMs: timestamp,
+      expectOk: false,
+    },
     { name: `${name} PCR0 bit`, doc: flip(doc, pcrAt + 7), rootPem, atMs: timestamp, expectOk: false },
     { name: `${name} alg ES512`, doc: flip(doc, 5), rootPem, atMs: timestamp, expectOk: false },
-    { name: `${name} truncated`, doc: doc.subarray(0, doc.length - 20), rootPem, atMs: timestamp, expectOk: false },
+    {
+      name: `${name} truncated`,
+      doc: doc.subarray(0, doc.length - 20),
+      rootPem,
+      atMs: timestamp,
+      expectOk: false,
+    },
     { name: `${name} other root`, doc, rootPem: otherRootPem, atMs: timestamp, expectOk: false },
   ];
 }
 
-async function cloisterVerdict(c: Case): Promise<{ ok: boolean; error?: string; pcr0?: string; timestamp?: number }> {
+async function cloisterVerdict(
+  c: Case,
+): Promise<{ ok: boolean; error?: string; pcr0?: string; timestamp?: number }> {
   try {
     const r = await verifyAttestation(c.doc, {
       rootPem: c.rootPem,
@@ -100,10 +118,28 @@ test('six real AWS documents: the Rust verifier and cloister agree on good, tamp
     const good = await verifyAttestation(doc, { at: 'timestamp' });
     all.push(...cases(name, doc, AWS_NITRO_ROOT_G1_PEM, softwareRoot, good.pcrs.get(0)!));
     // Outside the chain window (leaf certificates live 3 h): before and after, and today.
-    all.push({ name: `${name} +4h`, doc, rootPem: AWS_NITRO_ROOT_G1_PEM, atMs: good.timestamp + 4 * HOUR, expectOk: false });
-    all.push({ name: `${name} -1h`, doc, rootPem: AWS_NITRO_ROOT_G1_PEM, atMs: good.timestamp - HOUR, expectOk: false });
+    all.push({
+      name: `${name} +4h`,
+      doc,
+      rootPem: AWS_NITRO_ROOT_G1_PEM,
+      atMs: good.timestamp + 4 * HOUR,
+      expectOk: false,
+    });
+    all.push({
+      name: `${name} -1h`,
+      doc,
+      rootPem: AWS_NITRO_ROOT_G1_PEM,
+      atMs: good.timestamp - HOUR,
+      expectOk: false,
+    });
     all.push({ name: `${name} now`, doc, rootPem: AWS_NITRO_ROOT_G1_PEM, atMs: Date.now(), expectOk: false });
-    all.push({ name: `${name} +1min`, doc, rootPem: AWS_NITRO_ROOT_G1_PEM, atMs: good.timestamp + 60_000, expectOk: true });
+    all.push({
+      name: `${name} +1min`,
+      doc,
+      rootPem: AWS_NITRO_ROOT_G1_PEM,
+      atMs: good.timestamp + 60_000,
+      expectOk: true,
+    });
   }
   assert.equal(all.length, 6 * 10);
   await agree(all);
@@ -123,9 +159,29 @@ test('software NSM documents: the Rust verifier accepts them with the software r
       }),
     );
     all.push(...cases('software NSM', plain, nsm.rootPem, AWS_NITRO_ROOT_G1_PEM, Buffer.from(pcr0, 'hex')));
-    all.push(...cases('software NSM, all fields', full, nsm.rootPem, AWS_NITRO_ROOT_G1_PEM, Buffer.from(pcr0, 'hex')));
-    all.push({ name: 'software NSM now', doc: plain, rootPem: nsm.rootPem, atMs: Date.now(), expectOk: true });
-    all.push({ name: 'software NSM +4h', doc: plain, rootPem: nsm.rootPem, atMs: Date.now() + 4 * HOUR, expectOk: false });
+    all.push(
+      ...cases(
+        'software NSM, all fields',
+        full,
+        nsm.rootPem,
+        AWS_NITRO_ROOT_G1_PEM,
+        Buffer.from(pcr0, 'hex'),
+      ),
+    );
+    all.push({
+      name: 'software NSM now',
+      doc: plain,
+      rootPem: nsm.rootPem,
+      atMs: Date.now(),
+      expectOk: true,
+    });
+    all.push({
+      name: 'software NSM +4h',
+      doc: plain,
+      rootPem: nsm.rootPem,
+      atMs: Date.now() + 4 * HOUR,
+      expectOk: false,
+    });
     await agree(all);
   } finally {
     await nsm.close();

@@ -62,7 +62,12 @@ export async function startKmsHost(t: TestContext): Promise<KmsHost> {
     logger: createLogger({ level: 'silent' }),
   });
   t.after(() => relay.close());
-  const kms = new KMSClient({ region: REGION, endpoint: emulatorUrl, credentials: HOST_CREDS, maxAttempts: 1 });
+  const kms = new KMSClient({
+    region: REGION,
+    endpoint: emulatorUrl,
+    credentials: HOST_CREDS,
+    maxAttempts: 1,
+  });
   t.after(() => kms.destroy());
   let runs = 0;
 
@@ -118,7 +123,17 @@ kms_proxy:
       const enclave = spawnCaptured(
         t,
         'unshare',
-        ['-n', process.execPath, 'dist/cli.js', 'enclave', '--config-dir', config, '--no-console', '--', ...app],
+        [
+          '-n',
+          process.execPath,
+          'dist/cli.js',
+          'enclave',
+          '--config-dir',
+          config,
+          '--no-console',
+          '--',
+          ...app,
+        ],
         {
           env: {
             PATH: process.env.PATH,
@@ -131,8 +146,16 @@ kms_proxy:
           },
         },
       );
-      await waitFor(enclave, 'a RESULT or ERROR line from the app', () => /^(RESULT|ERROR) /m.test(enclave.out()), 60_000);
-      const line = enclave.out().split('\n').find((l) => /^(RESULT|ERROR) /.test(l))!;
+      await waitFor(
+        enclave,
+        'a RESULT or ERROR line from the app',
+        () => /^(RESULT|ERROR) /m.test(enclave.out()),
+        60_000,
+      );
+      const line = enclave
+        .out()
+        .split('\n')
+        .find((l) => /^(RESULT|ERROR) /.test(l))!;
       await enclave.stop();
       await exitWithin(enclave, 10_000);
       if (line.startsWith('RESULT ')) return { result: JSON.parse(line.slice(7)), error: null, enclave };

@@ -76,7 +76,11 @@ export function pythonVenv(): string {
 
 /** Runs one operation of the Rust program: `input` as JSON on stdin, the parsed JSON answer back. */
 export function runRust(binary: string, op: string, input: unknown): unknown {
-  const r = spawnSync(binary, [op], { input: JSON.stringify(input), encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const r = spawnSync(binary, [op], {
+    input: JSON.stringify(input),
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
   if (r.error || r.status !== 0)
     throw new Error(`cloister-interop ${op} failed (${r.error?.message ?? `exit ${r.status}`}): ${r.stderr}`);
   return JSON.parse(r.stdout);

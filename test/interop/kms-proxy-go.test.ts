@@ -12,7 +12,9 @@ const PCR0 = 'a7'.repeat(48);
 const OTHER_PCR0 = 'b8'.repeat(48);
 
 // Root is needed for `unshare -n`; without it the test fails saying so rather than skipping quietly.
-test('Vault awskms seal wrapper seals and unseals through cloister; another PCR0 cannot unseal', { timeout: 600_000 }, async (t) => {
+test('Vault awskms seal wrapper seals and unseals through cloister; another PCR0 cannot unseal', {
+  timeout: 600_000,
+}, async (t) => {
   assert.ok(canUnshare, 'this test needs `unshare -n` (run as root)');
   const go = goProgram();
   const host = await startKmsHost(t);
@@ -23,7 +25,11 @@ test('Vault awskms seal wrapper seals and unseals through cloister; another PCR0
   assert.equal(init.error, null, init.enclave.err().slice(-3000));
   const sealed = init.result!;
   assert.equal(sealed.roundtrip, true);
-  assert.deepEqual(sealed.metadata, { region: 'us-east-1', key_id: keyId, endpoint: 'http://127.0.0.1:9999' });
+  assert.deepEqual(sealed.metadata, {
+    region: 'us-east-1',
+    key_id: keyId,
+    endpoint: 'http://127.0.0.1:9999',
+  });
   assert.match(String(sealed.wrapper_keyid), new RegExp(keyId));
 
   // A restart of the same image: the wrapper unseals the stored blob.
@@ -41,7 +47,9 @@ test('Vault awskms seal wrapper seals and unseals through cloister; another PCR0
   assert.ok(!other.enclave.err().includes(String(sealed.key_sha256)));
 });
 
-test('AWS SDK for Go v2: Decrypt, GenerateDataKey, GenerateRandom through cloister', { timeout: 600_000 }, async (t) => {
+test('AWS SDK for Go v2: Decrypt, GenerateDataKey, GenerateRandom through cloister', {
+  timeout: 600_000,
+}, async (t) => {
   assert.ok(canUnshare, 'this test needs `unshare -n` (run as root)');
   const go = goProgram();
   const host = await startKmsHost(t);
@@ -63,5 +71,8 @@ test('AWS SDK for Go v2: Decrypt, GenerateDataKey, GenerateRandom through cloist
   assert.ok(!ok.enclave.err().includes(secret), 'the plaintext reached a log line');
 
   const denied = await host.runApp(t, OTHER_PCR0, [go, 'sdk', keyId, blob]);
-  assert.match(denied.error!, /operation error KMS: Decrypt, https response error StatusCode: 400.*AccessDeniedException/);
+  assert.match(
+    denied.error!,
+    /operation error KMS: Decrypt, https response error StatusCode: 400.*AccessDeniedException/,
+  );
 });
