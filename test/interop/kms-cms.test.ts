@@ -14,7 +14,7 @@ import {
   type RecipientInfo,
 } from '@aws-sdk/client-kms';
 import { decryptEnvelope, spkiKeyId } from '../../src/kms/cms.ts';
-import { startHarness } from '../kms-harness.ts';
+import { startHarness } from '../helpers/kms-harness.ts';
 import { runRust, rustProgram } from './toolchains.ts';
 
 const vector = (name: string) => readFileSync(new URL(`vectors/${name}`, import.meta.url));

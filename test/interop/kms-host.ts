@@ -13,7 +13,13 @@ import { createLogger } from '../../src/log/logger.ts';
 import { loadOrCreateRoot } from '../../src/nsm/software.ts';
 import { EmulatedTransport } from '../../src/transport/emulated.ts';
 import { CID_HOST } from '../../src/transport/types.ts';
-import { type Captured, exitWithin, spawnCaptured, spawnCloister, waitFor } from '../fixtures/child.ts';
+import {
+  type Captured,
+  exitWithin,
+  spawnCaptured,
+  spawnCloister,
+  waitFor,
+} from '../helpers/fixtures/child.ts';
 
 export const REGION = 'us-east-1';
 /** The enclave side's own AWS credentials (what IMDS gives it on EC2); the app never sees them in use. */
