@@ -3,7 +3,7 @@
 // forwards on purpose) can reach it.
 import { createServer } from 'node:http';
 import { jsonRefusal, refuseOddRequests } from '../http/refuse.ts';
-import { listenOn } from '../http/server.ts';
+import { listenOn, requestUrl } from '../http/server.ts';
 import { appState, registry } from '../metrics.ts';
 import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
@@ -19,11 +19,20 @@ export async function startMetricsServer(ctx: ServiceContext): Promise<MetricsSe
   const log = ctx.logger.child({ component: 'metrics' });
 
   const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     const reply = (status: number, type: string, body: string, headers: Record<string, string> = {}) => {
       res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), ...headers });
       res.end(body);
     };
+    const url = requestUrl(req.url);
+    if (url === null) {
+      reply(
+        400,
+        'application/json',
+        `${JSON.stringify({ error: 'the request target is not a valid URL' })}\n`,
+      );
+      return;
+    }
+    const path = url.pathname;
     if (path !== '/healthz' && path !== '/metrics') {
       reply(404, 'application/json', `${JSON.stringify({ error: `no such path: ${path}` })}\n`);
       return;

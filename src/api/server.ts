@@ -14,7 +14,7 @@ import { documentToJson } from '../attestation/describe.ts';
 import { decodeDocument } from '../attestation/document.ts';
 import { pemBlocks } from '../attestation/x509.ts';
 import { jsonRefusal, refuseOddRequests } from '../http/refuse.ts';
-import { listenOn, readLimitedBody } from '../http/server.ts';
+import { listenOn, readLimitedBody, requestUrl } from '../http/server.ts';
 import { attestationRequests } from '../metrics.ts';
 import { ATTESTATION_FIELD_MAX } from '../nsm/codec.ts';
 import type { AttestationRequest } from '../nsm/types.ts';
@@ -144,7 +144,8 @@ export async function startApiServer(ctx: ServiceContext): Promise<ApiService> {
   const log = ctx.logger.child({ component: 'api' });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    const url = requestUrl(req.url);
+    if (url === null) throw bad('the request target is not a valid URL');
     if (url.pathname !== ATTESTATION_PATH)
       throw new HttpError(404, `no such path: ${url.pathname}`, 'not_found');
     let attReq: AttestationRequest;
