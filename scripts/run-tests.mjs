@@ -31,7 +31,15 @@ const TIERS = [
     dist: true,
     root: 'the single executable runs `cloister dev` and the example app in network namespaces (unshare -n)',
   },
-  // Issue 12 adds { name: 'lab', ... } (QEMU kernel lab); issue 13 adds { name: 'interop', ... }.
+  {
+    // Go, Rust and PyPI programs (test/interop/README.md): the first run builds them into
+    // ~/.cache/cloister-interop; the Go and boto3 apps run inside `cloister enclave`.
+    name: 'interop',
+    concurrency: 1,
+    dist: true,
+    root: 'the Go and boto3 apps run under `cloister enclave` in network namespaces (unshare -n)',
+  },
+  // Issue 12 adds { name: 'lab', ... } (QEMU kernel lab).
 ];
 
 const NOT_TIERS = new Set(['helpers']);

@@ -26,6 +26,8 @@ APT_PACKAGES=(
   "qemu-user             test/package: the arm64 single executable runs under qemu-aarch64"
   "tinyproxy             bench/egress.ts: the one-hop CONNECT proxy it compares with"
   "wrk                   bench/attestation.ts, bench/ingress.ts: HTTP load"
+  "libssl-dev            test/interop: the Rust program links OpenSSL (aws-nitro-enclaves-cose)"
+  "pkg-config            test/interop: the Rust program finds OpenSSL"
 )
 
 check_only=false
