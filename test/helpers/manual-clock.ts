@@ -1,14 +1,15 @@
-// A clock a test moves by hand (for code that takes a Clock, such as src/kms/credentials.ts): now() is the
-// real time plus what the test has advanced, and timers fire only when advance() passes their due time.
+// A clock a test moves by hand (for code that takes a Clock, such as src/kms/credentials.ts): now() starts at
+// the real time and then stands still until advance() moves it, which fires the timers then due. Nothing
+// depends on how fast the machine is: a slow step cannot push the code under test past a deadline.
 import type { Clock } from '../../src/kms/credentials.ts';
 
 export class ManualClock implements Clock {
-  private offset = 0;
+  private time = Date.now();
   private nextId = 1;
   private readonly timers = new Map<number, { due: number; fn: () => void }>();
 
   now(): number {
-    return Date.now() + this.offset;
+    return this.time;
   }
 
   setTimeout(fn: () => void, ms: number): number {
@@ -28,8 +29,8 @@ export class ManualClock implements Clock {
 
   /** Moves time forward by `ms` and fires, in due order, every timer that is then due. */
   advance(ms: number): void {
-    this.offset += ms;
-    const now = this.now();
+    this.time += ms;
+    const now = this.time;
     const due = [...this.timers].filter(([, t]) => t.due <= now).sort((a, b) => a[1].due - b[1].due);
     for (const [id, t] of due) {
       this.timers.delete(id);
