@@ -1,7 +1,6 @@
 // KMS's JSON error format (awsJson1_1): status + `{"__type": Name, "message": text}`, shared by the proxy's
 // own refusals and the emulator. SDKs read `__type` (and X-Amzn-ErrorType) to pick the exception class.
 import type { ServerResponse } from 'node:http';
-import type { Refusal } from '../http/refuse.ts';
 
 export const AMZ_JSON = 'application/x-amz-json-1.1';
 
@@ -42,14 +41,4 @@ export function sendKmsError(res: ServerResponse, err: KmsError, extra: Record<s
     { __type: err.type, message: err.message },
     { 'x-amzn-errortype': err.type, ...extra },
   );
-}
-
-/** A refusal Node's HTTP server answers itself (CONNECT, unparsable request), in KMS's error format. */
-export function kmsRefusal(status: number, message: string): Refusal {
-  const type = status === 405 ? 'UnsupportedOperationException' : 'SerializationException';
-  return {
-    type: AMZ_JSON,
-    body: JSON.stringify({ __type: type, message }),
-    headers: { 'x-amzn-errortype': type },
-  };
 }

@@ -11,6 +11,7 @@ import { createServer, type IncomingMessage, request, type ServerResponse } from
 import { promisify } from 'node:util';
 import type { SignatureV4 } from '@smithy/signature-v4';
 import { compilePolicy } from '../egress/policy.ts';
+import { renderKms } from '../errors.ts';
 import { refuseOddRequests } from '../http/refuse.ts';
 import { listenOn, readLimitedBody } from '../http/server.ts';
 import type { Logger } from '../log/logger.ts';
@@ -20,7 +21,7 @@ import type { Service, ServiceContext } from '../service.ts';
 import { decryptEnvelope, spkiKeyId } from './cms.ts';
 import { CredentialChain, type CredentialChainOptions } from './credentials.ts';
 import { EgressError, type EgressProxy, TunnelAgent } from './egress.ts';
-import { AMZ_JSON, KmsError, kmsRefusal, sendJson, sendKmsError } from './errors.ts';
+import { AMZ_JSON, KmsError, sendJson, sendKmsError } from './errors.ts';
 import { createKmsSigner, readScope, type ScopeError, signKmsRequest } from './sigv4.ts';
 
 // The client side's timeouts (Node's defaults are 300 s for a request and 60 s for its headers, far more
@@ -470,7 +471,7 @@ export async function startKmsProxy(
       });
     },
   );
-  refuseOddRequests(server, (status, message) => kmsRefusal(status, `cloister KMS proxy: ${message}`));
+  refuseOddRequests(server, (err) => renderKms(err, 'cloister KMS proxy: '));
   const port = opts.port ?? kp.listen_port;
   const bound = (await listenOn(server, port)).port;
   keepServing(server, log, 'kms proxy', { port: bound });

@@ -3,7 +3,7 @@
 // settings (software NSM, debug log) and the TLS material for ingress.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeSelfSigned } from '../fixtures/tls.ts';
+import { writeSelfSigned } from '../helpers/fixtures/tls.ts';
 
 /** The results directory as the guest sees it (test/lab/guest/init.sh mounts it there). */
 export const GUEST_RESULTS = '/tmp/lab';
