@@ -32,9 +32,13 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
   } else if (url.pathname === '/orphans') {
     // The shell starts n sleepers and exits at once: they are orphans, reparented to PID 1 (cloister).
     const n = Number(url.searchParams.get('n'));
-    const out = execFileSync('/bin/sh', ['-c', `for i in $(seq ${n}); do sleep 4 & echo $!; done`], {
-      encoding: 'utf8',
-    });
+    const out = execFileSync(
+      '/bin/sh',
+      ['-c', `for i in $(seq ${n}); do sleep 4 >/dev/null 2>&1 & echo $!; done`],
+      {
+        encoding: 'utf8',
+      },
+    );
     res.end(JSON.stringify({ pids: out.split('\n').filter(Boolean).map(Number) }));
   } else if (url.pathname === '/whoami') {
     res.end(JSON.stringify({ pid: process.pid, ppid: process.ppid, port: req.socket.localPort }));
