@@ -692,6 +692,7 @@ transport:
   kind: emulated
   dir: vsock
   enclave_cid: 20
+  parent_cid: 1
 egress:
   connect_timeout_ms: 2000
   header_timeout_ms: 3000
@@ -728,7 +729,7 @@ nsm:
         stop_grace_ms: 3000,
       },
       log: { buffer_bytes: 65536, level: 'debug' },
-      transport: { kind: 'emulated', dir: join(dir, 'vsock'), enclave_cid: 20 },
+      transport: { kind: 'emulated', dir: join(dir, 'vsock'), enclave_cid: 20, parent_cid: 1 },
       egress: {
         connect_timeout_ms: 2000,
         header_timeout_ms: 3000,
