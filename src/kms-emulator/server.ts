@@ -7,10 +7,10 @@ import { verifyAttestation } from '../attestation/verify.ts';
 import { refuseOddRequests } from '../http/refuse.ts';
 import { listenOn, readLimitedBody } from '../http/server.ts';
 import { KmsError, kmsRefusal, sendJson, sendKmsError } from '../kms/errors.ts';
-import { SignatureError, verifySignature } from '../kms/sigv4.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { keepServing } from '../server-errors.ts';
 import { ACTIONS, type ActionContext, type VerifiedRecipient } from './actions.ts';
+import { SignatureError, verifySignature } from './sigv4-verify.ts';
 import { KeyStore } from './store.ts';
 
 export interface EmulatorCredentials {
