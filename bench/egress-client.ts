@@ -4,7 +4,7 @@
 //   egress-client.ts latency <proxy> <host:port> <n>      -> {"ms":[...]} one 1-byte echo per fresh connection
 //   egress-client.ts rate <proxy> <host:port> <seconds> <parallel> -> {"tunnels","seconds"}
 import { connect, type Socket } from 'node:net';
-import { writeBlocks } from '../test/fixtures/bulk.ts';
+import { writeBlocks } from '../test/helpers/fixtures/bulk.ts';
 
 const [mode, proxy, target, arg, arg2] = process.argv.slice(2);
 const [thost, tport] = [

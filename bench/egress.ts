@@ -7,7 +7,7 @@ import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { writeBlocks } from '../test/fixtures/bulk.ts';
+import { writeBlocks } from '../test/helpers/fixtures/bulk.ts';
 
 const { values } = parseArgs({
   options: { mib: { type: 'string', default: '1024' }, runs: { type: 'string', default: '2' } },

@@ -10,7 +10,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CreateKeyCommand, DecryptCommand, EncryptCommand, type KMSClient } from '@aws-sdk/client-kms';
-import { startHarness } from '../test/kms-harness.ts';
+import { startHarness } from '../test/helpers/kms-harness.ts';
 
 const SECONDS = Number(process.argv[2] ?? 4);
 const PHASES = ['nsm', 'rsa', 'sign', 'upstream', 'total'] as const;

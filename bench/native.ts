@@ -119,7 +119,7 @@ async function main(): Promise<void> {
   const shimDir = mkdtempSync(join(tmpdir(), 'cloister-bench-shim-'));
   try {
     const shim = join(shimDir, 'nsm_shim.so');
-    execFileSync('cc', ['-shared', '-fPIC', '-O2', '-o', shim, 'test/native/nsm_shim.c', '-ldl']);
+    execFileSync('cc', ['-shared', '-fPIC', '-O2', '-o', shim, 'test/helpers/native/nsm_shim.c', '-ldl']);
     rows.push(...(JSON.parse(await runChild(['nsm'], { ...process.env, LD_PRELOAD: shim })) as Row[]));
   } finally {
     rmSync(shimDir, { recursive: true, force: true });

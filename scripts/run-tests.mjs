@@ -1,8 +1,48 @@
-// Runs every test/**/*.test.ts with node's own test runner (tsx strips the types).
-// Usage: node scripts/run-tests.mjs [filter-substring...]
+// Runs the test tiers with node's own test runner (tsx strips the types).
+//
+// Usage: node scripts/run-tests.mjs [--tier=unit,e2e] [filter-substring...]
+//   no argument: every tier, in the order of TIERS below
+//   --tier=...:  only those tiers;  filters: only test files whose path contains one of them
+//
+// A tier is a top-level folder of test/ with one row in TIERS. To add one (issue 12's lab, issue 13's
+// interop...), create test/<name>/ and add its row; a folder without a row is an error, so no test is
+// left out silently. test/helpers/ holds shared harnesses and fixtures, never tests.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+
+/**
+ * concurrency: test files run at once ('cores' = one per CPU, at least 2).
+ * dist: the tier runs dist/cli.js, so dist/ is rebuilt first (esbuild, about a second).
+ * root: why the tier needs root, or null. As non-root such a tier is reported as not run, and the run fails.
+ */
+const TIERS = [
+  { name: 'unit', concurrency: 'cores', dist: false, root: null },
+  {
+    name: 'e2e',
+    concurrency: 1,
+    dist: true,
+    root: 'network namespaces (unshare -n), apps run as another uid, CAP_SYS_ADMIN for entropy and PID namespaces',
+  },
+  {
+    name: 'package',
+    concurrency: 1,
+    dist: true,
+    root: 'the single executable runs `cloister dev` and the example app in network namespaces (unshare -n)',
+  },
+  {
+    // Go, Rust and PyPI programs (test/interop/README.md): the first run builds them into
+    // ~/.cache/cloister-interop; the Go and boto3 apps run inside `cloister enclave`.
+    name: 'interop',
+    concurrency: 1,
+    dist: true,
+    root: 'the Go and boto3 apps run under `cloister enclave` in network namespaces (unshare -n)',
+  },
+  // Issue 12 adds { name: 'lab', ... } (QEMU kernel lab).
+];
+
+const NOT_TIERS = new Set(['helpers']);
 
 function collect(dir) {
   const out = [];
@@ -14,17 +54,75 @@ function collect(dir) {
   return out;
 }
 
-const filters = process.argv.slice(2);
-const files = collect('test')
-  .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))
-  .sort();
-if (files.length === 0) {
-  console.error('no test files matched');
+function fail(msg) {
+  console.error(`run-tests: ${msg}`);
   process.exit(1);
 }
-const r = spawnSync(
-  process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...files],
-  { stdio: 'inherit' },
-);
-process.exit(r.status ?? 1);
+
+const args = process.argv.slice(2);
+const tierArg = args.find((a) => a.startsWith('--tier='));
+const filters = args.filter((a) => !a.startsWith('--'));
+const unknownFlag = args.find((a) => a.startsWith('--') && a !== tierArg);
+if (unknownFlag) fail(`unknown option ${unknownFlag} (usage: run-tests.mjs [--tier=unit,e2e] [filter...])`);
+
+for (const name of readdirSync('test')) {
+  if (!statSync(join('test', name)).isDirectory() || NOT_TIERS.has(name)) continue;
+  if (!TIERS.some((t) => t.name === name))
+    fail(`test/${name}/ is not a tier: add a row to TIERS in scripts/run-tests.mjs`);
+}
+const loose = readdirSync('test').filter((n) => n.endsWith('.test.ts'));
+if (loose.length > 0)
+  fail(`tests outside a tier folder: ${loose.join(', ')} (see docs/testing.md for the layout)`);
+
+let tiers = TIERS;
+if (tierArg) {
+  const wanted = tierArg.slice('--tier='.length).split(',');
+  for (const w of wanted)
+    if (!TIERS.some((t) => t.name === w))
+      fail(`unknown tier '${w}' (tiers: ${TIERS.map((t) => t.name).join(', ')})`);
+  tiers = TIERS.filter((t) => wanted.includes(t.name));
+}
+
+const plan = tiers
+  .map((tier) => ({
+    tier,
+    files: (existsSync(join('test', tier.name)) ? collect(join('test', tier.name)) : [])
+      .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))
+      .sort(),
+  }))
+  .filter((p) => p.files.length > 0);
+if (plan.length === 0) fail('no test files matched');
+
+const isRoot = process.getuid?.() === 0;
+const results = [];
+let built = false;
+for (const { tier, files } of plan) {
+  if (tier.root && !isRoot) {
+    console.error(`\n== ${tier.name}: NOT RUN (${files.length} files): these tests need root: ${tier.root}.`);
+    console.error(
+      `   Run as root (sudo -E node scripts/run-tests.mjs --tier=${tier.name}), or run --tier=unit alone.`,
+    );
+    results.push({ name: tier.name, status: 'not run (needs root)', ms: 0 });
+    continue;
+  }
+  if (tier.dist && !built) {
+    // Always rebuild: a stale dist/ would test old code, and the build takes about a second.
+    const b = spawnSync(process.execPath, ['scripts/build.mjs'], { stdio: 'inherit' });
+    if (b.status !== 0) fail('the build of dist/ failed');
+    built = true;
+  }
+  const concurrency = tier.concurrency === 'cores' ? Math.max(2, availableParallelism()) : tier.concurrency;
+  console.log(`\n== ${tier.name}: ${files.length} files, ${concurrency} at a time`);
+  const started = Date.now();
+  const r = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files],
+    { stdio: 'inherit' },
+  );
+  results.push({ name: tier.name, status: r.status === 0 ? 'pass' : 'FAIL', ms: Date.now() - started });
+}
+
+console.log('\n== tiers');
+for (const r of results)
+  console.log(`  ${r.name.padEnd(10)} ${r.status.padEnd(22)} ${(r.ms / 1000).toFixed(1)} s`);
+process.exit(results.every((r) => r.status === 'pass') ? 0 : 1);

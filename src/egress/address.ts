@@ -1,5 +1,5 @@
 // IP addresses and CIDR ranges for the egress policy: strict parsing (no octal, hex or short forms
-// in rules), IPv4-mapped IPv6 folded into IPv4, and canonical text for logs and the wire.
+// in rules), IPv6 forms that reach an IPv4 address folded into it (EMBEDS_IPV4), and canonical text for logs and the wire.
 // Addresses are bigints so one prefix test serves both families.
 import { isIPv4, isIPv6 } from 'node:net';
 
@@ -59,13 +59,27 @@ function parseIPv6(text: string): bigint | null {
   return v;
 }
 
-/** Folds ::ffff:a.b.c.d into IPv4 so a mapped address never escapes an IPv4 rule (odyn bug P2). */
+/**
+ * IPv6 /96 prefixes whose last 32 bits are an IPv4 address that a connection to them reaches. Each is
+ * folded into that IPv4 address, so no spelling of an address escapes an IPv4 rule (odyn bug P2):
+ *   ::ffff:0:0/96   IPv4-mapped (RFC 4291 §2.5.5.2): a dual-stack socket dials the IPv4 address;
+ *   ::/96           IPv4-compatible (RFC 4291 §2.5.5.1, deprecated): Linux's sit driver tunnels to it;
+ *                   :: and ::1 are excluded, they are IPv6's own unspecified and loopback addresses;
+ *   ::ffff:0:0:0/96 SIIT IPv4-translated (RFC 2765): a translator dials the IPv4 address;
+ *   64:ff9b::/96    NAT64 well-known prefix (RFC 6052): the NAT64 gateway dials the IPv4 address.
+ * Deliberately not folded: 6to4 (2002::/16, RFC 3056, deprecated by RFC 7526) names an IPv6 host behind
+ * a 6to4 router, not a service on the router's IPv4 address; the local-use NAT64 prefix 64:ff9b:1::/48
+ * (RFC 8215) and network-specific NAT64 prefixes embed the address where their operator chose. Both are
+ * judged as the IPv6 addresses they are (deny 2002::/16 to refuse 6to4 outright).
+ */
+const EMBEDS_IPV4 = [0n, 0xffffn, 0xffff0000n, 0x64ff9bn << 64n];
+
 function unmap(a: IpAddr): IpAddr {
-  if (a.family === 6 && a.value >> 32n === 0xffffn) return { family: 4, value: a.value & 0xffffffffn };
-  return a;
+  if (a.family !== 6 || !EMBEDS_IPV4.includes(a.value >> 32n) || a.value <= 1n) return a;
+  return { family: 4, value: a.value & 0xffffffffn };
 }
 
-/** Parses a strict IPv4 or IPv6 literal (brackets allowed around IPv6). Mapped IPv6 becomes IPv4. */
+/** Parses a strict IPv4 or IPv6 literal (brackets allowed around IPv6). IPv6 embedding IPv4 becomes IPv4. */
 export function parseIp(text: string): IpAddr | null {
   const t = text.startsWith('[') && text.endsWith(']') ? text.slice(1, -1) : text;
   const v4 = parseIPv4(t);
@@ -147,7 +161,7 @@ export function parseRange(text: string): IpRange | string | null {
   if (textFamily === 6 && addr.family === 4) {
     // A mapped IPv6 rule: it covers IPv4 addresses only when the prefix reaches into the mapped block.
     if (prefix < 96)
-      return `'${text}': an IPv4-mapped prefix shorter than /96 mixes families; write an IPv4 rule`;
+      return `'${text}': an IPv4-embedding prefix shorter than /96 mixes families; write an IPv4 rule`;
     prefix -= 96;
     family = 4;
   }

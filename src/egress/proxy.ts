@@ -11,6 +11,7 @@
 
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { responseStarted } from '../http/refuse.ts';
 import { egressBytes, egressDecisions, egressOpenTunnels } from '../metrics.ts';
 import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
@@ -107,6 +108,14 @@ const HOP_BY_HOP = new Set([
   'host',
 ]);
 
+/** A reason phrase Node will write back (RFC 9112 §4: HTAB, SP, VCHAR, obs-text). */
+const REASON_PHRASE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/** The request target without its query or fragment: what may be logged (a query can carry tokens). */
+function withoutQuery(url: string): string {
+  return url.replace(/[?#].*$/s, '');
+}
+
 /** Raw header pairs minus hop-by-hop fields and any field the Connection header names. */
 function forwardHeaders(raw: string[]): string[] {
   const named = new Set<string>();
@@ -129,7 +138,9 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
   const policy = compilePolicy(allow, egress?.deny ?? []);
   const settings = ctx.config.settings.egress;
   const log = ctx.logger.child({ component: 'egress-proxy' });
-  let tunnels = 0;
+  // Tunnels open or being opened. A slot is taken before dialling and given back when the upstream
+  // stream closes (or the dial fails), so a burst of CONNECTs can never open more than max_tunnels.
+  let slots = 0;
   /** Tunnel sockets: detached from the HTTP server once CONNECT succeeds, so close() destroys them itself. */
   const live = new Set<Socket>();
 
@@ -152,8 +163,15 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
 
   /** Opens a vsock stream to the host relay and asks it to dial target:port. */
   async function openUpstream(target: string, port: number, decision: Decision): Promise<Socket> {
-    if (tunnels >= settings.max_tunnels)
+    if (slots >= settings.max_tunnels)
       throw new HttpError(503, `too many open tunnels (egress.max_tunnels = ${settings.max_tunnels})`);
+    slots++;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      slots--;
+    };
     const deadline = Date.now() + settings.connect_timeout_ms;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -205,10 +223,13 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
         const status = reply.os_code === 110 ? 504 : reply.os_code === 13 ? 403 : 502;
         throw new HttpError(status, `${target}:${port}: os_err: ${reply.os_code}: ${reply.message}`);
       }
+      sock.once('close', release);
+      if (sock.destroyed) release();
       return sock;
     } catch (e) {
       gaveUp = true;
       sock?.destroy();
+      release();
       throw e;
     } finally {
       clearTimeout(timer);
@@ -220,12 +241,10 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
     live.add(upstream);
     client.once('close', () => live.delete(client));
     upstream.once('close', () => live.delete(upstream));
-    tunnels++;
     egressOpenTunnels.inc();
     joinSockets(client, upstream, {
       idleTimeoutMs: settings.idle_timeout_ms,
       onClose: ({ aRead, aWritten }) => {
-        tunnels--;
         egressOpenTunnels.dec();
         egressBytes.inc({ direction: 'up' }, aRead);
         egressBytes.inc({ direction: 'down' }, aWritten);
@@ -259,6 +278,8 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
       res.end(`${msg}\n`);
       req.resume();
     };
+    // What a 5xx is logged with: never the query string, which may carry tokens.
+    let where: Record<string, unknown> = { url: withoutQuery(req.url ?? '') };
     try {
       const url = req.url ?? '';
       const m = /^http:\/\/([^/?#]*)([^#]*)/i.exec(url);
@@ -270,18 +291,27 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
         );
       }
       // RFC 9112 §6.1: a message with both is a smuggling vector; llhttp refuses most, this is the backstop.
-      if (req.headers['transfer-encoding'] !== undefined && req.headers['content-length'] !== undefined)
+      const te = req.headers['transfer-encoding'];
+      if (te !== undefined && req.headers['content-length'] !== undefined)
         throw new HttpError(400, 'both Content-Length and Transfer-Encoding: refused');
+      // Transfer-Encoding is hop-by-hop, so the outgoing request frames the body itself. Node frames a
+      // GET, HEAD, DELETE or OPTIONS body raw (no chunking by default for those methods): the origin
+      // would read it as a second request. Say chunked explicitly, for every method; a coding besides
+      // chunked (gzip, chunked) could not be passed on as it came, so it is refused (RFC 9112 §6.1).
+      if (te !== undefined && te.trim().toLowerCase() !== 'chunked')
+        throw new HttpError(
+          501,
+          `Transfer-Encoding '${te}' is not supported: send chunked or Content-Length`,
+        );
       const { host, port } = parseAuthority(m[1]!, 80);
       // RFC 9112 §3.2.4: OPTIONS for the whole server is "*" in origin form; otherwise an empty path is "/".
       let path = m[2] || (req.method === 'OPTIONS' ? '*' : '/');
       if (!path.startsWith('/') && path !== '*') path = `/${path}`; // "http://h?q" -> "/?q"
+      where = { host, port, path: withoutQuery(path) };
       const { target, decision } = admit(host, port);
       const upstream = await openUpstream(target, port, decision);
-      tunnels++;
       egressOpenTunnels.inc();
       upstream.once('close', () => {
-        tunnels--;
         egressOpenTunnels.dec();
         egressBytes.inc({ direction: 'up' }, upstream.bytesWritten);
         egressBytes.inc({ direction: 'down' }, upstream.bytesRead);
@@ -296,20 +326,49 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
       const out = httpRequest({
         method: req.method,
         path,
-        headers: ['Host', hostHeader, ...forwardHeaders(req.rawHeaders)] as unknown as Record<string, string>,
+        headers: [
+          'Host',
+          hostHeader,
+          ...forwardHeaders(req.rawHeaders),
+          ...(te === undefined ? [] : ['Transfer-Encoding', 'chunked']),
+        ] as unknown as Record<string, string>,
         setHost: false,
         createConnection: () => upstream,
       });
       // readFrame left the stream paused; the HTTP client's own 'data' listener is in place by 'socket'.
       out.once('socket', (s) => s.resume());
+      let failed = false;
+      const badUpstream = (why: string) => {
+        upstream.destroy();
+        // The first failure answers; an 'error' that follows a refused head must not cut that answer off.
+        if (failed) return;
+        failed = true;
+        log.warn({ ...where, status: 502 }, `upstream ${target}:${port} ${why}`);
+        fail(502, `upstream ${target}:${port} ${why}`);
+      };
+      // The origin (or the host relay in front of it) is hostile: a head Node cannot write back must
+      // become a 502 here, never a throw inside this listener (an uncaught exception, and no answer).
       out.on('response', (up) => {
-        res.writeHead(up.statusCode ?? 502, up.statusMessage, forwardHeaders(up.rawHeaders));
-        up.pipe(res);
         up.on('error', () => res.destroy());
+        const status = up.statusCode ?? 0;
+        // Node consumes 100-199 itself except 101, which only an upgrade may answer with.
+        if (status < 200 || status > 999) return badUpstream(`answered with status ${status}`);
+        if (!REASON_PHRASE.test(up.statusMessage ?? ''))
+          return badUpstream('answered with control characters in the reason phrase');
+        try {
+          res.writeHead(status, up.statusMessage, forwardHeaders(up.rawHeaders));
+        } catch (e) {
+          return badUpstream(`sent a response head that cannot be passed on: ${(e as Error).message}`);
+        }
+        up.pipe(res);
+      });
+      // A 101 with an Upgrade header: Node hands over the socket, the app asked for no upgrade.
+      out.on('upgrade', (_up, sock: Socket) => {
+        sock.destroy();
+        badUpstream('answered with status 101 (Switching Protocols) to a request that asked for no upgrade');
       });
       out.on('error', (e) => {
-        upstream.destroy();
-        fail(502, `upstream ${target}:${port} failed: ${e.message}`);
+        badUpstream(`failed: ${e.message}`);
       });
       res.on('close', () => {
         if (!res.writableFinished) upstream.destroy();
@@ -318,7 +377,7 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
     } catch (e) {
       const status = e instanceof HttpError ? e.status : 500;
       if (!(e instanceof HttpError) || status >= 500)
-        log.warn({ url: req.url, status }, String((e as Error).message));
+        log.warn({ ...where, status }, String((e as Error).message));
       fail(status, (e as Error).message);
     }
   }
@@ -347,6 +406,8 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
           ? `request headers not received within ${settings.header_timeout_ms} ms (egress.header_timeout_ms)`
           : `malformed request: ${(err as { reason?: string }).reason ?? err.message}`;
     if (code !== 'ECONNRESET') log.info({ code }, why);
+    // A response already streaming on this connection cannot be followed by a raw one: close instead.
+    if (responseStarted(sock)) return void sock.destroy();
     rawReply(sock, status, why);
   });
 

@@ -127,8 +127,11 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
       denyRanges.push(r);
     }
     const deadline = Date.now() + connectTimeoutMs;
-    let addrs: IpAddr[];
-    if (target.kind === 'ip') addrs = [target.addr];
+    // Each address as judged (an IPv6 form embedding IPv4 folded into it, address.ts) and as dialled: a
+    // DNS answer is dialled as given, so a NAT64 answer on an IPv6-only parent still reaches its gateway.
+    let addrs: { addr: IpAddr; dial: string; family: number }[];
+    if (target.kind === 'ip')
+      addrs = [{ addr: target.addr, dial: formatIp(target.addr), family: target.addr.family }];
     else {
       const found = await Promise.race([
         lookup(target.name),
@@ -139,12 +142,15 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
           ).unref(),
         ),
       ]);
-      addrs = found.map((f) => parseIp(f.address)).filter((a): a is IpAddr => a !== null);
+      addrs = found.flatMap((f) => {
+        const addr = parseIp(f.address);
+        return addr ? [{ addr, dial: f.address, family: f.address.includes(':') ? 6 : 4 }] : [];
+      });
       if (addrs.length === 0) throw Object.assign(new Error('no addresses'), { code: 'ENOTFOUND' });
     }
     // Refuse addresses the enclave (deny_ips) or this host's policy denies: P4, names resolving to denied IPs.
     const refused: string[] = [];
-    const allowed = addrs.filter((a) => {
+    const allowed = addrs.filter(({ addr: a }) => {
       const text = formatIp(a);
       const range = denyRanges.find((r) => inRange(a, r));
       if (range) {
@@ -169,7 +175,7 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
         lastErr = Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' });
         break;
       }
-      const address = formatIp(a);
+      const address = a.dial;
       try {
         return { upstream: await connectOnce(address, a.family, req.port, left), address };
       } catch (e) {

@@ -37,6 +37,12 @@ function answer(socket: Duplex, status: number, r: Refusal): void {
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n${head}\r\n${r.body}`);
 }
 
+/** A response on this server socket has begun (its head is written): nothing raw may follow it. */
+export function responseStarted(socket: Duplex): boolean {
+  const res = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  return res?.headersSent === true;
+}
+
 export function refuseOddRequests(
   server: Server,
   render: RenderRefusal,
@@ -51,8 +57,7 @@ export function refuseOddRequests(
     onClientError?.(err);
     // A response already on its way on this connection (a bad request pipelined after a good one)
     // cannot be followed by a raw one: as Node's own handler does, just close.
-    const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-    if (err.code === 'ECONNRESET' || inFlight?.headersSent) {
+    if (err.code === 'ECONNRESET' || responseStarted(socket)) {
       socket.destroy();
       return;
     }

@@ -27,10 +27,6 @@ import { operationLabel, parseKmsRequest } from './request.ts';
 import { warnAboutPolicy } from './startup.ts';
 import { KmsUpstream, type UpstreamReply } from './upstream.ts';
 
-// Re-exported for the tests and callers that found them here before the split.
-export { exceedsJsonDepth } from './request.ts';
-export { kmsEndpoint } from './upstream.ts';
-
 // The client side's timeouts (Node's defaults are 300 s for a request and 60 s for its headers, far more
 // than a KMS call needs; the attestation API uses the same 10 s / 30 s). They bound how long the app's
 // client may take to SEND a request — a KMS request is a few kB of JSON — not how long the proxy may take
