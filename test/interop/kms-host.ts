@@ -6,7 +6,6 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TestContext } from 'node:test';
 import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { startEgressRelay } from '../../src/egress/relay.ts';
 import { createLogger } from '../../src/log/logger.ts';
@@ -16,6 +15,7 @@ import { CID_HOST } from '../../src/transport/types.ts';
 import {
   type Captured,
   exitWithin,
+  type Scope,
   spawnCaptured,
   spawnCloister,
   waitFor,
@@ -35,7 +35,7 @@ export interface KmsHost {
   /** A key whose policy allows Encrypt/DescribeKey to anyone and Decrypt/GenerateDataKey only to `pcr0`. */
   createPcr0Key(pcr0: string): Promise<string>;
   /** Runs `app` under `cloister enclave` in its own network namespace; resolves with its RESULT/ERROR line. */
-  runApp(t: TestContext, pcr0: string, app: string[], env?: NodeJS.ProcessEnv): Promise<AppOutcome>;
+  runApp(t: Scope, pcr0: string, app: string[], env?: NodeJS.ProcessEnv): Promise<AppOutcome>;
 }
 
 export interface AppOutcome {
@@ -45,7 +45,7 @@ export interface AppOutcome {
   enclave: Captured;
 }
 
-export async function startKmsHost(t: TestContext): Promise<KmsHost> {
+export async function startKmsHost(t: Scope): Promise<KmsHost> {
   const dir = mkdtempSync(join(tmpdir(), 'cloister-interop-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const nsmState = join(dir, 'nsm');

@@ -15,8 +15,8 @@ export function requireTool(tool: string, args: string[], what: string): void {
   const r = spawnSync(tool, args, { encoding: 'utf8' });
   if (r.error || r.status !== 0)
     throw new Error(
-      `interop tests need ${what} ('${tool}' on PATH): ${r.error?.message ?? r.stderr.trim()}; ` +
-        '.ci/run installs it (scripts/setup-test-deps or the distribution package)',
+      `interop tests need ${what} ('${tool}' on PATH): ${r.error?.message ?? r.stderr.trim()} ` +
+        '(see test/interop/README.md)',
     );
 }
 
