@@ -13,6 +13,7 @@ import { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import type { Config, IngressEntry } from '../config/types.ts';
+import { ProxyHeaderError, TlsHandshakeError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { ingressConnections } from '../metrics.ts';
 import { keepServing } from '../server-errors.ts';
@@ -154,18 +155,21 @@ export async function startIngressPorts(
         conns.add(tls);
         tls.on('error', () => {});
         await new Promise<void>((res, rej) => {
-          const timer = setTimeout(() => rej(new Error('TLS handshake timed out')), HANDSHAKE_TIMEOUT_MS);
+          const timer = setTimeout(
+            () => rej(new TlsHandshakeError('TLS handshake timed out')),
+            HANDSHAKE_TIMEOUT_MS,
+          );
           tls.once('secure', () => {
             clearTimeout(timer);
             res();
           });
           tls.once('error', (e) => {
             clearTimeout(timer);
-            rej(new Error(`TLS handshake failed: ${e.message}`));
+            rej(new TlsHandshakeError(`TLS handshake failed: ${e.message}`, { cause: e }));
           });
           const gone = () => {
             clearTimeout(timer);
-            rej(new Error('TLS handshake failed: client went away'));
+            rej(new TlsHandshakeError('TLS handshake failed: client went away'));
           };
           tls.once('end', gone);
           tls.once('close', gone);
@@ -180,11 +184,12 @@ export async function startIngressPorts(
       log.debug({ port, in: stats.aToB, out: stats.bToA }, 'ingress connection closed');
     } catch (err) {
       const msg = (err as Error).message;
-      const result = msg.startsWith('TLS')
-        ? 'tls_failed'
-        : (err as Error).name === 'ProxyHeaderError'
-          ? 'proxy_header_invalid'
-          : 'upstream_failed';
+      const result =
+        err instanceof TlsHandshakeError
+          ? 'tls_failed'
+          : err instanceof ProxyHeaderError
+            ? 'proxy_header_invalid'
+            : 'upstream_failed';
       ingressConnections.inc({ port: label, result });
       if (result === 'upstream_failed') {
         log.warn({ port, err: msg }, `Connection to upstream (127.0.0.1:${port}) failed`);

@@ -8,6 +8,7 @@
 // The enclave side takes the header off before TLS (a TLS server would choke on it) and hands the same
 // header to the app ahead of the plaintext, so a plain and a TLS port look alike to the app.
 import { isIPv4, isIPv6, type Socket } from 'node:net';
+import { ProxyHeaderError } from '../errors.ts';
 
 export const PPV2_SIGNATURE = Buffer.from([
   0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a,
@@ -80,9 +81,7 @@ export function encodeProxyV2(
   return Buffer.concat([PPV2_SIGNATURE, Buffer.from([0x21, 0x00, 0, 0])]);
 }
 
-export class ProxyHeaderError extends Error {
-  override name = 'ProxyHeaderError';
-}
+export { ProxyHeaderError };
 
 /** Parses a complete header (as returned by readProxyV2). Throws ProxyHeaderError on anything malformed. */
 export function decodeProxyV2(header: Buffer): ProxyAddresses {

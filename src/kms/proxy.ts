@@ -13,6 +13,15 @@
 // (signing and the call to KMS), startup.ts (configuration checks), credentials.ts, egress.ts.
 import type { KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import {
+  BodyTooLargeError,
+  InternalError,
+  KmsNoCredentialsError,
+  KmsNotReadyError,
+  MethodNotAllowedError,
+  renderKms,
+  toCloisterError,
+} from '../errors.ts';
 import { refuseOddRequests } from '../http/refuse.ts';
 import { listenOn, readLimitedBody } from '../http/server.ts';
 import type { Logger } from '../log/logger.ts';
@@ -20,8 +29,8 @@ import { kmsCalls } from '../metrics.ts';
 import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
 import { CredentialChain, type CredentialChainOptions } from './credentials.ts';
-import { EgressError, type EgressProxy } from './egress.ts';
-import { KmsError, kmsRefusal, sendJson, sendKmsError } from './errors.ts';
+import type { EgressProxy } from './egress.ts';
+import { KMS_PROXY_PREFIX, sendJson, sendProxyError } from './errors.ts';
 import { openReply, RecipientKeys, withRecipient } from './recipient.ts';
 import { operationLabel, parseKmsRequest } from './request.ts';
 import { warnAboutPolicy } from './startup.ts';
@@ -65,11 +74,7 @@ export interface KmsProxyService extends Service {
 }
 
 function readBody(req: IncomingMessage): Promise<Buffer> {
-  return readLimitedBody(
-    req,
-    MAX_BODY,
-    () => new KmsError('ValidationException', `cloister KMS proxy: request body over ${MAX_BODY} bytes`, 413),
-  );
+  return readLimitedBody(req, MAX_BODY, () => new BodyTooLargeError(`request body over ${MAX_BODY} bytes`));
 }
 
 export async function startKmsProxy(
@@ -102,11 +107,7 @@ export async function startKmsProxy(
     try {
       await credentials.waitReady(readyWaitMs);
     } catch (err) {
-      throw new KmsError(
-        'ServiceUnavailableException',
-        `cloister KMS proxy is not ready: ${(err as Error).message}`,
-        503,
-      );
+      throw new KmsNotReadyError(`not ready: ${(err as Error).message}`, { cause: err });
     }
   }
 
@@ -137,11 +138,7 @@ export async function startKmsProxy(
       const signed = await timed('sign', () =>
         upstream.sign(call.region, call.target, outBody).catch((err: Error) => {
           // The only thing signing waits on is the credential chain (expired and not refreshable).
-          throw new KmsError(
-            'ServiceUnavailableException',
-            `cloister KMS proxy: no usable AWS credentials: ${err.message}`,
-            503,
-          );
+          throw new KmsNoCredentialsError(`no usable AWS credentials: ${err.message}`, { cause: err });
         }),
       );
       const reply = await timed('upstream', () => upstream.send(signed));
@@ -158,15 +155,15 @@ export async function startKmsProxy(
         'server-timing': serverTiming(),
       });
     } catch (err) {
-      const kerr = toKmsError(err);
-      const fields = { action, status: kerr.status, error: kerr.type, reason: kerr.message };
-      if (kerr.status >= 500) log.warn(fields, 'kms proxy call failed');
+      const e = toCloisterError(err);
+      const fields = { action, status: e.status, code: e.code, err: e };
+      if (e.status >= 500) log.warn(fields, 'kms proxy call failed');
       else log.info(fields, 'kms proxy call refused');
       const extra: Record<string, string> = timing.length ? { 'server-timing': serverTiming() } : {};
       // A body we stopped reading cannot be drained safely: answer, then close.
-      if (kerr.status === 413) extra.connection = 'close';
-      if (kerr.status === 405) extra.allow = 'POST';
-      sendKmsError(res, kerr, extra);
+      if (e instanceof BodyTooLargeError) extra.connection = 'close';
+      if (e instanceof MethodNotAllowedError) extra.allow = 'POST';
+      sendProxyError(res, e, extra);
     } finally {
       const ms = performance.now() - t0;
       kmsCalls.observe({ action, result }, ms / 1000);
@@ -182,13 +179,11 @@ export async function startKmsProxy(
     },
     (req, res) => {
       handle(req, res).catch(() => {
-        if (!res.headersSent)
-          sendKmsError(res, new KmsError('KMSInternalException', 'cloister KMS proxy: internal error', 500));
-        else res.destroy();
+        sendProxyError(res, new InternalError('internal error'));
       });
     },
   );
-  refuseOddRequests(server, (status, message) => kmsRefusal(status, `cloister KMS proxy: ${message}`));
+  refuseOddRequests(server, (err) => renderKms(err, KMS_PROXY_PREFIX));
   const port = opts.port ?? kp.listen_port;
   const bound = (await listenOn(server, port)).port;
   keepServing(server, log, 'kms proxy', { port: bound });
@@ -229,18 +224,4 @@ function passThrough(res: ServerResponse, reply: UpstreamReply, serverTiming: st
   headers['server-timing'] = serverTiming;
   res.writeHead(reply.status, headers);
   res.end(reply.body);
-}
-
-function toKmsError(err: unknown): KmsError {
-  if (err instanceof KmsError) return err;
-  if (err instanceof EgressError) {
-    return err.timeout
-      ? new KmsError('DependencyTimeoutException', `cloister KMS proxy: ${err.message}`, 504)
-      : new KmsError('KMSInternalException', `cloister KMS proxy: cannot reach KMS: ${err.message}`, 502);
-  }
-  return new KmsError(
-    'KMSInternalException',
-    `cloister KMS proxy: ${err instanceof Error ? err.message : String(err)}`,
-    500,
-  );
 }

@@ -3,9 +3,9 @@
 // opened again (CiphertextForRecipient decrypted into the field the app's SDK expects).
 import { createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
+import { KmsAttestationError, KmsBadReplyError, KmsNotReadyError } from '../errors.ts';
 import type { Nsm } from '../nsm/types.ts';
 import { decryptEnvelope, spkiKeyId } from './cms.ts';
-import { KmsError } from './errors.ts';
 
 export interface RecipientKey {
   privateKey: KeyObject;
@@ -41,7 +41,7 @@ export class RecipientKeys {
     this.made.catch(() => {});
   }
 
-  /** The key, waiting at most `ms` for it; a 503 when it is not there in time. */
+  /** The key, waiting at most `ms` for it; KmsNotReadyError when it is not there in time. */
   async get(ms: number): Promise<RecipientKey> {
     if (this.key) return this.key;
     let timer: NodeJS.Timeout | undefined;
@@ -51,11 +51,7 @@ export class RecipientKeys {
     try {
       return await Promise.race([this.made, late]);
     } catch (err) {
-      throw new KmsError(
-        'ServiceUnavailableException',
-        `cloister KMS proxy is not ready: ${this.error ?? (err as Error).message}`,
-        503,
-      );
+      throw new KmsNotReadyError(`not ready: ${this.error ?? (err as Error).message}`, { cause: err });
     } finally {
       clearTimeout(timer);
     }
@@ -72,11 +68,7 @@ export async function withRecipient(
   try {
     doc = await nsm.attestation({ public_key: key.spki });
   } catch (err) {
-    throw new KmsError(
-      'KMSInternalException',
-      `cloister KMS proxy: attestation failed: ${(err as Error).message}`,
-      500,
-    );
+    throw new KmsAttestationError(`attestation failed: ${(err as Error).message}`, { cause: err });
   }
   const out = {
     ...input,
@@ -95,25 +87,17 @@ export function openReply(body: Buffer, field: string, key: RecipientKey): Recor
     out = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
     if (!out || typeof out !== 'object' || Array.isArray(out)) throw new Error('not an object');
   } catch {
-    throw new KmsError(
-      'KMSInternalException',
-      'cloister KMS proxy: the reply from KMS is not a JSON object',
-      502,
-    );
+    throw new KmsBadReplyError('the reply from KMS is not a JSON object');
   }
   const cfr = out.CiphertextForRecipient;
   if (typeof cfr !== 'string') {
-    throw new KmsError(
-      'KMSInternalException',
-      'cloister KMS proxy: the reply from KMS has no CiphertextForRecipient',
-      502,
-    );
+    throw new KmsBadReplyError('the reply from KMS has no CiphertextForRecipient');
   }
   let secret: Buffer;
   try {
     secret = decryptEnvelope(Buffer.from(cfr, 'base64'), key.privateKey, key.keyId);
   } catch (err) {
-    throw new KmsError('KMSInternalException', `cloister KMS proxy: ${(err as Error).message}`, 502);
+    throw new KmsBadReplyError((err as Error).message, { cause: err });
   }
   delete out.CiphertextForRecipient;
   out[field] = secret.toString('base64');

@@ -1,12 +1,20 @@
-// What the app asked the KMS proxy: one HTTP request read into a KMS call, or a KmsError saying why it
-// is not one. Pure (no I/O, no clock), so every rule is table-tested (test/unit/kms/request.test.ts).
+// What the app asked the KMS proxy: one HTTP request read into a KMS call, or a CloisterError saying why
+// it is not one (its code picks the status and the KMS `__type`, src/errors.ts). Pure (no I/O, no clock), so every rule is table-tested (test/unit/kms/request.test.ts).
 //
 // The proxy signs only what it understands: a KMS JSON 1.1 call is `POST /` with X-Amz-Target
 // `TrentService.<Action>` and no query (the SDKs never send one; the SigV4 presigning parameters are
 // taken as the signature they are and dropped). Anything else is refused, never re-signed with the
 // enclave's credentials: a Decrypt sent with PUT or to `/x` would otherwise reach KMS without the
 // Recipient the proxy adds, signed by the enclave's role.
-import { KmsError } from './errors.ts';
+import {
+  BadRequestError,
+  KmsSerializationError,
+  KmsSignatureIncompleteError,
+  KmsSignatureInvalidError,
+  KmsUnknownOperationError,
+  MethodNotAllowedError,
+  NotFoundError,
+} from '../errors.ts';
 import { readScope, type ScopeError } from './sigv4.ts';
 
 /** An action the proxy attests, and the response field its secret goes in. */
@@ -84,35 +92,30 @@ export function operationLabel(target: string | string[] | undefined): string {
   return attested?.action ?? (KMS_OPERATIONS.has(named) ? named : 'other');
 }
 
-/** Reads one request into a KMS call, or throws the KmsError to answer it with. */
+/** Reads one request into a KMS call, or throws the CloisterError to answer it with. */
 export function parseKmsRequest(req: KmsRequest): KmsCall {
   let url: URL;
   try {
     url = new URL(req.url ?? '/', 'http://proxy');
   } catch {
-    throw new KmsError('ValidationException', 'cloister KMS proxy: the request target is not a valid URL');
+    throw new BadRequestError('the request target is not a valid URL');
   }
   if (req.method !== 'POST') {
-    throw new KmsError(
-      'UnsupportedOperationException',
-      `cloister KMS proxy: ${String(req.method).slice(0, 32)} is not a KMS call (KMS JSON 1.1 calls are POST /)`,
-      405,
+    throw new MethodNotAllowedError(
+      `${String(req.method).slice(0, 32)} is not a KMS call (KMS JSON 1.1 calls are POST /)`,
     );
   }
   if (url.pathname !== '/') {
-    throw new KmsError(
-      'UnknownOperationException',
-      `cloister KMS proxy: ${url.pathname.slice(0, 64)} is not a KMS endpoint (KMS JSON 1.1 calls are POST /)`,
-      404,
+    throw new NotFoundError(
+      `${url.pathname.slice(0, 64)} is not a KMS endpoint (KMS JSON 1.1 calls are POST /)`,
     );
   }
   // Only the presigning parameters may be in the query (they are the app's signature, which the proxy
   // replaces). Anything else the proxy would have to sign, and KMS's JSON API has no query parameters.
   for (const name of url.searchParams.keys()) {
     if (!PRESIGN_PARAMS.has(name.toLowerCase())) {
-      throw new KmsError(
-        'ValidationException',
-        `cloister KMS proxy: query parameter '${name.slice(0, 64)}' is not part of a KMS call (KMS JSON 1.1 takes its input in the body)`,
+      throw new BadRequestError(
+        `query parameter '${name.slice(0, 64)}' is not part of a KMS call (KMS JSON 1.1 takes its input in the body)`,
       );
     }
   }
@@ -121,28 +124,21 @@ export function parseKmsRequest(req: KmsRequest): KmsCall {
   try {
     scope = readScope(typeof authorization === 'string' ? authorization : undefined, url.searchParams);
   } catch (err) {
-    throw new KmsError('IncompleteSignatureException', `cloister KMS proxy: ${(err as ScopeError).message}`);
+    throw new KmsSignatureIncompleteError((err as ScopeError).message, { cause: err });
   }
   // The region becomes part of the KMS host name (kms.<region>.amazonaws.com): anything but a region
   // name could turn it into another authority ("x@evil:443#") that receives our signed request.
   if (!REGION_RE.test(scope.region)) {
-    throw new KmsError(
-      'InvalidSignatureException',
-      `cloister KMS proxy: the signature's credential scope names an invalid region '${scope.region.slice(0, 64)}'`,
+    throw new KmsSignatureInvalidError(
+      `the signature's credential scope names an invalid region '${scope.region.slice(0, 64)}'`,
     );
   }
   if (scope.service !== 'kms') {
-    throw new KmsError(
-      'InvalidSignatureException',
-      `cloister KMS proxy: request signed for service '${scope.service}', not 'kms'`,
-    );
+    throw new KmsSignatureInvalidError(`request signed for service '${scope.service}', not 'kms'`);
   }
   const target = req.headers['x-amz-target'];
   if (typeof target !== 'string' || !/^[\x21-\x7e]+$/.test(target)) {
-    throw new KmsError(
-      'UnknownOperationException',
-      'cloister KMS proxy: X-Amz-Target header missing or malformed',
-    );
+    throw new KmsUnknownOperationError('X-Amz-Target header missing or malformed');
   }
   // Matched case-insensitively, as odyn does; the output field follows the action, whatever its case.
   const named = TARGET_RE.exec(target)?.[1]?.toLowerCase();
@@ -159,9 +155,8 @@ function parseInput(body: Buffer): Record<string, unknown> {
   // KMS inputs are a few levels deep (EncryptionContext is the deepest). Refuse deep nesting up front:
   // whether JSON.stringify can write such a body back depends on the V8 version.
   if (exceedsJsonDepth(text, MAX_JSON_DEPTH)) {
-    throw new KmsError(
-      'SerializationException',
-      `cloister KMS proxy: the request body is nested too deeply (more than ${MAX_JSON_DEPTH} levels)`,
+    throw new KmsSerializationError(
+      `the request body is nested too deeply (more than ${MAX_JSON_DEPTH} levels)`,
     );
   }
   let parsed: unknown;
@@ -171,7 +166,7 @@ function parseInput(body: Buffer): Record<string, unknown> {
     parsed = undefined;
   }
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new KmsError('SerializationException', 'cloister KMS proxy: the request body is not a JSON object');
+    throw new KmsSerializationError('the request body is not a JSON object');
   }
   return parsed as Record<string, unknown>;
 }

@@ -3,8 +3,8 @@
 import { request } from 'node:http';
 import type { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentity } from '@smithy/types';
+import { AMZ_JSON, KmsTimeoutError, KmsUnreachableError } from '../errors.ts';
 import { EgressError, type EgressProxy, TunnelAgent } from './egress.ts';
-import { AMZ_JSON } from './errors.ts';
 import { createKmsSigner, signKmsRequest } from './sigv4.ts';
 
 /** Largest KMS reply read (KMS replies are a few kB of JSON). */
@@ -64,8 +64,19 @@ export class KmsUpstream {
     return { endpoint, headers, body };
   }
 
-  /** Sends a signed call and reads KMS's whole reply; EgressError when KMS cannot be reached or is slow. */
-  send(call: SignedCall, retried = false): Promise<UpstreamReply> {
+  /** Sends a signed call and reads KMS's whole reply. */
+  async send(call: SignedCall): Promise<UpstreamReply> {
+    try {
+      return await this.exchange(call);
+    } catch (err) {
+      if (err instanceof EgressError && err.timeout) throw new KmsTimeoutError(err.message, { cause: err });
+      const why = err instanceof Error ? err.message : String(err);
+      throw new KmsUnreachableError(`cannot reach KMS: ${why}`, { cause: err });
+    }
+  }
+
+  /** One exchange; EgressError when KMS cannot be reached, is slow, or answers what no client could read. */
+  private exchange(call: SignedCall, retried = false): Promise<UpstreamReply> {
     const { endpoint, headers, body } = call;
     const timeoutMs = this.opts.timeoutMs;
     return new Promise((resolve, reject) => {
@@ -90,7 +101,7 @@ export class KmsUpstream {
           req.reusedSocket &&
           (err.code === 'ECONNRESET' || err.code === 'EPIPE')
         ) {
-          this.send(call, true).then(resolve, reject);
+          this.exchange(call, true).then(resolve, reject);
           return;
         }
         reject(err instanceof EgressError ? err : new EgressError(`${endpoint.origin}: ${err.message}`));

@@ -7,6 +7,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
+import { AppStartError } from '../errors.ts';
 import { openSharedPipe, type SharedPipe, sharedPipeUnavailable } from './output-pipe.ts';
 import { signalName } from './status.ts';
 
@@ -39,15 +40,7 @@ export interface AppExit {
   ranMs: number;
 }
 
-export class AppStartError extends Error {
-  constructor(
-    message: string,
-    readonly code: string | undefined,
-  ) {
-    super(message);
-    this.name = 'AppStartError';
-  }
-}
+export { AppStartError };
 
 /** How long to wait after the app's exit for its last output to come through the pipes. */
 const OUTPUT_SETTLE_MS = 250;

@@ -2,7 +2,7 @@
 // KMS-format error it answers every other one with. A table: one row per rule.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { KmsError } from '../../../src/kms/errors.ts';
+import { CloisterError, ERROR_TABLE, renderKms } from '../../../src/errors.ts';
 import { type KmsRequest, operationLabel, parseKmsRequest } from '../../../src/kms/request.ts';
 
 const AUTH = (region = 'us-east-1', service = 'kms') =>
@@ -84,7 +84,7 @@ test('KMS JSON 1.1 calls are read into region, target and (for attested actions)
   for (const [name, r, want] of rows) assert.deepEqual({ ...parseKmsRequest(r) }, want, name);
 });
 
-test('anything else is a KmsError with the status and __type the proxy answers with', () => {
+test('anything else is a CloisterError whose code gives the status and __type the proxy answers with', () => {
   const rows: Array<[string, KmsRequest, number, string, RegExp]> = [
     [
       'Decrypt sent with PUT',
@@ -164,10 +164,13 @@ test('anything else is a KmsError with the status and __type the proxy answers w
     assert.throws(
       () => parseKmsRequest(r),
       (err: unknown) => {
-        assert.ok(err instanceof KmsError, `${name}: ${String(err)}`);
-        assert.deepEqual([err.status, err.type], [status, type], name);
+        assert.ok(err instanceof CloisterError, `${name}: ${String(err)}`);
+        assert.deepEqual([err.status, ERROR_TABLE[err.code].kmsType], [status, type], name);
         assert.match(err.message, message, name);
-        assert.match(err.message, /^cloister KMS proxy: /, name);
+        const reply = renderKms(err, 'cloister KMS proxy: ');
+        assert.equal(reply.status, status, name);
+        assert.equal(JSON.parse(reply.body).__type, type, name);
+        assert.equal(reply.headers['x-amzn-errortype'], type, name);
         return true;
       },
       name,
