@@ -2,9 +2,9 @@
 // parseArgs, so the same mistake gets the same message from each: "--transport must be vsock or
 // emulated, not 'x'". A UsageError means exit 2 with the usage text.
 
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
+import { UsageError } from './errors.ts';
+
+export { UsageError };
 
 /** Splits at the first `--`: the command's own flags, and the app's argv untouched (it may hold `--`). */
 export function splitAppArgv(argv: string[]): { own: string[]; app: string[] } {

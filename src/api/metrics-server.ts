@@ -2,8 +2,16 @@
 // the port is null. Loopback only: inside the enclave only the app (or an ingress port the manifest
 // forwards on purpose) can reach it.
 import { createServer } from 'node:http';
-import { jsonRefusal, refuseOddRequests } from '../http/refuse.ts';
-import { listenOn } from '../http/server.ts';
+import {
+  BadRequestError,
+  type CloisterError,
+  InternalError,
+  MethodNotAllowedError,
+  NotFoundError,
+  renderJson,
+} from '../errors.ts';
+import { refuseOddRequests } from '../http/refuse.ts';
+import { listenOn, requestUrl } from '../http/server.ts';
 import { appState, registry } from '../metrics.ts';
 import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
@@ -19,19 +27,27 @@ export async function startMetricsServer(ctx: ServiceContext): Promise<MetricsSe
   const log = ctx.logger.child({ component: 'metrics' });
 
   const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     const reply = (status: number, type: string, body: string, headers: Record<string, string> = {}) => {
       res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), ...headers });
       res.end(body);
     };
+    const fail = (err: CloisterError, headers: Record<string, string> = {}) => {
+      const { status, headers: rendered, body } = renderJson(err);
+      const { 'content-type': type, ...rest } = rendered;
+      reply(status, type!, body, { ...rest, ...headers });
+    };
+    const url = requestUrl(req.url);
+    if (url === null) {
+      fail(new BadRequestError('the request target is not a valid URL'));
+      return;
+    }
+    const path = url.pathname;
     if (path !== '/healthz' && path !== '/metrics') {
-      reply(404, 'application/json', `${JSON.stringify({ error: `no such path: ${path}` })}\n`);
+      fail(new NotFoundError(`no such path: ${path}`));
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      reply(405, 'application/json', `${JSON.stringify({ error: `method ${req.method} not allowed` })}\n`, {
-        Allow: 'GET, HEAD',
-      });
+      fail(new MethodNotAllowedError(`method ${req.method} not allowed`), { Allow: 'GET, HEAD' });
       return;
     }
     if (path === '/healthz') {
@@ -53,12 +69,12 @@ export async function startMetricsServer(ctx: ServiceContext): Promise<MetricsSe
     registry.metrics().then(
       (text) => reply(200, registry.contentType, text),
       (err: Error) => {
-        log.warn({ err: err.message }, 'cannot render metrics');
-        reply(500, 'application/json', `${JSON.stringify({ error: 'cannot render metrics' })}\n`);
+        log.warn({ err }, 'cannot render metrics');
+        fail(new InternalError('cannot render metrics', { cause: err }));
       },
     );
   });
-  refuseOddRequests(server, jsonRefusal);
+  refuseOddRequests(server, renderJson);
   const bound = (await listenOn(server, port)).port;
   keepServing(server, log, 'metrics', { port: bound });
   log.info({ port: bound }, 'metrics listening');

@@ -13,8 +13,19 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { documentToJson } from '../attestation/describe.ts';
 import { decodeDocument } from '../attestation/document.ts';
 import { pemBlocks } from '../attestation/x509.ts';
-import { jsonRefusal, refuseOddRequests } from '../http/refuse.ts';
-import { listenOn, readLimitedBody } from '../http/server.ts';
+import {
+  BadRequestError,
+  BodyTooLargeError,
+  type CloisterError,
+  type ErrorCode,
+  MethodNotAllowedError,
+  NotFoundError,
+  NsmUnavailableError,
+  renderJson,
+  toCloisterError,
+} from '../errors.ts';
+import { refuseOddRequests } from '../http/refuse.ts';
+import { listenOn, readLimitedBody, requestUrl } from '../http/server.ts';
 import { attestationRequests } from '../metrics.ts';
 import { ATTESTATION_FIELD_MAX } from '../nsm/codec.ts';
 import type { AttestationRequest } from '../nsm/types.ts';
@@ -31,17 +42,25 @@ export interface ApiService extends Service {
   port: number;
 }
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly result: string,
-  ) {
-    super(message);
-  }
-}
+const bad = (message: string) => new BadRequestError(message);
 
-const bad = (message: string) => new HttpError(400, message, 'bad_request');
+/** The `result` label of cloister_attestation_requests_total for each refusal (kept from before codes). */
+const RESULT_LABEL: Partial<Record<ErrorCode, string>> = {
+  CLO_ERR_BAD_REQUEST: 'bad_request',
+  CLO_ERR_NOT_FOUND: 'not_found',
+  CLO_ERR_METHOD_NOT_ALLOWED: 'method_not_allowed',
+  CLO_ERR_BODY_TOO_LARGE: 'too_large',
+  CLO_ERR_NSM: 'nsm_error',
+};
+
+function sendError(res: ServerResponse, err: CloisterError): void {
+  const { status, headers, body } = renderJson(err);
+  // `Allow` is part of a 405; a body we stopped reading (413) cannot be drained safely: answer, then close.
+  if (err.code === 'CLO_ERR_METHOD_NOT_ALLOWED') headers.Allow = 'GET, POST';
+  if (err.code === 'CLO_ERR_BODY_TOO_LARGE') headers.Connection = 'close';
+  res.writeHead(status, { ...headers, 'Content-Length': Buffer.byteLength(body) });
+  res.end(body);
+}
 
 function sendJson(
   res: ServerResponse,
@@ -107,7 +126,7 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
   return readLimitedBody(
     req,
     MAX_BODY_BYTES,
-    () => new HttpError(413, `request body over ${MAX_BODY_BYTES} bytes`, 'too_large'),
+    () => new BodyTooLargeError(`request body over ${MAX_BODY_BYTES} bytes`),
   );
 }
 
@@ -144,20 +163,19 @@ export async function startApiServer(ctx: ServiceContext): Promise<ApiService> {
   const log = ctx.logger.child({ component: 'api' });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    if (url.pathname !== ATTESTATION_PATH)
-      throw new HttpError(404, `no such path: ${url.pathname}`, 'not_found');
+    const url = requestUrl(req.url);
+    if (url === null) throw new BadRequestError('the request target is not a valid URL');
+    if (url.pathname !== ATTESTATION_PATH) throw new NotFoundError(`no such path: ${url.pathname}`);
     let attReq: AttestationRequest;
     if (req.method === 'POST') attReq = await parsePost(req);
     else if (req.method === 'GET') attReq = parseGet(url.searchParams);
-    else throw new HttpError(405, `method ${req.method} not allowed`, 'method_not_allowed');
+    else throw new MethodNotAllowedError(`method ${req.method} not allowed`);
 
     let doc: Uint8Array;
     try {
       doc = await ctx.nsm.attestation(attReq);
     } catch (err) {
-      log.warn({ err: (err as Error).message }, 'NSM attestation failed');
-      throw new HttpError(503, `NSM attestation failed: ${(err as Error).message}`, 'nsm_error');
+      throw new NsmUnavailableError(`NSM attestation failed: ${(err as Error).message}`, { cause: err });
     }
     attestationRequests.inc({ result: 'ok' });
     if (wantsJson(req, url.searchParams)) {
@@ -173,24 +191,19 @@ export async function startApiServer(ctx: ServiceContext): Promise<ApiService> {
 
   const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
     handle(req, res).catch((err: unknown) => {
-      const e =
-        err instanceof HttpError
-          ? err
-          : new HttpError(500, `internal error: ${(err as Error).message}`, 'error');
-      attestationRequests.inc({ result: e.result });
-      if (e.status >= 500) log.warn({ status: e.status, err: e.message }, 'attestation request failed');
-      else log.debug({ status: e.status, err: e.message }, 'attestation request refused');
+      const e = toCloisterError(err);
+      attestationRequests.inc({ result: RESULT_LABEL[e.code] ?? 'error' });
+      if (e.status >= 500)
+        log.warn({ status: e.status, code: e.code, err: e.cause ?? e }, 'attestation request failed');
+      else log.debug({ status: e.status, code: e.code, err: e }, 'attestation request refused');
       if (res.headersSent) {
         res.destroy();
         return;
       }
-      const headers: Record<string, string> = e.status === 405 ? { Allow: 'GET, POST' } : {};
-      // A body we stopped reading (413) cannot be drained safely: answer, then close.
-      if (e.status === 413) headers.Connection = 'close';
-      sendJson(res, e.status, { error: e.message }, headers);
+      sendError(res, e);
     });
   });
-  refuseOddRequests(server, jsonRefusal, (err) => log.debug({ err: err.message }, 'malformed HTTP request'));
+  refuseOddRequests(server, renderJson, (err) => log.debug({ err }, 'malformed HTTP request'));
 
   const bound = (await listenOn(server, port)).port;
   keepServing(server, log, 'attestation API', { port: bound });

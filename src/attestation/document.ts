@@ -2,33 +2,11 @@
 // map (definite or indefinite length), with the syntactic checks AWS lists (nitro.md §4.3 step 2).
 // Everything here is hostile input: every field is type- and size-checked before use.
 import { Tag } from 'cbor-x';
+import { type AttestationCheck, AttestationError } from '../errors.ts';
 import { cborDecode } from '../nsm/codec.ts';
 import { parseCertificate } from './x509.ts';
 
-/** Which check failed: decode, cose, format, root, signature, chain, pcr, nonce, public_key, user_data, age, debug. */
-export type AttestationCheck =
-  | 'decode'
-  | 'cose'
-  | 'format'
-  | 'root'
-  | 'signature'
-  | 'chain'
-  | 'pcr'
-  | 'nonce'
-  | 'public_key'
-  | 'user_data'
-  | 'age'
-  | 'debug';
-
-export class AttestationError extends Error {
-  constructor(
-    readonly check: AttestationCheck,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'AttestationError';
-  }
-}
+export { type AttestationCheck, AttestationError };
 
 /** KMS accepts documents up to this size; real ones are 4-8 KiB. */
 export const MAX_DOCUMENT_BYTES = 262144;

@@ -3,8 +3,10 @@
 // fix the file without guessing. When a file has several problems, all of them are reported at once:
 // `errors` lists each one and `message` holds one line per problem (the first line is this error's own).
 
-export class ConfigError extends Error {
-  readonly code = 'CLO_ERR_CONFIG';
+import { CloisterError } from '../errors.ts';
+
+export class ConfigError extends CloisterError {
+  override name = 'ConfigError';
   /** Every problem found in the same load, this one first (length >= 1). */
   errors: ConfigError[] = [this];
 
@@ -19,8 +21,7 @@ export class ConfigError extends Error {
     /** What is wrong, without the location prefix. */
     readonly what: string,
   ) {
-    super(formatLocation(file, keyPath, line, column, what));
-    this.name = 'ConfigError';
+    super('CLO_ERR_CONFIG', formatLocation(file, keyPath, line, column, what));
   }
 
   /** Folds several problems into the first one, so one throw reports them all. */

@@ -3,6 +3,7 @@
 // before matching: lowercase, one trailing dot, IDN -> punycode, numeric IPv4 spellings read as the
 // address they mean, mapped IPv6 folded into IPv4. The normalised host is what gets dialled.
 import { domainToASCII } from 'node:url';
+import { PolicyError } from '../errors.ts';
 import {
   formatIp,
   formatRange,
@@ -16,18 +17,9 @@ import {
   rangeWithin,
 } from './address.ts';
 
-export interface RuleError {
-  list: 'allow' | 'deny';
-  index: number;
-  message: string;
-}
+export type RuleError = PolicyError['errors'][number];
 
-export class PolicyError extends Error {
-  constructor(readonly errors: RuleError[]) {
-    super(errors.map((e) => `egress.${e.list}[${e.index}]: ${e.message}`).join('; '));
-    this.name = 'PolicyError';
-  }
-}
+export { PolicyError };
 
 export interface Decision {
   allowed: boolean;

@@ -12,6 +12,7 @@
 // host side deserialises with serde's default (unknown fields ignored), so it simply does not enforce
 // them; Enclaver's enclave side never sends them, and the reply format is unchanged.
 import type { Socket } from 'node:net';
+import { FrameError } from '../errors.ts';
 
 export const MAX_FRAME = 0xffff;
 /** Enough for any host name plus a generous deny list; a longer request is refused. */
@@ -25,15 +26,7 @@ export interface ConnectRequest {
 
 export type ConnectResponse = { ok: true } | { ok: false; os_code: number; message: string };
 
-export class FrameError extends Error {
-  constructor(
-    message: string,
-    readonly code = 'EPROTO',
-  ) {
-    super(message);
-    this.name = 'FrameError';
-  }
-}
+export { FrameError };
 
 export function encodeFrame(value: unknown): Buffer {
   const json = Buffer.from(JSON.stringify(value));

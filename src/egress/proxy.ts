@@ -9,8 +9,34 @@
 // answered 401 "blocked by egress security policy"; the body keeps that wording and adds why);
 // 502 upstream refused / relay unreachable; 503 too many tunnels; 504 timeout.
 
-import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type ServerResponse,
+  STATUS_CODES,
+} from 'node:http';
 import type { Socket } from 'node:net';
+import {
+  BadRequestError,
+  type CloisterError,
+  EgressBadTargetError,
+  EgressDeniedError,
+  EgressRefusedError,
+  EgressRelayProtocolError,
+  EgressRelayUnreachableError,
+  EgressTimeoutError,
+  EgressTransferCodingError,
+  EgressTunnelLimitError,
+  EgressUpgradeError,
+  EgressUpstreamError,
+  FrameError,
+  HeadersTooLargeError,
+  MalformedHttpError,
+  RequestTimeoutError,
+  renderText,
+  toCloisterError,
+} from '../errors.ts';
 import { responseStarted } from '../http/refuse.ts';
 import { egressBytes, egressDecisions, egressOpenTunnels } from '../metrics.ts';
 import { keepServing } from '../server-errors.ts';
@@ -27,69 +53,52 @@ export interface EgressProxyService extends Service {
   port?: number;
 }
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request',
-  403: 'Forbidden',
-  408: 'Request Timeout',
-  431: 'Request Header Fields Too Large',
-  500: 'Internal Server Error',
-  501: 'Not Implemented',
-  502: 'Bad Gateway',
-  503: 'Service Unavailable',
-  504: 'Gateway Timeout',
-};
-
 /** Writes a complete error response on a raw socket (CONNECT, parse errors) and closes it. */
-function rawReply(socket: Socket, status: number, body: string): void {
+function rawReply(socket: Socket, err: CloisterError): void {
   if (!socket.writable) return void socket.destroy();
-  const text = `${body}\n`;
+  const { status, headers, body } = renderText(err);
+  const head = Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('');
   socket.end(
-    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
-      `Content-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n${head}` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
   socket.destroySoon?.();
 }
 
-/** Splits `host:port`, `[v6]:port` or (defaultPort given) a bare host. Throws HttpError(400). */
+/** Splits `host:port`, `[v6]:port` or (defaultPort given) a bare host. Throws EgressBadTargetError. */
 export function parseAuthority(authority: string, defaultPort?: number): { host: string; port: number } {
   if (authority.includes('@'))
-    throw new HttpError(400, `userinfo is not allowed in the target '${authority}'`);
+    throw new EgressBadTargetError(`userinfo is not allowed in the target '${authority}'`);
   let host: string;
   let portText: string | undefined;
   if (authority.startsWith('[')) {
     const close = authority.indexOf(']');
-    if (close < 0) throw new HttpError(400, `unterminated IPv6 address in '${authority}'`);
+    if (close < 0) throw new EgressBadTargetError(`unterminated IPv6 address in '${authority}'`);
     host = authority.slice(1, close);
     const rest = authority.slice(close + 1);
     if (rest !== '') {
-      if (!rest.startsWith(':')) throw new HttpError(400, `unexpected '${rest}' after the IPv6 address`);
+      if (!rest.startsWith(':'))
+        throw new EgressBadTargetError(`unexpected '${rest}' after the IPv6 address`);
       portText = rest.slice(1);
     }
   } else {
     const colon = authority.lastIndexOf(':');
     host = colon < 0 ? authority : authority.slice(0, colon);
     portText = colon < 0 ? undefined : authority.slice(colon + 1);
-    if (host.includes(':')) throw new HttpError(400, `IPv6 addresses need brackets: '${authority}'`);
+    if (host.includes(':')) throw new EgressBadTargetError(`IPv6 addresses need brackets: '${authority}'`);
   }
-  if (host === '') throw new HttpError(400, `no host in '${authority}'`);
+  if (host === '') throw new EgressBadTargetError(`no host in '${authority}'`);
   let port: number;
   if (portText === undefined) {
     if (defaultPort === undefined)
-      throw new HttpError(400, `CONNECT address is missing a port: '${authority}'`);
+      throw new EgressBadTargetError(`CONNECT address is missing a port: '${authority}'`);
     port = defaultPort;
   } else {
-    if (!/^\d{1,5}$/.test(portText)) throw new HttpError(400, `port '${portText}' is not a number`);
+    if (!/^\d{1,5}$/.test(portText)) throw new EgressBadTargetError(`port '${portText}' is not a number`);
     port = Number(portText);
-    if (port < 1 || port > 65535) throw new HttpError(400, `port ${port} is out of range (1-65535)`);
+    if (port < 1 || port > 65535) throw new EgressBadTargetError(`port ${port} is out of range (1-65535)`);
   }
   return { host, port };
 }
@@ -157,14 +166,16 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
   function admit(host: string, port: number): { target: string; decision: Decision } {
     const d = decide(host, port);
     if (d.allowed) return { target: d.target!, decision: d };
-    if (d.target === undefined) throw new HttpError(400, `bad target: ${d.reason}`);
-    throw new HttpError(403, `blocked by egress security policy: ${d.reason}`);
+    if (d.target === undefined) throw new EgressBadTargetError(`bad target: ${d.reason}`);
+    throw new EgressDeniedError(`blocked by egress security policy: ${d.reason}`);
   }
 
   /** Opens a vsock stream to the host relay and asks it to dial target:port. */
   async function openUpstream(target: string, port: number, decision: Decision): Promise<Socket> {
     if (slots >= settings.max_tunnels)
-      throw new HttpError(503, `too many open tunnels (egress.max_tunnels = ${settings.max_tunnels})`);
+      throw new EgressTunnelLimitError(
+        `too many open tunnels (egress.max_tunnels = ${settings.max_tunnels})`,
+      );
     slots++;
     let released = false;
     const release = () => {
@@ -178,8 +189,7 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
       timer = setTimeout(
         () =>
           reject(
-            new HttpError(
-              504,
+            new EgressTimeoutError(
               `timed out after ${settings.connect_timeout_ms} ms connecting to ${target}:${port}`,
             ),
           ),
@@ -198,30 +208,33 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
         () => {},
       );
       sock = await Promise.race([connecting, timeout]).catch((e: NodeJS.ErrnoException) => {
-        if (e instanceof HttpError) throw e;
-        throw new HttpError(502, `cannot reach the host egress relay: ${e.code ?? e.message}`);
+        if (e instanceof EgressTimeoutError) throw e;
+        throw new EgressRelayUnreachableError(`cannot reach the host egress relay: ${e.code ?? e.message}`, {
+          cause: e,
+        });
       });
       sock.write(encodeRequest({ host: target, port, deny_ips: policy.resolvedDenyRanges(decision, port) }));
-      const frame = await readFrame(sock, Math.max(1, deadline - Date.now())).catch(
-        (e: NodeJS.ErrnoException) => {
-          if (e.code === 'ETIMEDOUT')
-            throw new HttpError(
-              504,
-              `timed out after ${settings.connect_timeout_ms} ms connecting to ${target}:${port}`,
-            );
-          throw new HttpError(502, `host egress relay failed: ${e.message}`);
-        },
-      );
+      const frame = await readFrame(sock, Math.max(1, deadline - Date.now())).catch((e: Error) => {
+        if (e instanceof FrameError && e.errno === 'ETIMEDOUT')
+          throw new EgressTimeoutError(
+            `timed out after ${settings.connect_timeout_ms} ms connecting to ${target}:${port}`,
+          );
+        throw new EgressRelayProtocolError(`host egress relay failed: ${e.message}`, { cause: e });
+      });
       let reply: ReturnType<typeof parseResponse>;
       try {
         reply = parseResponse(frame);
       } catch (e) {
-        throw new HttpError(502, `host egress relay sent a bad reply: ${(e as Error).message}`);
+        throw new EgressRelayProtocolError(`host egress relay sent a bad reply: ${(e as Error).message}`, {
+          cause: e,
+        });
       }
       if (!reply.ok) {
         // 110 ETIMEDOUT -> 504; 13 EACCES (the relay refused a resolved address or its own policy) -> 403.
-        const status = reply.os_code === 110 ? 504 : reply.os_code === 13 ? 403 : 502;
-        throw new HttpError(status, `${target}:${port}: os_err: ${reply.os_code}: ${reply.message}`);
+        const message = `${target}:${port}: os_err: ${reply.os_code}: ${reply.message}`;
+        if (reply.os_code === 110) throw new EgressTimeoutError(message);
+        if (reply.os_code === 13) throw new EgressRefusedError(message);
+        throw new EgressUpstreamError(message);
       }
       sock.once('close', release);
       if (sock.destroyed) release();
@@ -264,18 +277,18 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
       if (head.length > 0) upstream.write(head);
       track(client, upstream);
     } catch (e) {
-      const status = e instanceof HttpError ? e.status : 500;
-      if (!(e instanceof HttpError) || status >= 500)
-        log.warn({ url: req.url, status }, String((e as Error).message));
-      rawReply(client, status, (e as Error).message);
+      const err = toCloisterError(e);
+      if (err.status >= 500) log.warn({ url: req.url, status: err.status, err }, 'CONNECT failed');
+      rawReply(client, err);
     }
   }
 
   async function onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const fail = (status: number, msg: string) => {
+    const fail = (err: CloisterError) => {
       if (res.headersSent) return void res.destroy();
-      res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
-      res.end(`${msg}\n`);
+      const { status, headers, body } = renderText(err);
+      res.writeHead(status, { ...headers, connection: 'close' });
+      res.end(body);
       req.resume();
     };
     // What a 5xx is logged with: never the query string, which may carry tokens.
@@ -284,23 +297,22 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
       const url = req.url ?? '';
       const m = /^http:\/\/([^/?#]*)([^#]*)/i.exec(url);
       if (!m) {
-        if (/^https:\/\//i.test(url)) throw new HttpError(400, `use CONNECT for https targets, not '${url}'`);
-        throw new HttpError(
-          400,
+        if (/^https:\/\//i.test(url))
+          throw new BadRequestError(`use CONNECT for https targets, not '${url}'`);
+        throw new BadRequestError(
           `URI is missing a host: send absolute-form (http://host/path) or CONNECT, not '${url}'`,
         );
       }
       // RFC 9112 §6.1: a message with both is a smuggling vector; llhttp refuses most, this is the backstop.
       const te = req.headers['transfer-encoding'];
       if (te !== undefined && req.headers['content-length'] !== undefined)
-        throw new HttpError(400, 'both Content-Length and Transfer-Encoding: refused');
+        throw new BadRequestError('both Content-Length and Transfer-Encoding: refused');
       // Transfer-Encoding is hop-by-hop, so the outgoing request frames the body itself. Node frames a
       // GET, HEAD, DELETE or OPTIONS body raw (no chunking by default for those methods): the origin
       // would read it as a second request. Say chunked explicitly, for every method; a coding besides
       // chunked (gzip, chunked) could not be passed on as it came, so it is refused (RFC 9112 §6.1).
       if (te !== undefined && te.trim().toLowerCase() !== 'chunked')
-        throw new HttpError(
-          501,
+        throw new EgressTransferCodingError(
           `Transfer-Encoding '${te}' is not supported: send chunked or Content-Length`,
         );
       const { host, port } = parseAuthority(m[1]!, 80);
@@ -344,7 +356,7 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
         if (failed) return;
         failed = true;
         log.warn({ ...where, status: 502 }, `upstream ${target}:${port} ${why}`);
-        fail(502, `upstream ${target}:${port} ${why}`);
+        fail(new EgressUpstreamError(`upstream ${target}:${port} ${why}`));
       };
       // The origin (or the host relay in front of it) is hostile: a head Node cannot write back must
       // become a 502 here, never a throw inside this listener (an uncaught exception, and no answer).
@@ -375,10 +387,9 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
       });
       req.pipe(out);
     } catch (e) {
-      const status = e instanceof HttpError ? e.status : 500;
-      if (!(e instanceof HttpError) || status >= 500)
-        log.warn({ ...where, status }, String((e as Error).message));
-      fail(status, (e as Error).message);
+      const err = toCloisterError(e);
+      if (err.status >= 500) log.warn({ ...where, status: err.status, err }, 'request failed');
+      fail(err);
     }
   }
 
@@ -394,21 +405,32 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
   server.on('connect', (req: IncomingMessage, sock: Socket, head: Buffer) => void onConnect(req, sock, head));
   server.on('request', (req, res) => void onRequest(req, res));
   server.on('upgrade', (_req: IncomingMessage, sock: Socket) =>
-    rawReply(sock, 501, 'protocol upgrades through the proxy are not supported; tunnel with CONNECT'),
+    rawReply(
+      sock,
+      new EgressUpgradeError('protocol upgrades through the proxy are not supported; tunnel with CONNECT'),
+    ),
   );
   server.on('clientError', (err: NodeJS.ErrnoException, sock: Socket) => {
     const code = err.code ?? '';
-    const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    const why =
-      status === 431
-        ? `request headers exceed ${settings.max_header_bytes} bytes (egress.max_header_bytes)`
-        : status === 408
-          ? `request headers not received within ${settings.header_timeout_ms} ms (egress.header_timeout_ms)`
-          : `malformed request: ${(err as { reason?: string }).reason ?? err.message}`;
-    if (code !== 'ECONNRESET') log.info({ code }, why);
+    const refusal =
+      code === 'HPE_HEADER_OVERFLOW'
+        ? new HeadersTooLargeError(
+            `request headers exceed ${settings.max_header_bytes} bytes (egress.max_header_bytes)`,
+          )
+        : code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? new RequestTimeoutError(
+              `request headers not received within ${settings.header_timeout_ms} ms (egress.header_timeout_ms)`,
+            )
+          : new MalformedHttpError(
+              `malformed request: ${(err as { reason?: string }).reason ?? err.message}`,
+              {
+                cause: err,
+              },
+            );
+    if (code !== 'ECONNRESET') log.info({ code }, refusal.message);
     // A response already streaming on this connection cannot be followed by a raw one: close instead.
     if (responseStarted(sock)) return void sock.destroy();
-    rawReply(sock, status, why);
+    rawReply(sock, refusal);
   });
 
   const port = egress?.proxy_port ?? DEFAULT_PROXY_PORT;

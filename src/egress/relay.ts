@@ -8,6 +8,7 @@
 // policy, the enclave's deny_ips after DNS) is defence in depth, never the enclave's protection.
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { connect as netConnect, type Server, type Socket } from 'node:net';
+import { RelayError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { keepServing } from '../server-errors.ts';
 import { joinSockets } from '../transport/tunnel.ts';
@@ -52,15 +53,6 @@ export interface Relay {
 
 const EACCES = 13;
 const EINVAL = 22;
-
-class RelayError extends Error {
-  constructor(
-    readonly osCode: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 const systemLookup = (host: string) => dnsLookup(host, { all: true, verbatim: true });
 

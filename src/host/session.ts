@@ -10,6 +10,7 @@
 
 import type { Config } from '../config/types.ts';
 import { startEgressRelay } from '../egress/relay.ts';
+import { InterruptedError } from '../errors.ts';
 import { type HostIngress, type HostPortMapping, startHostIngress } from '../ingress/host.ts';
 import type { Logger } from '../log/logger.ts';
 import type { AppStatus } from '../supervisor/status.ts';
@@ -115,7 +116,8 @@ export async function runHostSession(o: HostSessionOptions): Promise<number> {
     const enclave = await Promise.race([
       o.launch(),
       outcome.then((x) => {
-        throw new Error(x.kind === 'signal' ? `interrupted by ${x.sig} while launching` : 'launch aborted');
+        if (x.kind === 'signal') throw new InterruptedError(`interrupted by ${x.sig} while launching`);
+        throw new Error('launch aborted');
       }),
     ]);
     teardown.add(() => enclave.terminate());
@@ -193,6 +195,6 @@ export async function runHostSession(o: HostSessionOptions): Promise<number> {
   } catch (err) {
     process.stderr.write(`cloister: ${(err as Error).message}\n`);
     await cleanup();
-    return (err as Error).message.startsWith('interrupted') ? EXIT_INTERRUPTED : 1;
+    return err instanceof InterruptedError ? EXIT_INTERRUPTED : 1;
   }
 }

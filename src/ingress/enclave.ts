@@ -13,11 +13,12 @@ import { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import type { Config, IngressEntry } from '../config/types.ts';
+import { ProxyHeaderError, TlsHandshakeError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { ingressConnections } from '../metrics.ts';
 import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
-import { readProxyV2 } from './proxy-protocol.ts';
+import { keepTlvs, readProxyV2 } from './proxy-protocol.ts';
 import { ConnectionSet, splice } from './splice.ts';
 
 /** How long close() waits for in-flight connections before cutting them off. */
@@ -120,6 +121,8 @@ export interface PortPlan {
 
 export interface IngressOptions {
   proxyProtocol: boolean;
+  /** PROXY v2 TLV types passed on to the app (ingress.proxy_protocol_tlvs); every other TLV is stripped. */
+  proxyTlvs?: readonly number[];
   upstreamRetryMs: number;
   closeGraceMs?: number;
 }
@@ -132,6 +135,7 @@ export async function startIngressPorts(
 ): Promise<Service> {
   const log: Logger = ctx.logger.child({ component: 'ingress' });
   const conns = new ConnectionSet();
+  const tlvTypes = new Set(opts.proxyTlvs ?? []);
   const servers: Server[] = [];
 
   const handle = async (plan: PortPlan, raw: Socket) => {
@@ -144,7 +148,8 @@ export async function startIngressPorts(
     raw.on('error', () => {}); // reported through the result below; never crash the daemon
     try {
       let header: Buffer | null = null;
-      if (plan.proxyProtocol ?? opts.proxyProtocol) header = await readProxyV2(raw, HANDSHAKE_TIMEOUT_MS);
+      if (plan.proxyProtocol ?? opts.proxyProtocol)
+        header = keepTlvs(await readProxyV2(raw, HANDSHAKE_TIMEOUT_MS), tlvTypes);
       if (secureContext) {
         // TLSSocket reads a net.Socket's handle directly and would miss bytes we pushed back after the
         // PROXY header: give it a JS stream over the socket in that case.
@@ -154,18 +159,21 @@ export async function startIngressPorts(
         conns.add(tls);
         tls.on('error', () => {});
         await new Promise<void>((res, rej) => {
-          const timer = setTimeout(() => rej(new Error('TLS handshake timed out')), HANDSHAKE_TIMEOUT_MS);
+          const timer = setTimeout(
+            () => rej(new TlsHandshakeError('TLS handshake timed out')),
+            HANDSHAKE_TIMEOUT_MS,
+          );
           tls.once('secure', () => {
             clearTimeout(timer);
             res();
           });
           tls.once('error', (e) => {
             clearTimeout(timer);
-            rej(new Error(`TLS handshake failed: ${e.message}`));
+            rej(new TlsHandshakeError(`TLS handshake failed: ${e.message}`, { cause: e }));
           });
           const gone = () => {
             clearTimeout(timer);
-            rej(new Error('TLS handshake failed: client went away'));
+            rej(new TlsHandshakeError('TLS handshake failed: client went away'));
           };
           tls.once('end', gone);
           tls.once('close', gone);
@@ -180,11 +188,12 @@ export async function startIngressPorts(
       log.debug({ port, in: stats.aToB, out: stats.bToA }, 'ingress connection closed');
     } catch (err) {
       const msg = (err as Error).message;
-      const result = msg.startsWith('TLS')
-        ? 'tls_failed'
-        : (err as Error).name === 'ProxyHeaderError'
-          ? 'proxy_header_invalid'
-          : 'upstream_failed';
+      const result =
+        err instanceof TlsHandshakeError
+          ? 'tls_failed'
+          : err instanceof ProxyHeaderError
+            ? 'proxy_header_invalid'
+            : 'upstream_failed';
       ingressConnections.inc({ port: label, result });
       if (result === 'upstream_failed') {
         log.warn({ port, err: msg }, `Connection to upstream (127.0.0.1:${port}) failed`);
@@ -255,6 +264,7 @@ export async function startIngress(ctx: ServiceContext): Promise<Service> {
   }
   return startIngressPorts(ctx, plans, {
     proxyProtocol: settings.ingress.proxy_protocol,
+    proxyTlvs: settings.ingress.proxy_protocol_tlvs,
     upstreamRetryMs: settings.ingress.upstream_retry_ms,
     closeGraceMs: settings.app.stop_grace_ms,
   });

@@ -4,13 +4,15 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { verifyAttestation } from '../attestation/verify.ts';
+import { renderKms } from '../errors.ts';
 import { refuseOddRequests } from '../http/refuse.ts';
 import { listenOn, readLimitedBody } from '../http/server.ts';
-import { KmsError, kmsRefusal, sendJson, sendKmsError } from '../kms/errors.ts';
-import { SignatureError, verifySignature } from '../kms/sigv4.ts';
+import { sendJson } from '../kms/errors.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { keepServing } from '../server-errors.ts';
 import { ACTIONS, type ActionContext, type VerifiedRecipient } from './actions.ts';
+import { KmsError, sendKmsError } from './errors.ts';
+import { SignatureError, verifySignature } from './sigv4-verify.ts';
 import { KeyStore } from './store.ts';
 
 export interface EmulatorCredentials {
@@ -159,7 +161,7 @@ export async function startKmsEmulator(opts: KmsEmulatorOptions): Promise<KmsEmu
     ? createHttpsServer({ key: opts.tls.key, cert: opts.tls.cert }, onRequest)
     : createServer(onRequest);
   server.keepAliveTimeout = 65_000;
-  refuseOddRequests(server, kmsRefusal);
+  refuseOddRequests(server, renderKms);
   const addr = await listenOn(server, opts.port ?? 0, opts.host);
   keepServing(server, logger, 'kms emulator', { port: addr.port });
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;

@@ -15,6 +15,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { StoreError } from '../errors.ts';
 
 export interface KeyRecord {
   keyId: string;
@@ -32,9 +33,7 @@ export interface AliasRecord {
   creationDate: number;
 }
 
-export class StoreError extends Error {
-  override name = 'StoreError';
-}
+export { StoreError };
 
 function atomicWrite(path: string, data: string): void {
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
