@@ -1,4 +1,4 @@
-// The proxy's own AWS credentials, from the usual chain: environment variables (the SDK's fromEnv), then
+// The proxy's own AWS credentials, from the usual chain: environment variables (as the SDK's fromEnv), then
 // container credentials, then EC2 IMDSv2. The last two are written here, small, because the SDK's
 // providers open their own TCP connections to 169.254.170.2 / 169.254.169.254, and inside an enclave the
 // only way out is the egress proxy (enclaver-compat §12.1); these speak plain HTTP through it.
@@ -7,7 +7,6 @@
 // when min(5 min, half their lifetime) remains, and a call that finds them inside that margin refreshes
 // first. A failed refresh keeps the old credentials until they really expire, and retries with backoff.
 import { readFileSync } from 'node:fs';
-import { fromEnv } from '@aws-sdk/credential-providers';
 import type { AwsCredentialIdentity } from '@smithy/types';
 import type { Logger } from '../log/logger.ts';
 import { type EgressProxy, httpThrough } from './egress.ts';
@@ -52,18 +51,21 @@ function parseJsonCreds(text: string, source: string): Credentials {
   };
 }
 
-/** AWS_ACCESS_KEY_ID & co.: the SDK's fromEnv when reading this process's environment. */
+/**
+ * AWS_ACCESS_KEY_ID & co., read as the SDK's fromEnv reads them. Written here rather than imported: the
+ * provider packages pull @aws-sdk/core and smithy's config layer into the measured bundle for ten lines
+ * (docs/decisions.md, "AWS credentials from the environment").
+ */
 function envSource(env: NodeJS.ProcessEnv): Source {
   return {
     name: 'environment',
     fetch: async () => {
       if (!env.AWS_ACCESS_KEY_ID || !env.AWS_SECRET_ACCESS_KEY) return null;
-      if (env === process.env) return { ...(await fromEnv()()), source: 'environment' };
       const exp = env.AWS_CREDENTIAL_EXPIRATION ? new Date(env.AWS_CREDENTIAL_EXPIRATION) : undefined;
       return {
         accessKeyId: env.AWS_ACCESS_KEY_ID,
         secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
-        sessionToken: env.AWS_SESSION_TOKEN,
+        sessionToken: env.AWS_SESSION_TOKEN || undefined,
         expiration: exp && !Number.isNaN(exp.getTime()) ? exp : undefined,
         source: 'environment',
       };
