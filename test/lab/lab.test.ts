@@ -13,6 +13,7 @@ import { before, test } from 'node:test';
 import { pinnedNode } from '../../scripts/build-binary.mjs';
 import { pid1Args, writePid1Config } from './config.ts';
 import type { Scenario } from './guest/lab.ts';
+import { KMS_CREDS, prepareKms } from './kms.ts';
 import { guestPieces } from './pieces.ts';
 import { type BootResult, boot, buildInitramfs } from './vm.ts';
 
@@ -61,7 +62,13 @@ before(
     work = mkdtempSync(join(tmpdir(), 'cloister-lab-'));
     results = join(work, 'results');
     writePid1Config(results);
-    const env = { REPO: repo, NODE: node, BIN: bin, HOME: '/tmp', LAB_ONLY: only?.join(',') ?? '' };
+    await prepareKms(results, bin);
+    const env = {
+      ...{ REPO: repo, NODE: node, BIN: bin, HOME: '/tmp', LAB_ONLY: only?.join(',') ?? '' },
+      // PID 1's own AWS credentials (IMDS gives them on EC2): its KMS proxy signs with them.
+      ...{ AWS_ACCESS_KEY_ID: KMS_CREDS.accessKeyId, AWS_SECRET_ACCESS_KEY: KMS_CREDS.secretAccessKey },
+      AWS_EC2_METADATA_DISABLED: 'true',
+    };
     writeFileSync(
       join(results, 'lab.env'),
       [
