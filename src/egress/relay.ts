@@ -53,6 +53,8 @@ export interface Relay {
 }
 
 const EACCES = 13;
+/** Distinct target hosts kept normalised. */
+const TARGET_MEMO_MAX = 1024;
 /** Distinct deny lists kept parsed (one enclave sends one or two). */
 const DENY_LIST_MEMO_MAX = 64;
 const EINVAL = 22;
@@ -102,6 +104,8 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
         )
       : null;
   const open = new Set<Socket>();
+  // Host names normalised once each (IDN to ASCII, IP literals parsed): ~20 µs a tunnel otherwise.
+  const normalizeTarget = boundedMemo(TARGET_MEMO_MAX, normalizeHost);
   // An enclave sends the same deny list with every request: parsed once per list (memo.ts), keyed by its
   // JSON text (exact, whatever the entries hold). A list with a bad entry throws and is not kept.
   const parseDenyList = boundedMemo(DENY_LIST_MEMO_MAX, (json: string): IpRange[] =>
@@ -118,7 +122,7 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
     if (req.port === 0) throw new RelayError(EINVAL, 'port 0 is not a destination');
     // `host` is Enclaver's name for the parent instance: its loopback.
     const isHostAlias = rawHost.toLowerCase() === 'host';
-    const target = isHostAlias ? normalizeHost('127.0.0.1') : normalizeHost(rawHost);
+    const target = normalizeTarget(isHostAlias ? '127.0.0.1' : rawHost);
     if ('error' in target) throw new RelayError(EINVAL, `invalid host '${rawHost}': ${target.error}`);
     if (hostPolicy) {
       const d = hostPolicy.check(isHostAlias ? 'host' : rawHost, req.port);
