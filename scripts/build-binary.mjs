@@ -289,6 +289,7 @@ export async function buildBinary({ arch = hostArch(), out, workDir, cacheDir, s
     sha256: sha256File(out),
     addonSha256: sha256File(addon),
     bundleSha256: sha256File(main),
+    bundleSize: statSync(main).size,
     seconds: Math.round((Date.now() - started) / 100) / 10,
   };
   log(`${out}: ${(summary.size / 1e6).toFixed(1)} MB, sha256 ${summary.sha256} (${summary.seconds} s)`);

@@ -102,6 +102,22 @@ const setup = spawnSync('bash', ['scripts/setup-test-deps.sh', ...(isRoot ? [] :
 });
 if (setup.status !== 0)
   console.error('run-tests: going on; the tests that need what is missing will fail naming it');
+// The native addon is built by `npm install` / `npm ci`; after a pull that changed native/, rebuild it
+// here, or the tests would load the old one.
+const ADDON = 'native/build/Release/cloister_native.node';
+const newest = (p) =>
+  statSync(p).isDirectory()
+    ? Math.max(0, ...readdirSync(p).map((n) => newest(join(p, n))))
+    : statSync(p).mtimeMs;
+if (
+  !existsSync(ADDON) ||
+  Math.max(newest('native/src'), newest('native/binding.gyp')) > statSync(ADDON).mtimeMs
+) {
+  console.log(`run-tests: ${ADDON} is missing or older than native/src: rebuilding it`);
+  const r = spawnSync('npm', ['run', 'install'], { stdio: 'inherit' });
+  if (r.status !== 0) fail('the native addon did not build (npm run install)');
+}
+
 const results = [];
 let built = false;
 for (const { tier, files } of plan) {
