@@ -74,6 +74,7 @@ const settingsSchema = obj({
     }),
   ),
   kms: opt(obj({ ready_wait_ms: opt(ms()), upstream_timeout_ms: opt(ms(1)) })),
+  streams: opt(obj({ max_readers: opt(int({ min: 1, max: 1024 })) })),
   api: opt(obj({ metrics_port: opt(nullable(port())) })),
   nsm: opt(
     obj({

@@ -89,6 +89,10 @@ export interface Settings {
     ready_wait_ms: number;
     upstream_timeout_ms: number;
   };
+  streams: {
+    /** Readers served at once on each host-facing stream (status 17000, logs 17001); more are closed. */
+    max_readers: number;
+  };
   api: {
     /** Port for /healthz and /metrics inside the enclave (null = off). */
     metrics_port: number | null;
@@ -125,6 +129,7 @@ export const DEFAULT_SETTINGS: Settings = {
   },
   ingress: { upstream_retry_ms: 30000, proxy_protocol: false, proxy_protocol_tlvs: [] },
   kms: { ready_wait_ms: 10000, upstream_timeout_ms: 30000 },
+  streams: { max_readers: 8 },
   api: { metrics_port: null },
   nsm: { kind: 'device', device_path: '/dev/nsm', state_dir: null, pcrs: {} },
 };

@@ -5,6 +5,7 @@
 // skips silently. Nothing a reader does can make the ring, or the app, wait.
 import type { Server, Socket } from 'node:net';
 import type { LogRing } from '../log/ring.ts';
+import type { ReaderLimit } from './reader-limit.ts';
 
 /** Largest write handed to a reader's socket at once. */
 const CHUNK = 64 * 1024;
@@ -22,8 +23,11 @@ export class LogServer {
     private readonly replayBytes = ring.capacity,
   ) {}
 
-  serve(server: Server): void {
-    server.on('connection', (sock) => this.addReader(sock));
+  /** Serve every connection the server accepts (up to `limit`'s readers at once). */
+  serve(server: Server, limit?: ReaderLimit): void {
+    server.on('connection', (sock) => {
+      if (!limit || limit.admit(sock)) this.addReader(sock);
+    });
   }
 
   addReader(sock: Socket): void {

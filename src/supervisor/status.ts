@@ -4,6 +4,7 @@
 // Every new reader gets the current status at once, then one line per change; cloister never closes it.
 import type { Server, Socket } from 'node:net';
 import { constants } from 'node:os';
+import type { ReaderLimit } from './reader-limit.ts';
 
 export type AppStatus =
   /** Before the app was spawned (services still starting). Not an odyn status: a stock host skips it. */
@@ -136,9 +137,11 @@ export class StatusBoard {
     this.changeListeners.add(fn);
   }
 
-  /** Serve every connection the server accepts. */
-  serve(server: Server): void {
-    server.on('connection', (sock) => this.addReader(sock));
+  /** Serve every connection the server accepts (up to `limit`'s readers at once). */
+  serve(server: Server, limit?: ReaderLimit): void {
+    server.on('connection', (sock) => {
+      if (!limit || limit.admit(sock)) this.addReader(sock);
+    });
   }
 
   addReader(sock: Socket): void {

@@ -28,6 +28,7 @@ import { bootstrap } from './bootstrap.ts';
 import { lazyNsm } from './lazy-nsm.ts';
 import { LineJoiner } from './line-joiner.ts';
 import { LogServer } from './log-server.ts';
+import { ReaderLimit } from './reader-limit.ts';
 import { ourGroupMembers, Reaper } from './reaper.ts';
 import { RestartTracker } from './restart.ts';
 import { type AppStatus, StatusBoard } from './status.ts';
@@ -135,7 +136,12 @@ export class Supervisor {
       const status = await transport.listen(STATUS_PORT);
       this.servers.push(status);
       keepServing(status, () => this.errorLog(), 'status server', { port: STATUS_PORT });
-      this.board.serve(status);
+      const warn = (fields: Record<string, unknown>, msg: string) =>
+        this.logger
+          ? this.logger.warn(fields, msg)
+          : process.stderr.write(`cloister: ${msg} ${JSON.stringify(fields)}\n`);
+      const max = settings.streams.max_readers;
+      this.board.serve(status, new ReaderLimit(`status stream (vsock ${STATUS_PORT})`, max, warn));
       if (this.args.console) {
         // The ring is never smaller than a few chunks, so live readers keep up even when
         // log.buffer_bytes (the replay a new reader gets) is tiny or 0.
@@ -144,7 +150,7 @@ export class Supervisor {
         const logs = await transport.listen(APP_LOG_PORT);
         this.servers.push(logs);
         keepServing(logs, () => this.errorLog(), 'log server', { port: APP_LOG_PORT });
-        this.logServer.serve(logs);
+        this.logServer.serve(logs, new ReaderLimit(`log stream (vsock ${APP_LOG_PORT})`, max, warn));
         this.sink = new LogSink(ring, openConsoleEcho(1));
       }
     } catch (err) {

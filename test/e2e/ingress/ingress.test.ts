@@ -429,17 +429,8 @@ test('ingress: close() stops accepting, lets an in-flight connection finish, the
   const port = await listen(app);
   const dir = mkdtempSync(join(tmpdir(), 'cloister-ingress-close-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  // The enclave side's listeners are watched, so a test can tell when a client has reached that side.
-  const transport = new EmulatedTransport(dir, 16);
-  let arrived = 0;
-  const listenOn = transport.listen.bind(transport);
-  transport.listen = async (port) => {
-    const server = await listenOn(port);
-    server.on('connection', () => arrived++);
-    return server;
-  };
   const enclave = await startIngressPorts(
-    { transport, logger },
+    { transport: new EmulatedTransport(dir, 16), logger },
     [{ port, secureContext: null }],
     { proxyProtocol: false, upstreamRetryMs: 1000, closeGraceMs: 1500 },
   );

@@ -349,7 +349,7 @@ const bad: BadCase[] = [
     file: 'cloister.yaml',
     keyPath: 'foo',
     line: 3,
-    match: 'allowed keys: app, log, transport, egress, ingress, kms, api, nsm',
+    match: 'allowed keys: app, log, transport, egress, ingress, kms, streams, api, nsm',
   },
   {
     name: 'settings: unknown key',
@@ -395,6 +395,15 @@ const bad: BadCase[] = [
     keyPath: 'ingress.proxy_protocol',
     line: 2,
     match: 'must be true or false',
+  },
+  {
+    name: 'settings: no readers at all would leave the host blind',
+    manifest: BASE,
+    settings: 'streams:\n  max_readers: 0\n',
+    file: 'cloister.yaml',
+    keyPath: 'streams.max_readers',
+    line: 2,
+    match: '0 is out of range',
   },
   {
     name: 'settings: a PROXY v2 TLV type out of range',
@@ -705,6 +714,8 @@ ingress:
 kms:
   ready_wait_ms: 2000
   upstream_timeout_ms: 5000
+streams:
+  max_readers: 3
 api:
   metrics_port: 9100
 nsm:
@@ -738,6 +749,7 @@ nsm:
       },
       ingress: { upstream_retry_ms: 1000, proxy_protocol: true, proxy_protocol_tlvs: [1, 0xea] },
       kms: { ready_wait_ms: 2000, upstream_timeout_ms: 5000 },
+      streams: { max_readers: 3 },
       api: { metrics_port: 9100 },
       nsm: {
         kind: 'software',
