@@ -1,4 +1,5 @@
-// `cloister enclave`: the in-enclave supervisor. Order as odyn's (enclaver-compat.md §4):
+// `cloister enclave`: the in-enclave supervisor. Order as odyn's
+// (docs/reference/enclaver.md, "Startup order"):
 //   1. status server (vsock 17000) and log server (17001), so a failed start can still be reported;
 //   2. bootstrap (lo up, entropy from the NSM) unless --no-bootstrap;
 //   3. services: egress proxy, ingress, KMS proxy (if kms_proxy), attestation API (if api);
