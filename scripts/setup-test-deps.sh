@@ -73,4 +73,18 @@ fi
 
 # ---- Other installers (Go, cargo, pip, QEMU images...): add a function here and call it below.
 
+# test/interop builds Go, Rust and PyPI programs (test/interop/prepare.ts fetches the pinned modules, crates
+# and packages itself). The toolchains come with the machine image; without one, say so here, and those
+# tests fail naming it.
+interop_toolchains() {
+  local gaps=()
+  command -v go >/dev/null || gaps+=("go (Go >= 1.24)")
+  command -v cargo >/dev/null || gaps+=("cargo (Rust >= 1.94.1, from rustup)")
+  python3 -c 'import venv, ensurepip' 2>/dev/null || gaps+=("python3 with venv and ensurepip")
+  if [ ${#gaps[@]} -gt 0 ]; then
+    echo "setup-test-deps: test/interop needs $(IFS=,; echo "${gaps[*]}"): those tests will fail naming it" >&2
+  fi
+}
+interop_toolchains
+
 exit 0
