@@ -52,6 +52,7 @@ export function applyFlags(settings: Settings, args: EnclaveArgs): Settings {
   if (args.transport) s.transport.kind = args.transport;
   if (args.vsockDir !== undefined) s.transport.dir = args.vsockDir;
   if (args.cid !== undefined) s.transport.enclave_cid = args.cid;
+  if (args.parentCid !== undefined) s.transport.parent_cid = args.parentCid;
   if (args.nsm) s.nsm.kind = args.nsm;
   if (args.nsmState !== undefined) s.nsm.state_dir = args.nsmState;
   if (args.verbosity >= 2) s.log.level = 'trace';
