@@ -28,6 +28,7 @@ APT_PACKAGES=(
   "wrk                   bench/attestation.ts, bench/ingress.ts: HTTP load"
   "libssl-dev            test/interop: the Rust program links OpenSSL (aws-nitro-enclaves-cose)"
   "pkg-config            test/interop: the Rust program finds OpenSSL"
+  "qemu-system-x86       test/lab: the kernel lab's VM (software emulation; the kernel itself is apt-get download-ed)"
 )
 
 check_only=false

@@ -96,7 +96,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     };
     const settings: Settings = {
       ...DEFAULT_SETTINGS,
-      transport: { kind: 'emulated', dir: vsockDir, enclave_cid: 16 },
+      transport: { kind: 'emulated', dir: vsockDir, enclave_cid: 16, parent_cid: 2 },
       kms: { ...DEFAULT_SETTINGS.kms, ...opts.settings },
     };
     const config: Config = { manifestPath: join(dir, 'enclaver.yaml'), configDir: dir, manifest, settings };
