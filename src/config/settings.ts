@@ -46,6 +46,8 @@ const settingsSchema = obj({
       dir: opt(nullable(str())),
       // 0-2 are the hypervisor, local and host CIDs; 0xffffffff is VMADDR_CID_ANY.
       enclave_cid: opt(int({ min: 3, max: 0xfffffffe })),
+      // 1 (VMADDR_CID_LOCAL) is allowed: the kernel lab's guest reaches its own host side over loopback.
+      parent_cid: opt(int({ min: 1, max: 0xfffffffe })),
     }),
   ),
   egress: opt(

@@ -68,6 +68,8 @@ export interface Settings {
     dir: string | null;
     /** emulated: the enclave's CID. */
     enclave_cid: number;
+    /** The CID the enclave dials for egress (vsock 17002): 2, the parent instance, as odyn. */
+    parent_cid: number;
   };
   egress: {
     connect_timeout_ms: number;
@@ -119,7 +121,7 @@ export const DEFAULT_SETTINGS: Settings = {
     stop_grace_ms: 10000,
   },
   log: { buffer_bytes: 128 * 1024, level: 'info' },
-  transport: { kind: 'vsock', dir: null, enclave_cid: 16 },
+  transport: { kind: 'vsock', dir: null, enclave_cid: 16, parent_cid: 2 },
   egress: {
     connect_timeout_ms: 10000,
     header_timeout_ms: 10000,

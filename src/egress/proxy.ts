@@ -42,7 +42,7 @@ import { egressBytes, egressDecisions, egressOpenTunnels } from '../metrics.ts';
 import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
 import { joinSockets } from '../transport/tunnel.ts';
-import { CID_HOST, EGRESS_VSOCK_PORT } from '../transport/types.ts';
+import { EGRESS_VSOCK_PORT } from '../transport/types.ts';
 import { boundedMemo } from './memo.ts';
 import { compilePolicy, type Decision } from './policy.ts';
 import { encodeRequest, parseResponse, readFrame } from './protocol.ts';
@@ -218,7 +218,7 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
     let sock: Socket | undefined;
     let gaveUp = false;
     try {
-      const connecting = ctx.transport.connect(CID_HOST, EGRESS_VSOCK_PORT);
+      const connecting = ctx.transport.connect(ctx.config.settings.transport.parent_cid, EGRESS_VSOCK_PORT);
       // A stream that connects after we gave up must not leak.
       connecting.then(
         (s) => {
@@ -276,10 +276,11 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
     egressOpenTunnels.inc();
     joinSockets(client, upstream, {
       idleTimeoutMs: settings.idle_timeout_ms,
-      onClose: ({ aRead, aWritten }) => {
+      onClose: ({ aRead, aWritten, engine }) => {
         egressOpenTunnels.dec();
         egressBytes.inc({ direction: 'up' }, aRead);
         egressBytes.inc({ direction: 'down' }, aWritten);
+        log.debug({ engine, up: aRead, down: aWritten }, 'tunnel closed');
       },
     });
   }

@@ -79,7 +79,6 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     });
     closers.push(() => emulator.close());
     const useEgress = opts.egress ?? true;
-    const egressPort = useEgress ? await freePort() : 0;
     const vsockDir = join(dir, 'vsock');
     const manifest: Manifest = {
       version: 'v1',
@@ -90,26 +89,27 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         listen_port: 0,
         endpoints: { [REGION]: opts.endpoint ? opts.endpoint(emulator.url) : emulator.url },
       },
-      ...(useEgress
-        ? { egress: { proxy_port: egressPort, allow: ['127.0.0.1', ...(opts.allow ?? [])] } }
-        : {}),
+      ...(useEgress ? { egress: { proxy_port: 0, allow: ['127.0.0.1', ...(opts.allow ?? [])] } } : {}),
     };
     const settings: Settings = {
       ...DEFAULT_SETTINGS,
-      transport: { kind: 'emulated', dir: vsockDir, enclave_cid: 16 },
+      transport: { kind: 'emulated', dir: vsockDir, enclave_cid: 16, parent_cid: 2 },
       kms: { ...DEFAULT_SETTINGS.kms, ...opts.settings },
     };
     const config: Config = { manifestPath: join(dir, 'enclaver.yaml'), configDir: dir, manifest, settings };
     const enclaveTransport = new EmulatedTransport(vsockDir, 16);
+    let egressPort: number | undefined;
     if (useEgress) {
       const relay = await startEgressRelay({ transport: new EmulatedTransport(vsockDir, CID_HOST), logger });
       closers.push(() => relay.close());
       const egress = await startEgressProxy({ config, transport: enclaveTransport, logger, nsm });
       closers.push(() => egress.close());
+      egressPort = egress.port;
     }
     const proxy = await startKmsProxy(
       { config, transport: enclaveTransport, logger, nsm },
       {
+        egress: egressPort === undefined ? null : { host: '127.0.0.1', port: egressPort },
         ...opts.proxyOptions,
         credentials: {
           env: opts.proxyEnv ?? {

@@ -701,6 +701,7 @@ transport:
   kind: emulated
   dir: vsock
   enclave_cid: 20
+  parent_cid: 1
 egress:
   connect_timeout_ms: 2000
   header_timeout_ms: 3000
@@ -739,7 +740,7 @@ nsm:
         stop_grace_ms: 3000,
       },
       log: { buffer_bytes: 65536, level: 'debug' },
-      transport: { kind: 'emulated', dir: join(dir, 'vsock'), enclave_cid: 20 },
+      transport: { kind: 'emulated', dir: join(dir, 'vsock'), enclave_cid: 20, parent_cid: 1 },
       egress: {
         connect_timeout_ms: 2000,
         header_timeout_ms: 3000,
@@ -785,7 +786,7 @@ nsm:
       log: { level: 'trace' },
       app: { uid: undefined },
     });
-    assert.deepEqual(merged.transport, { kind: 'emulated', dir: '/tmp/v', enclave_cid: 16 });
+    assert.deepEqual(merged.transport, { kind: 'emulated', dir: '/tmp/v', enclave_cid: 16, parent_cid: 2 });
     assert.equal(merged.log.level, 'trace');
     assert.equal(merged.log.buffer_bytes, DEFAULT_SETTINGS.log.buffer_bytes);
     assert.equal(merged.app.uid, null);
