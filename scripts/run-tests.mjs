@@ -1,8 +1,9 @@
 // Runs the test tiers with node's own test runner (tsx strips the types).
 //
-// Usage: node scripts/run-tests.mjs [--tier=unit,e2e] [filter-substring...]
-//   no argument: every tier, in the order of TIERS below
-//   --tier=...:  only those tiers;  filters: only test files whose path contains one of them
+// Usage: node scripts/run-tests.mjs [--tier=unit,e2e | --skip-tier=unit,e2e] [filter-substring...]
+//   no argument: every tier but the opt-in ones, in the order of TIERS below
+//   --tier=...: only those tiers; --skip-tier=...: the usual ones but those; filters: only test files whose
+//   path contains one of them
 //
 // A tier is a top-level folder of test/ with one row in TIERS. To add one (issue 12's lab, issue 13's
 // interop...), create test/<name>/ and add its row; a folder without a row is an error, so no test is
@@ -72,9 +73,13 @@ function fail(msg) {
 
 const args = process.argv.slice(2);
 const tierArg = args.find((a) => a.startsWith('--tier='));
+const skipArg = args.find((a) => a.startsWith('--skip-tier='));
 const filters = args.filter((a) => !a.startsWith('--'));
-const unknownFlag = args.find((a) => a.startsWith('--') && a !== tierArg);
-if (unknownFlag) fail(`unknown option ${unknownFlag} (usage: run-tests.mjs [--tier=unit,e2e] [filter...])`);
+const unknownFlag = args.find((a) => a.startsWith('--') && a !== tierArg && a !== skipArg);
+if (unknownFlag)
+  fail(
+    `unknown option ${unknownFlag} (usage: run-tests.mjs [--tier=unit,e2e | --skip-tier=unit] [filter...])`,
+  );
 
 for (const name of readdirSync('test')) {
   if (!statSync(join('test', name)).isDirectory() || NOT_TIERS.has(name)) continue;
@@ -85,14 +90,16 @@ const loose = readdirSync('test').filter((n) => n.endsWith('.test.ts'));
 if (loose.length > 0)
   fail(`tests outside a tier folder: ${loose.join(', ')} (see docs/testing.md for the layout)`);
 
-let tiers = TIERS.filter((t) => !t.optIn);
-if (tierArg) {
-  const wanted = tierArg.slice('--tier='.length).split(',');
-  for (const w of wanted)
-    if (!TIERS.some((t) => t.name === w))
-      fail(`unknown tier '${w}' (tiers: ${TIERS.map((t) => t.name).join(', ')})`);
-  tiers = TIERS.filter((t) => wanted.includes(t.name));
+/** The tiers named in `--tier=a,b` or `--skip-tier=a,b`; an unknown name is an error. */
+function named(arg) {
+  const names = arg.slice(arg.indexOf('=') + 1).split(',');
+  for (const n of names)
+    if (!TIERS.some((t) => t.name === n))
+      fail(`unknown tier '${n}' (tiers: ${TIERS.map((t) => t.name).join(', ')})`);
+  return names;
 }
+let tiers = tierArg ? TIERS.filter((t) => named(tierArg).includes(t.name)) : TIERS.filter((t) => !t.optIn);
+if (skipArg) tiers = tiers.filter((t) => !named(skipArg).includes(t.name));
 
 const plan = tiers
   .map((tier) => ({

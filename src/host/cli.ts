@@ -1,5 +1,6 @@
-// `cloister host`: the parent-instance side (enclaver-run's job, enclaver-compat.md §15): relay egress,
-// launch the enclave with nitro-cli, forward ingress, print the enclave's logs, exit with the app's code.
+// `cloister host`: the parent-instance side (enclaver-run's job, docs/reference/enclaver.md, "Host side"):
+// relay egress, launch the enclave with nitro-cli, forward ingress, print the enclave's logs, exit with the
+// app's code.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';

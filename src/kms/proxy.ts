@@ -61,6 +61,9 @@ const HOP_BY_HOP = new Set([
 ]);
 
 export interface KmsProxyOptions {
+  /** Where the egress proxy listens, as it bound (the supervisor passes it). Absent or null: no egress
+   *  proxy runs, and KMS and IMDS are dialled directly (tests, a host-side run; no way out of an enclave). */
+  egress?: EgressProxy | null;
   /** Test hook: credential chain options (e.g. another env). */
   credentials?: Partial<CredentialChainOptions>;
   /** Listen port override (default kms_proxy.listen_port; 0 = ephemeral). */
@@ -85,11 +88,16 @@ export async function startKmsProxy(
   const log: Logger = ctx.logger.child({ svc: 'kms-proxy' });
   const kp = manifest.kms_proxy;
   if (!kp) throw new Error('kms_proxy is not configured in the manifest');
-  const egress: EgressProxy | null = manifest.egress
-    ? { host: '127.0.0.1', port: manifest.egress.proxy_port ?? 10000 }
-    : null;
+  // Given, not worked out from the manifest: the egress proxy may have bound another port than the
+  // manifest's (0), or not run at all (nothing allowed).
+  const egress = opts.egress ?? null;
   const endpoints = kp.endpoints ?? {};
-  warnAboutPolicy(log, manifest.egress, endpoints, opts.credentials?.env ?? process.env);
+  warnAboutPolicy(
+    log,
+    egress ? (manifest.egress ?? {}) : undefined,
+    endpoints,
+    opts.credentials?.env ?? process.env,
+  );
   const readyWaitMs = settings.kms.ready_wait_ms;
 
   // Background preparation: neither the key nor the credentials may delay the app's launch.

@@ -4,6 +4,7 @@ import { compilePolicy } from '../egress/policy.ts';
 import type { Logger } from '../log/logger.ts';
 import { defaultPort, kmsEndpoint } from './upstream.ts';
 
+/** `egress`: the rules of the egress proxy the KMS proxy goes through; undefined when none runs. */
 export function warnAboutPolicy(
   log: Logger,
   egress: { allow?: string[]; deny?: string[] } | undefined,
@@ -12,7 +13,7 @@ export function warnAboutPolicy(
 ): void {
   if (!egress) {
     log.warn(
-      'kms proxy: no egress section in the manifest; KMS and IMDS are dialled directly (no way out of a real enclave)',
+      'kms proxy: no egress proxy runs (no egress.allow in the manifest); KMS and IMDS are dialled directly (no way out of a real enclave)',
     );
     return;
   }

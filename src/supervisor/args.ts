@@ -1,5 +1,6 @@
-// `cloister enclave` command line: odyn's (`--config-dir DIR [-v…] [--no-bootstrap] [--no-console]
-// -- entrypoint…`, enclaver-compat.md §3) plus cloister's own overrides of cloister.yaml settings.
+// `cloister enclave` command line: odyn's (`--config-dir DIR [-v…] [--no-bootstrap] [--no-console] --
+// entrypoint…`, docs/reference/enclaver.md, "Command line") plus cloister's own overrides of cloister.yaml
+// settings.
 import { parseArgs } from 'node:util';
 import { intFlag, oneOf, splitAppArgv, UsageError } from '../cli-args.ts';
 

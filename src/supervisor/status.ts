@@ -1,6 +1,6 @@
-// The app status stream on vsock 17000, odyn's protocol (enclaver-compat.md §7.1) with its bugs fixed:
-// each line is JSON.stringify'd (a fatal error text with quotes or newlines stays valid JSON), and
-// `signaled` carries the signal as a number (what the stock enclaver-run parses, as i32) plus its name.
+// The app status stream on vsock 17000, odyn's protocol (docs/reference/enclaver.md, "Status port") with its
+// bugs fixed: each line is JSON.stringify'd (a fatal error text with quotes or newlines stays valid JSON),
+// and `signaled` carries the signal as a number (what the stock enclaver-run parses, as i32) plus its name.
 // Every new reader gets the current status at once, then one line per change; cloister never closes it.
 import type { Server, Socket } from 'node:net';
 import { constants } from 'node:os';
@@ -23,7 +23,7 @@ export type AppStatus =
   | { status: 'signaled'; signal: number; signal_name: string }
   | { status: 'fatal'; error: string };
 
-/** enclaver-run reads status lines of at most 1024 bytes (enclaver-compat.md §7.1). */
+/** enclaver-run reads status lines of at most 1024 bytes (docs/reference/enclaver.md, "Status port"). */
 export const STATUS_LINE_MAX = 1024;
 /** A reader that stopped reading gets cut off rather than buffered without bound. */
 const MAX_QUEUED_BYTES = 64 * 1024;

@@ -1,4 +1,5 @@
-// `cloister enclave`: the in-enclave supervisor. Order as odyn's (enclaver-compat.md §4):
+// `cloister enclave`: the in-enclave supervisor. Order as odyn's
+// (docs/reference/enclaver.md, "Startup order"):
 //   1. status server (vsock 17000) and log server (17001), so a failed start can still be reported;
 //   2. bootstrap (lo up, entropy from the NSM) unless --no-bootstrap;
 //   3. services: egress proxy, ingress, KMS proxy (if kms_proxy), attestation API (if api);
@@ -240,12 +241,27 @@ export class Supervisor {
 
   private async startServices(ctx: ServiceContext): Promise<Record<string, string>> {
     const { config } = ctx;
+    // The KMS proxy goes out through the egress proxy: it gets the address the egress proxy bound.
+    let egressPort: number | undefined;
     const starts: [string, () => Promise<Service>][] = [
-      ['egress proxy', async () => (await import('../egress/proxy.ts')).startEgressProxy(ctx)],
+      [
+        'egress proxy',
+        async () => {
+          const svc = await (await import('../egress/proxy.ts')).startEgressProxy(ctx);
+          egressPort = svc.port;
+          return svc;
+        },
+      ],
       ['ingress', async () => (await import('../ingress/enclave.ts')).startIngress(ctx)],
     ];
     if (config.manifest.kms_proxy) {
-      starts.push(['KMS proxy', async () => (await import('../kms/proxy.ts')).startKmsProxy(ctx)]);
+      starts.push([
+        'KMS proxy',
+        async () =>
+          (await import('../kms/proxy.ts')).startKmsProxy(ctx, {
+            egress: egressPort === undefined ? null : { host: '127.0.0.1', port: egressPort },
+          }),
+      ]);
     }
     if (config.manifest.api) {
       starts.push(['attestation API', async () => (await import('../api/server.ts')).startApiServer(ctx)]);

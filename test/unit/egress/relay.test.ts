@@ -25,7 +25,7 @@ import {
 } from '../../helpers/egress-fixture.ts';
 import { seededRandom } from '../../helpers/seeded-random.ts';
 
-test('frames are byte-identical to Enclaver (enclaver-compat §9.2)', () => {
+test('frames are byte-identical to Enclaver (docs/reference/enclaver.md, "Egress wire protocol")', () => {
   const req = encodeRequest({ host: 'example.com', port: 443 });
   assert.equal(req.toString('hex', 0, 2), '2100');
   assert.equal(req.subarray(2).toString(), '{"host":"example.com","port":443}');
