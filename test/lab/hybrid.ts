@@ -54,7 +54,7 @@ export async function startVsockDevice(work: string, memoryMb: number): Promise<
   if (!existsSync(bin)) installVhostDeviceVsock(bin);
   const socket = join(work, 'vhost-user-vsock.sock');
   const udsPath = join(work, 'vm.vsock');
-  const child = spawn(bin, ['--vm', `guest-cid=${GUEST_CID},socket=${socket},uds-path=${udsPath}`], {
+  const child = spawn(bin, ['--guest-cid', String(GUEST_CID), '--socket', socket, '--uds-path', udsPath], {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const end = Date.now() + 20_000;
