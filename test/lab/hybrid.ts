@@ -83,6 +83,7 @@ export function serveHybridRequests(o: { results: string; bin: string; udsPath: 
   let stopped = false;
   const run = async () => {
     const port = await freePort();
+    const tlsPort = await freePort(); // every manifest port gets a free host port: this machine is shared
     let out = '';
     let err = '';
     host = spawn(
@@ -94,6 +95,8 @@ export function serveHybridRequests(o: { results: string; bin: string; udsPath: 
           join(o.results, 'config', 'enclaver.yaml'),
           '-p',
           `${port}:8080`,
+          '-p',
+          `${tlsPort}:8443`,
           '--listen-address',
           '127.0.0.1',
         ],
