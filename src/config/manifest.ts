@@ -4,6 +4,7 @@
 // cross-field rules (port clashes, KMS proxy without egress, invalid egress rules) fail at load.
 import { isAbsolute, resolve } from 'node:path';
 import type { Node } from 'yaml';
+import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
 import { compilePolicy, PolicyError } from '../egress/policy.ts';
 import { APP_LOG_PORT, STATUS_PORT } from '../transport/types.ts';
 import { dict, int, list, obj, opt, port, refine, req, str, strictStr, type YamlSource } from './schema.ts';
@@ -13,8 +14,7 @@ import type { Manifest } from './types.ts';
 export const KMS_WITHOUT_EGRESS =
   'KMS proxy is configured but egress is not. Configure egress allow policy to access the IMDS at 169.254.169.254 and the AWS KMS endpoint';
 
-/** constants.rs HTTP_EGRESS_PROXY_PORT (9000 before Enclaver #193). */
-export const DEFAULT_EGRESS_PROXY_PORT = 10000;
+export { DEFAULT_EGRESS_PROXY_PORT };
 
 /** `host[:port]` (odyn's form, scheme https) or `http(s)://host[:port]` (cloister: emulators, private endpoints). */
 export function checkKmsEndpoint(value: string): string | undefined {

@@ -15,6 +15,7 @@ import { join, resolve } from 'node:path';
 import { oneOf, splitAppArgv, UsageError } from '../cli-args.ts';
 import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/types.ts';
+import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
 import { ingressPorts, parseHostSideArgs } from '../host/args.ts';
 import { type LaunchedEnclave, runHostSession, type SessionReadyInfo, Teardown } from '../host/session.ts';
 import type { HostPortMapping } from '../ingress/host.ts';
@@ -66,7 +67,7 @@ function banner(
     lines.push(`  ingress     http://${a.address}:${a.port} -> enclave port ${p}`);
   if ((m.egress?.allow?.length ?? 0) > 0) {
     lines.push(
-      `  egress      proxy http://127.0.0.1:${m.egress?.proxy_port ?? 10000}/ in the enclave; allow ${JSON.stringify(m.egress?.allow)}${m.egress?.deny ? ` deny ${JSON.stringify(m.egress.deny)}` : ''}`,
+      `  egress      proxy http://127.0.0.1:${m.egress?.proxy_port ?? DEFAULT_EGRESS_PROXY_PORT}/ in the enclave; allow ${JSON.stringify(m.egress?.allow)}${m.egress?.deny ? ` deny ${JSON.stringify(m.egress.deny)}` : ''}`,
     );
   }
   if (m.kms_proxy) {

@@ -17,6 +17,7 @@ import {
   STATUS_CODES,
 } from 'node:http';
 import type { Socket } from 'node:net';
+import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
 import {
   BadRequestError,
   type CloisterError,
@@ -45,8 +46,6 @@ import { joinSockets } from '../transport/tunnel.ts';
 import { CID_HOST, EGRESS_VSOCK_PORT } from '../transport/types.ts';
 import { compilePolicy, type Decision } from './policy.ts';
 import { encodeRequest, parseResponse, readFrame } from './protocol.ts';
-
-export const DEFAULT_PROXY_PORT = 10000;
 
 export interface EgressProxyService extends Service {
   /** The port actually bound (differs from the manifest's only when it asked for 0). */
@@ -433,7 +432,7 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
     rawReply(sock, refusal);
   });
 
-  const port = egress?.proxy_port ?? DEFAULT_PROXY_PORT;
+  const port = egress?.proxy_port ?? DEFAULT_EGRESS_PROXY_PORT;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, '127.0.0.1', () => {

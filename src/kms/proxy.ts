@@ -10,6 +10,7 @@ import { createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
 import { promisify } from 'node:util';
 import type { SignatureV4 } from '@smithy/signature-v4';
+import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
 import { compilePolicy } from '../egress/policy.ts';
 import { renderKms } from '../errors.ts';
 import { refuseOddRequests } from '../http/refuse.ts';
@@ -151,7 +152,7 @@ export async function startKmsProxy(
   const kp = manifest.kms_proxy;
   if (!kp) throw new Error('kms_proxy is not configured in the manifest');
   const egress: EgressProxy | null = manifest.egress
-    ? { host: '127.0.0.1', port: manifest.egress.proxy_port ?? 10000 }
+    ? { host: '127.0.0.1', port: manifest.egress.proxy_port ?? DEFAULT_EGRESS_PROXY_PORT }
     : null;
   const endpoints = kp.endpoints ?? {};
   warnAboutPolicy(log, manifest.egress, endpoints, opts.credentials?.env ?? process.env);

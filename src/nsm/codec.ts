@@ -4,16 +4,8 @@
 // order, definite lengths, shortest integers, byte buffers as major type 2, None as null with the key
 // still present. Decoders accept a unit variant either as text or as a 1-key map.
 import { Decoder, Encoder } from 'cbor-x';
+import { ATTESTATION_FIELD_MAX, NSM_REQUEST_MAX_SIZE } from '../constants.ts';
 import { type DescribeNsm, type Digest, NsmError } from './types.ts';
-
-/** Largest request the device takes (NSM_REQUEST_MAX_SIZE). */
-export const NSM_REQUEST_MAX_SIZE = 0x1000;
-/** Response buffer handed to the device (NSM_RESPONSE_MAX_SIZE). */
-export const NSM_RESPONSE_MAX_SIZE = 0x3000;
-/** user_data, nonce and public_key: the NSM accepts 1024 bytes each. */
-export const ATTESTATION_FIELD_MAX = 1024;
-/** GetRandom returns up to this many bytes. */
-export const GET_RANDOM_BYTES = 256;
 
 export const NSM_ERROR_CODES = [
   'Success',
