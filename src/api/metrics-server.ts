@@ -3,6 +3,7 @@
 // forwards on purpose) can reach it.
 import { createServer } from 'node:http';
 import {
+  BadRequestError,
   type CloisterError,
   InternalError,
   MethodNotAllowedError,
@@ -10,7 +11,7 @@ import {
   renderJson,
 } from '../errors.ts';
 import { refuseOddRequests } from '../http/refuse.ts';
-import { listenOn } from '../http/server.ts';
+import { listenOn, requestUrl } from '../http/server.ts';
 import { appState, registry } from '../metrics.ts';
 import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
@@ -26,7 +27,6 @@ export async function startMetricsServer(ctx: ServiceContext): Promise<MetricsSe
   const log = ctx.logger.child({ component: 'metrics' });
 
   const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     const reply = (status: number, type: string, body: string, headers: Record<string, string> = {}) => {
       res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), ...headers });
       res.end(body);
@@ -36,6 +36,12 @@ export async function startMetricsServer(ctx: ServiceContext): Promise<MetricsSe
       const { 'content-type': type, ...rest } = rendered;
       reply(status, type!, body, { ...rest, ...headers });
     };
+    const url = requestUrl(req.url);
+    if (url === null) {
+      fail(new BadRequestError('the request target is not a valid URL'));
+      return;
+    }
+    const path = url.pathname;
     if (path !== '/healthz' && path !== '/metrics') {
       fail(new NotFoundError(`no such path: ${path}`));
       return;

@@ -26,7 +26,7 @@ import {
   toCloisterError,
 } from '../errors.ts';
 import { refuseOddRequests } from '../http/refuse.ts';
-import { listenOn, readLimitedBody } from '../http/server.ts';
+import { listenOn, readLimitedBody, requestUrl } from '../http/server.ts';
 import { attestationRequests } from '../metrics.ts';
 import type { AttestationRequest } from '../nsm/types.ts';
 import { keepServing } from '../server-errors.ts';
@@ -163,7 +163,8 @@ export async function startApiServer(ctx: ServiceContext): Promise<ApiService> {
   const log = ctx.logger.child({ component: 'api' });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    const url = requestUrl(req.url);
+    if (url === null) throw new BadRequestError('the request target is not a valid URL');
     if (url.pathname !== ATTESTATION_PATH) throw new NotFoundError(`no such path: ${url.pathname}`);
     let attReq: AttestationRequest;
     if (req.method === 'POST') attReq = await parsePost(req);

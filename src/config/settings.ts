@@ -1,7 +1,20 @@
 // cloister.yaml: cloister's own settings, in a file beside enclaver.yaml so that the manifest stays
 // valid for Enclaver. Every key is optional; absent keys take DEFAULT_SETTINGS (src/config/types.ts).
 import { isAbsolute, resolve } from 'node:path';
-import { bool, dict, int, nullable, obj, oneOf, opt, port, refine, str, type YamlSource } from './schema.ts';
+import {
+  bool,
+  dict,
+  int,
+  list,
+  nullable,
+  obj,
+  oneOf,
+  opt,
+  port,
+  refine,
+  str,
+  type YamlSource,
+} from './schema.ts';
 import { DEFAULT_SETTINGS, type Settings } from './types.ts';
 
 /** Partial settings, section by section: what cloister.yaml or command-line flags provide. */
@@ -44,7 +57,22 @@ const settingsSchema = obj({
       max_tunnels: opt(int({ min: 1 })),
     }),
   ),
-  ingress: opt(obj({ upstream_retry_ms: opt(ms()), proxy_protocol: opt(bool()) })),
+  ingress: opt(
+    obj({
+      upstream_retry_ms: opt(ms()),
+      proxy_protocol: opt(bool()),
+      // PP2_TYPE_CRC32C covers the whole header, which cloister rewrites: a kept checksum would be wrong.
+      proxy_protocol_tlvs: opt(
+        list(
+          refine(int({ min: 0, max: 255, expected: 'a PROXY v2 TLV type (an integer 0-255)' }), (v) =>
+            v === 0x03
+              ? 'type 3 (CRC32C) cannot be passed on: cloister rewrites the header it covers'
+              : undefined,
+          ),
+        ),
+      ),
+    }),
+  ),
   kms: opt(obj({ ready_wait_ms: opt(ms()), upstream_timeout_ms: opt(ms(1)) })),
   api: opt(obj({ metrics_port: opt(nullable(port())) })),
   nsm: opt(

@@ -81,6 +81,8 @@ export interface Settings {
     upstream_retry_ms: number;
     /** Send a PROXY protocol v2 header to the app (host side adds it). */
     proxy_protocol: boolean;
+    /** PROXY v2 TLV types (0-255) passed on to the app; the host's other TLVs are stripped. */
+    proxy_protocol_tlvs: number[];
   };
   kms: {
     /** How long a KMS call that arrives before credentials/key are ready waits. */
@@ -121,7 +123,7 @@ export const DEFAULT_SETTINGS: Settings = {
     max_header_bytes: 16384,
     max_tunnels: 10000,
   },
-  ingress: { upstream_retry_ms: 30000, proxy_protocol: false },
+  ingress: { upstream_retry_ms: 30000, proxy_protocol: false, proxy_protocol_tlvs: [] },
   kms: { ready_wait_ms: 10000, upstream_timeout_ms: 30000 },
   api: { metrics_port: null },
   nsm: { kind: 'device', device_path: '/dev/nsm', state_dir: null, pcrs: {} },

@@ -35,6 +35,19 @@ export function readLimitedBody(
   });
 }
 
+/**
+ * The request target as a URL, or null when it is not one. `new URL` throws on targets a client may
+ * send (`//`, `//a:99999/`, `http://[::1/`); a server answers null with 400 instead of letting the
+ * throw escape its request listener (an uncaught exception, and no answer at all).
+ */
+export function requestUrl(target: string | undefined): URL | null {
+  try {
+    return new URL(target ?? '/', 'http://localhost');
+  } catch {
+    return null;
+  }
+}
+
 /** Listens on host:port (default loopback); resolves with the bound address, rejects on a bind error. */
 export function listenOn(server: Server, port: number, host = '127.0.0.1'): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {

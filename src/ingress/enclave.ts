@@ -18,7 +18,7 @@ import type { Logger } from '../log/logger.ts';
 import { ingressConnections } from '../metrics.ts';
 import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
-import { readProxyV2 } from './proxy-protocol.ts';
+import { keepTlvs, readProxyV2 } from './proxy-protocol.ts';
 import { ConnectionSet, splice } from './splice.ts';
 
 /** How long close() waits for in-flight connections before cutting them off. */
@@ -121,6 +121,8 @@ export interface PortPlan {
 
 export interface IngressOptions {
   proxyProtocol: boolean;
+  /** PROXY v2 TLV types passed on to the app (ingress.proxy_protocol_tlvs); every other TLV is stripped. */
+  proxyTlvs?: readonly number[];
   upstreamRetryMs: number;
   closeGraceMs?: number;
 }
@@ -133,6 +135,7 @@ export async function startIngressPorts(
 ): Promise<Service> {
   const log: Logger = ctx.logger.child({ component: 'ingress' });
   const conns = new ConnectionSet();
+  const tlvTypes = new Set(opts.proxyTlvs ?? []);
   const servers: Server[] = [];
 
   const handle = async (plan: PortPlan, raw: Socket) => {
@@ -145,7 +148,8 @@ export async function startIngressPorts(
     raw.on('error', () => {}); // reported through the result below; never crash the daemon
     try {
       let header: Buffer | null = null;
-      if (plan.proxyProtocol ?? opts.proxyProtocol) header = await readProxyV2(raw, HANDSHAKE_TIMEOUT_MS);
+      if (plan.proxyProtocol ?? opts.proxyProtocol)
+        header = keepTlvs(await readProxyV2(raw, HANDSHAKE_TIMEOUT_MS), tlvTypes);
       if (secureContext) {
         // TLSSocket reads a net.Socket's handle directly and would miss bytes we pushed back after the
         // PROXY header: give it a JS stream over the socket in that case.
@@ -260,6 +264,7 @@ export async function startIngress(ctx: ServiceContext): Promise<Service> {
   }
   return startIngressPorts(ctx, plans, {
     proxyProtocol: settings.ingress.proxy_protocol,
+    proxyTlvs: settings.ingress.proxy_protocol_tlvs,
     upstreamRetryMs: settings.ingress.upstream_retry_ms,
     closeGraceMs: settings.app.stop_grace_ms,
   });

@@ -119,6 +119,37 @@ export function decodeProxyV2(header: Buffer): ProxyAddresses {
   throw new ProxyHeaderError(`unsupported PROXY address family 0x${fam.toString(16)}`);
 }
 
+/** Bytes of the address block per family byte (TCP/UDP over IPv4, IPv6); anything else carries none. */
+const ADDRESS_BYTES: Record<number, number> = { 17: 12, 18: 12, 33: 36, 34: 36 };
+
+/**
+ * The header with only the TLVs whose type is in `keep` (section 2.2.7: type, 16-bit length, value),
+ * in the order they came. TLVs are the sender's claims (the SSL TLV says a client certificate was
+ * verified, 0xEA names an AWS VPC endpoint) and the sender is the untrusted host: none reaches the app
+ * unless configured. A TLV area that does not parse is refused (ProxyHeaderError), kept types or not.
+ * A LOCAL or UNSPEC header carries no addresses the app may use: it is passed on with an empty body.
+ */
+export function keepTlvs(header: Buffer, keep: ReadonlySet<number>): Buffer {
+  const info = decodeProxyV2(header);
+  const body = header.subarray(FIXED_LEN);
+  const addrLen = info.family === 'unspec' ? body.length : ADDRESS_BYTES[header[13]!]!;
+  const kept: Buffer[] = [];
+  for (let at = addrLen; at < body.length; ) {
+    if (body.length - at < 3) throw new ProxyHeaderError('PROXY header has a truncated TLV');
+    const len = body.readUInt16BE(at + 1);
+    if (body.length - at - 3 < len)
+      throw new ProxyHeaderError('PROXY header has a TLV longer than the header');
+    if (keep.has(body[at]!)) kept.push(body.subarray(at, at + 3 + len));
+    at += 3 + len;
+  }
+  const out = Buffer.concat([
+    header.subarray(0, FIXED_LEN + (info.family === 'unspec' ? 0 : addrLen)),
+    ...kept,
+  ]);
+  out.writeUInt16BE(out.length - FIXED_LEN, 14);
+  return out;
+}
+
 /**
  * Reads exactly one PROXY v2 header off the front of `sock` and leaves everything after it unread
  * (pushed back with unshift, so a plain pipe() sees it; TLS over the raw handle would not: see

@@ -32,6 +32,8 @@ export interface EnclaveOptions {
   configFlags?: (confDir: string) => string[];
   /** The bundle to run (default dist/cli.js); a copy elsewhere runs without the native addon. */
   cli?: string;
+  /** Variables added to the test's environment for cloister (and so its app). */
+  env?: Record<string, string>;
 }
 
 export interface Enclave {
@@ -86,7 +88,10 @@ export function startEnclave(t: TestContext, opts: EnclaveOptions): Enclave {
     ...opts.app,
   ];
   // Without -p, unshare execs (no fork): the pid we get is cloister's own.
-  const proc = spawn('unshare', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn('unshare', args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: opts.env ? { ...process.env, ...opts.env } : process.env,
+  });
   let out = '';
   let err = '';
   proc.stdout!.on('data', (d: Buffer) => {

@@ -397,6 +397,24 @@ const bad: BadCase[] = [
     match: 'must be true or false',
   },
   {
+    name: 'settings: a PROXY v2 TLV type out of range',
+    manifest: BASE,
+    settings: 'ingress:\n  proxy_protocol_tlvs: [1, 256]\n',
+    file: 'cloister.yaml',
+    keyPath: 'ingress.proxy_protocol_tlvs[1]',
+    line: 2,
+    match: '256 is out of range',
+  },
+  {
+    name: 'settings: the CRC32C TLV cannot be kept (the header it covers is rewritten)',
+    manifest: BASE,
+    settings: 'ingress:\n  proxy_protocol_tlvs:\n    - 3\n',
+    file: 'cloister.yaml',
+    keyPath: 'ingress.proxy_protocol_tlvs[0]',
+    line: 3,
+    match: 'type 3 (CRC32C) cannot be passed on',
+  },
+  {
     name: 'settings: host CID',
     manifest: BASE,
     settings: 'transport:\n  kind: emulated\n  enclave_cid: 2\n',
@@ -683,6 +701,7 @@ egress:
 ingress:
   upstream_retry_ms: 1000
   proxy_protocol: true
+  proxy_protocol_tlvs: [1, 0xea]
 kms:
   ready_wait_ms: 2000
   upstream_timeout_ms: 5000
@@ -717,7 +736,7 @@ nsm:
         max_header_bytes: 8192,
         max_tunnels: 100,
       },
-      ingress: { upstream_retry_ms: 1000, proxy_protocol: true },
+      ingress: { upstream_retry_ms: 1000, proxy_protocol: true, proxy_protocol_tlvs: [1, 0xea] },
       kms: { ready_wait_ms: 2000, upstream_timeout_ms: 5000 },
       api: { metrics_port: 9100 },
       nsm: {
