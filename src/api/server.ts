@@ -12,8 +12,8 @@ import { createPublicKey } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { documentToJson } from '../attestation/describe.ts';
 import { decodeDocument } from '../attestation/document.ts';
-import { pemBlocks } from '../attestation/x509.ts';
 import { ATTESTATION_FIELD_MAX } from '../constants.ts';
+import { pemBlocks } from '../encoding/pem.ts';
 import {
   BadRequestError,
   BodyTooLargeError,

@@ -3,8 +3,8 @@
 // Everything here is hostile input: every field is type- and size-checked before use.
 import { Tag } from 'cbor-x';
 import { ATTESTATION_FIELD_MAX } from '../constants.ts';
+import { cborDecode } from '../encoding/cbor.ts';
 import { type AttestationCheck, AttestationError } from '../errors.ts';
-import { cborDecode } from '../nsm/codec.ts';
 import { parseCertificate } from './x509.ts';
 
 export { type AttestationCheck, AttestationError };

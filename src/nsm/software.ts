@@ -17,8 +17,8 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import * as pkijs from 'pkijs';
-import { derToPem, pemToDer } from '../attestation/x509.ts';
 import { ATTESTATION_FIELD_MAX, GET_RANDOM_BYTES, MAX_PCRS } from '../constants.ts';
+import { derToPem, pemToDer } from '../encoding/pem.ts';
 import { exportPkcs8, generateP384, importPkcs8, issueCertificate, KU } from './ca.ts';
 import { createNsmClient } from './client.ts';
 import { cborEncode, decodeRequest, encodeResponse, type NsmRequest, type NsmResponse } from './codec.ts';
