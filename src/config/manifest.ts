@@ -5,7 +5,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import type { Node } from 'yaml';
 import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
-import { compilePolicy, PolicyError } from '../egress/policy.ts';
+import { compilePolicy, PolicyError } from '../policy/policy.ts';
 import { APP_LOG_PORT, STATUS_PORT } from '../transport/types.ts';
 import { dict, int, list, obj, opt, port, refine, req, str, strictStr, type YamlSource } from './schema.ts';
 import type { Manifest } from './types.ts';

@@ -9,8 +9,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { Config, Manifest, Settings } from '../config/types.ts';
-import { compilePolicy } from '../egress/policy.ts';
 import { resolveTlsMaterial } from '../ingress/enclave.ts';
+import { compilePolicy } from '../policy/policy.ts';
 import { VERSION } from '../version.ts';
 
 /**

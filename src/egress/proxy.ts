@@ -40,11 +40,11 @@ import {
 } from '../errors.ts';
 import { responseStarted } from '../http/refuse.ts';
 import { egressBytes, egressDecisions, egressOpenTunnels } from '../metrics.ts';
+import { compilePolicy, type Decision } from '../policy/policy.ts';
 import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
 import { joinSockets } from '../transport/tunnel.ts';
 import { CID_HOST, EGRESS_VSOCK_PORT } from '../transport/types.ts';
-import { compilePolicy, type Decision } from './policy.ts';
 import { encodeRequest, parseResponse, readFrame } from './protocol.ts';
 
 export interface EgressProxyService extends Service {

@@ -10,11 +10,19 @@ import { lookup as dnsLookup } from 'node:dns/promises';
 import { connect as netConnect, type Server, type Socket } from 'node:net';
 import { RelayError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
+import {
+  formatIp,
+  formatRange,
+  type IpAddr,
+  type IpRange,
+  inRange,
+  parseIp,
+  parseRange,
+} from '../policy/address.ts';
+import { compilePolicy, normalizeHost, type Policy } from '../policy/policy.ts';
 import { keepServing } from '../server-errors.ts';
 import { joinSockets } from '../transport/tunnel.ts';
 import { EGRESS_VSOCK_PORT, type Transport } from '../transport/types.ts';
-import { formatIp, formatRange, type IpAddr, type IpRange, inRange, parseIp, parseRange } from './address.ts';
-import { compilePolicy, normalizeHost, type Policy } from './policy.ts';
 import {
   type ConnectRequest,
   encodeResponse,

@@ -11,12 +11,12 @@ import { createServer, type IncomingMessage, request, type ServerResponse } from
 import { promisify } from 'node:util';
 import type { SignatureV4 } from '@smithy/signature-v4';
 import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
-import { compilePolicy } from '../egress/policy.ts';
 import { renderKms } from '../errors.ts';
 import { refuseOddRequests } from '../http/refuse.ts';
 import { listenOn, readLimitedBody } from '../http/server.ts';
 import type { Logger } from '../log/logger.ts';
 import { kmsCalls } from '../metrics.ts';
+import { compilePolicy } from '../policy/policy.ts';
 import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
 import { decryptEnvelope, spkiKeyId } from './cms.ts';

@@ -3,7 +3,7 @@
 // Covers Enclaver's own tests (enclaver-compat §10) and every bypass of §10.1.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { compilePolicy, PolicyError } from '../../../src/egress/policy.ts';
+import { compilePolicy, PolicyError } from '../../../src/policy/policy.ts';
 
 type Case = [
   allow: string[],
