@@ -2,7 +2,15 @@
   "targets": [
     {
       "target_name": "cloister_native",
-      "sources": ["src/cloister_native.c"],
+      "sources": [
+        "src/addon.c",
+        "src/common.c",
+        "src/poller.c",
+        "src/vsock.c",
+        "src/nsm.c",
+        "src/system.c",
+        "src/splice.c"
+      ],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8"]
     }

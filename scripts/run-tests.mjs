@@ -94,6 +94,14 @@ const plan = tiers
 if (plan.length === 0) fail('no test files matched');
 
 const isRoot = process.getuid?.() === 0;
+
+// The tools the tests drive (aws CLI, boto3, curl...): installed via apt as root, reported by name otherwise.
+// If some cannot be had, the run goes on: the tests that need them fail saying which tool is missing.
+const setup = spawnSync('bash', ['scripts/setup-test-deps.sh', ...(isRoot ? [] : ['--check'])], {
+  stdio: 'inherit',
+});
+if (setup.status !== 0)
+  console.error('run-tests: going on; the tests that need what is missing will fail naming it');
 const results = [];
 let built = false;
 for (const { tier, files } of plan) {

@@ -12,24 +12,32 @@ export interface VsockAddress {
 }
 
 /**
- * The addon's functions (native/src/cloister_native.c). Failed syscalls throw (or reject with) an
- * Error whose `code` is the errno name (ECONNREFUSED, EMSGSIZE...), plus `errno` and `syscall`.
+ * The interface version this code expects of the addon: CLOISTER_NATIVE_ABI in native/src/common.h.
+ * Bump both together whenever a function is added, removed or changes shape.
+ */
+export const NATIVE_ABI_VERSION = 2;
+
+/**
+ * The addon's functions (native/src/*.c, one unit per concern). Failed syscalls throw (or reject with)
+ * an Error whose `code` is the errno name (ECONNREFUSED, EMSGSIZE...), plus `errno` and `syscall`.
+ * Every function is present: loadNative() refuses an addon of another ABI version once, at load.
  */
 export interface NativeAddon {
+  readonly abiVersion: number;
   /** socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC) -> fd. */
   vsockSocket(): number;
   vsockBind(fd: number, cid: number, port: number): void;
   vsockListen(fd: number, backlog: number): void;
-  /** Connects off the event loop; resolves with a connected non-blocking fd. ETIMEDOUT after timeoutMs (<0: none). */
+  /**
+   * Non-blocking connect, waited for on the loop's poller (no thread-pool thread is held); resolves with
+   * a connected non-blocking fd. ETIMEDOUT after timeoutMs (<0: only the kernel's own limit).
+   */
   vsockConnect(cid: number, port: number, timeoutMs: number): Promise<number>;
   vsockLocalAddress(fd: number): VsockAddress;
   vsockRemoteAddress(fd: number): VsockAddress;
   closeFd(fd: number): void;
-  /**
-   * pipe2(O_CLOEXEC) -> [readFd, writeFd] (both blocking; libuv makes an adopted end non-blocking).
-   * Optional: older builds lack it (the supervisor then gives the app two pipes).
-   */
-  makePipe?(): [readFd: number, writeFd: number];
+  /** pipe2(O_CLOEXEC) -> [readFd, writeFd] (both blocking; libuv makes an adopted end non-blocking). */
+  makePipe(): [readFd: number, writeFd: number];
   /** open(path, O_RDWR | O_CLOEXEC) -> fd. */
   nsmOpen(path: string): number;
   /** NSM_IOCTL_RAW off the event loop with a 12288-byte response buffer; request <= 4096 bytes (else EMSGSIZE, before the call). */
@@ -43,18 +51,17 @@ export interface NativeAddon {
    * the event loop). The fds are dup()ed; the caller stops reading its own and closes them after
    * `done`. EOF is carried as shutdown(SHUT_WR); an error, spliceCancel or idleMs without traffic
    * (0: never) ends both. `done` gets the first error (null on a clean end) and bytes moved each way.
-   * Optional: older builds lack it (callers fall back to JS streams).
    */
-  spliceJoin?(
+  spliceJoin(
     fdA: number,
     fdB: number,
     idleMs: number,
     done: (err: NativeError | null, aToB: number, bToA: number) => void,
   ): SpliceHandle;
   /** Ends a pump now; its `done` still runs (with ECANCELED). No-op once it ended. */
-  spliceCancel?(handle: SpliceHandle): void;
+  spliceCancel(handle: SpliceHandle): void;
   /** Pipe pairs kept for reuse by finished pumps on this thread (bounded; empty, default-size pipes). */
-  spliceIdlePipes?(): number;
+  spliceIdlePipes(): number;
 }
 
 /** Opaque handle of a running splice pump. */
@@ -88,7 +95,14 @@ export function loadNative(): NativeAddon {
   const tried = nativeCandidates();
   for (const p of tried) {
     if (existsSync(p)) {
-      cached = require(p) as NativeAddon;
+      const addon = require(p) as Partial<NativeAddon>;
+      if (addon.abiVersion !== NATIVE_ABI_VERSION) {
+        throw new Error(
+          `cloister native addon ${p} has ABI version ${String(addon.abiVersion ?? 'none (a build older than version 2)')}, ` +
+            `this cloister needs ${NATIVE_ABI_VERSION}: rebuild it (\`npm install\` or \`node-gyp rebuild --directory native\`)`,
+        );
+      }
+      cached = addon as NativeAddon;
       return cached;
     }
   }

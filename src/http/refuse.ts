@@ -13,6 +13,10 @@ import {
   MethodNotAllowedError,
   RequestTimeoutError,
 } from '../errors.ts';
+import { responseStarted } from '../transport/node-internals.ts';
+
+// Whether a response has begun on a socket is read from Node's internals, kept in one module.
+export { responseStarted };
 
 function answer(socket: Duplex, err: CloisterError, render: ErrorRenderer): void {
   if (!socket.writable) {
@@ -36,12 +40,6 @@ export function parserRefusal(err: NodeJS.ErrnoException): CloisterError {
   if (err.code === 'HPE_HEADER_OVERFLOW') return new HeadersTooLargeError('request headers too large');
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return new RequestTimeoutError('request not received in time');
   return new MalformedHttpError(`malformed HTTP request (${err.code ?? err.message})`, { cause: err });
-}
-
-/** A response on this server socket has begun (its head is written): nothing raw may follow it. */
-export function responseStarted(socket: Duplex): boolean {
-  const res = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
-  return res?.headersSent === true;
 }
 
 export function refuseOddRequests(

@@ -4,8 +4,8 @@
 // only as CiphertextForRecipient (CMS to the document's RSA key), never as Plaintext.
 import { generateKeyPair, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { KmsError } from '../kms/errors.ts';
 import { blobKeyId, open, seal } from './ciphertext.ts';
+import { KmsError } from './errors.ts';
 import { evaluatePolicy, parsePolicy } from './policy.ts';
 import { buildEnvelope } from './recipient.ts';
 import type { KeyRecord, KeyStore } from './store.ts';

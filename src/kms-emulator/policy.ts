@@ -4,7 +4,7 @@
 // kms:RecipientAttestation:ImageSha384 and kms:RecipientAttestation:PCR<N>. Explicit Deny wins, then Allow,
 // else implicit deny, as in IAM. A request without an attestation document has no such keys, so a positive
 // condition on them never matches it.
-import { KmsError } from '../kms/errors.ts';
+import { KmsError } from './errors.ts';
 
 const OPERATORS = new Set([
   'StringEquals',

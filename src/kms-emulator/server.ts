@@ -7,11 +7,12 @@ import { verifyAttestation } from '../attestation/verify.ts';
 import { renderKms } from '../errors.ts';
 import { refuseOddRequests } from '../http/refuse.ts';
 import { listenOn, readLimitedBody } from '../http/server.ts';
-import { KmsError, sendJson, sendKmsError } from '../kms/errors.ts';
-import { SignatureError, verifySignature } from '../kms/sigv4.ts';
+import { sendJson } from '../kms/errors.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { keepServing } from '../server-errors.ts';
 import { ACTIONS, type ActionContext, type VerifiedRecipient } from './actions.ts';
+import { KmsError, sendKmsError } from './errors.ts';
+import { SignatureError, verifySignature } from './sigv4-verify.ts';
 import { KeyStore } from './store.ts';
 
 export interface EmulatorCredentials {

@@ -1,4 +1,4 @@
-// The proxy's own AWS credentials, from the usual chain: environment variables (the SDK's fromEnv), then
+// The proxy's own AWS credentials, from the usual chain: environment variables (as the SDK's fromEnv), then
 // container credentials, then EC2 IMDSv2. The last two are written here, small, because the SDK's
 // providers open their own TCP connections to 169.254.170.2 / 169.254.169.254, and inside an enclave the
 // only way out is the egress proxy (enclaver-compat §12.1); these speak plain HTTP through it.
@@ -7,7 +7,6 @@
 // when min(5 min, half their lifetime) remains, and a call that finds them inside that margin refreshes
 // first. A failed refresh keeps the old credentials until they really expire, and retries with backoff.
 import { readFileSync } from 'node:fs';
-import { fromEnv } from '@aws-sdk/credential-providers';
 import type { AwsCredentialIdentity } from '@smithy/types';
 import type { Logger } from '../log/logger.ts';
 import { type EgressProxy, httpThrough } from './egress.ts';
@@ -52,18 +51,21 @@ function parseJsonCreds(text: string, source: string): Credentials {
   };
 }
 
-/** AWS_ACCESS_KEY_ID & co.: the SDK's fromEnv when reading this process's environment. */
+/**
+ * AWS_ACCESS_KEY_ID & co., read as the SDK's fromEnv reads them. Written here rather than imported: the
+ * provider packages pull @aws-sdk/core and smithy's config layer into the measured bundle for ten lines
+ * (docs/decisions.md, "AWS credentials from the environment").
+ */
 function envSource(env: NodeJS.ProcessEnv): Source {
   return {
     name: 'environment',
     fetch: async () => {
       if (!env.AWS_ACCESS_KEY_ID || !env.AWS_SECRET_ACCESS_KEY) return null;
-      if (env === process.env) return { ...(await fromEnv()()), source: 'environment' };
       const exp = env.AWS_CREDENTIAL_EXPIRATION ? new Date(env.AWS_CREDENTIAL_EXPIRATION) : undefined;
       return {
         accessKeyId: env.AWS_ACCESS_KEY_ID,
         secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
-        sessionToken: env.AWS_SESSION_TOKEN,
+        sessionToken: env.AWS_SESSION_TOKEN || undefined,
         expiration: exp && !Number.isNaN(exp.getTime()) ? exp : undefined,
         source: 'environment',
       };
@@ -132,19 +134,35 @@ function imdsSource(env: NodeJS.ProcessEnv, egress: EgressProxy | null): Source 
   };
 }
 
+/** The time and the refresh timer, injectable so a test can step past an expiry instead of waiting for it. */
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+const systemClock: Clock = {
+  now: () => Date.now(),
+  // unref: a pending refresh never keeps the process alive.
+  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
 export interface CredentialChainOptions {
   egress: EgressProxy | null;
   logger: Logger;
   env?: NodeJS.ProcessEnv;
   /** Test hook: replace the chain. */
   sources?: Source[];
+  /** Test hook: a manual clock (default: Date.now and setTimeout). */
+  clock?: Clock;
 }
 
 export class CredentialChain {
   private current: Credentials | null = null;
   private fetchedAt = 0;
   private inflight: Promise<Credentials> | null = null;
-  private timer: NodeJS.Timeout | null = null;
+  private timer: unknown = null;
   private failures = 0;
   private retryAt = 0;
   private closed = false;
@@ -152,10 +170,12 @@ export class CredentialChain {
   lastError: string | null = null;
   private readonly sources: Source[];
   private readonly logger: Logger;
+  private readonly clock: Clock;
 
   constructor(opts: CredentialChainOptions) {
     const env = opts.env ?? process.env;
     this.logger = opts.logger;
+    this.clock = opts.clock ?? systemClock;
     this.sources = opts.sources ?? [
       envSource(env),
       containerSource(env, opts.egress),
@@ -170,7 +190,7 @@ export class CredentialChain {
 
   close(): void {
     this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
+    if (this.timer) this.clock.clearTimeout(this.timer);
   }
 
   private marginMs(c: Credentials): number {
@@ -179,11 +199,11 @@ export class CredentialChain {
     return Math.min(MAX_MARGIN_MS, Math.max(0, lifetime / 2));
   }
 
-  private usable(c: Credentials | null, now = Date.now()): boolean {
+  private usable(c: Credentials | null, now = this.clock.now()): boolean {
     return !!c && (!c.expiration || c.expiration.getTime() > now + 1000);
   }
 
-  private fresh(c: Credentials | null, now = Date.now()): boolean {
+  private fresh(c: Credentials | null, now = this.clock.now()): boolean {
     return !!c && (!c.expiration || c.expiration.getTime() - now > this.marginMs(c));
   }
 
@@ -194,7 +214,7 @@ export class CredentialChain {
   async get(): Promise<Credentials> {
     if (this.fresh(this.current)) return this.current!;
     if (this.usable(this.current)) {
-      if (!this.inflight && Date.now() >= this.retryAt) this.start();
+      if (!this.inflight && this.clock.now() >= this.retryAt) this.start();
       return this.current!;
     }
     return this.refresh();
@@ -230,7 +250,7 @@ export class CredentialChain {
         const c = await src.fetch();
         if (!c) continue;
         this.current = c;
-        this.fetchedAt = Date.now();
+        this.fetchedAt = this.clock.now();
         this.failures = 0;
         this.lastError = null;
         this.logger.info(
@@ -248,21 +268,20 @@ export class CredentialChain {
     this.lastError = errors.length ? errors.join('; ') : 'no source configured credentials';
     this.logger.warn({ reason: this.lastError, attempt: this.failures }, 'kms proxy: no AWS credentials');
     const backoff = Math.min(30_000, 500 * 2 ** Math.min(this.failures, 6));
-    this.retryAt = Date.now() + backoff;
+    this.retryAt = this.clock.now() + backoff;
     this.schedule(backoff);
     throw new Error(this.lastError);
   }
 
   private refreshDelay(c: Credentials): number | null {
     if (!c.expiration) return null;
-    return Math.max(0, c.expiration.getTime() - Date.now() - this.marginMs(c));
+    return Math.max(0, c.expiration.getTime() - this.clock.now() - this.marginMs(c));
   }
 
   private schedule(delay: number | null): void {
-    if (this.timer) clearTimeout(this.timer);
+    if (this.timer) this.clock.clearTimeout(this.timer);
     this.timer = null;
     if (delay === null || this.closed) return;
-    this.timer = setTimeout(() => this.start(), delay);
-    this.timer.unref();
+    this.timer = this.clock.setTimeout(() => this.start(), delay);
   }
 }

@@ -2,9 +2,12 @@
 //  - dialThrough: an HTTP CONNECT tunnel (used for KMS, https or http);
 //  - httpThrough: one small plain-HTTP request in absolute form (used for IMDS and container credentials).
 // Without an egress proxy configured (tests, a host-side run) both go direct.
+// All of it is Node's http/tls client: CONNECT through http.request, TLS over the tunnel through
+// tls.connect({socket}), pooling through an http.Agent whose createConnection opens the tunnel. Why not
+// undici's ProxyAgent: docs/decisions.md, "Outbound HTTP through the egress proxy".
 
 import { readFileSync } from 'node:fs';
-import { Agent, type ClientRequestArgs, request as httpRequest } from 'node:http';
+import { Agent, type ClientRequest, type ClientRequestArgs, request as httpRequest } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
@@ -25,75 +28,76 @@ export class EgressError extends Error {
   }
 }
 
-/** Opens a TCP stream to host:port, through the egress proxy's CONNECT when one is configured. */
+/**
+ * Opens a TCP stream to host:port, through the egress proxy's CONNECT when one is configured. The
+ * CONNECT is Node's own (http.request with method CONNECT and its 'connect' event): Node's HTTP parser
+ * reads the reply and hands over the socket with any bytes that came after the reply head.
+ */
 export function dialThrough(
   proxy: EgressProxy | null,
   host: string,
   port: number,
   timeoutMs: number,
 ): Promise<Socket> {
+  const authority = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  const where = proxy ? `the egress proxy ${proxy.host}:${proxy.port}` : authority;
   return new Promise((resolve, reject) => {
-    // No Nagle: Node's own Agent sets noDelay on the sockets it opens, and this one replaces its
-    // createConnection. A request or reply written in pieces (TLS records) must not wait for an ACK.
-    const sock = netConnect({ host: proxy?.host ?? host, port: proxy?.port ?? port, noDelay: true });
     let settled = false;
-    const done = (err: Error | null) => {
+    const settle = (err: Error | null, sock?: Socket) => {
       if (settled) return;
       settled = true;
-      sock.setTimeout(0);
+      clearTimeout(timer);
       if (err) {
-        sock.destroy();
+        sock?.destroy();
         reject(err);
-      } else resolve(sock);
-    };
-    sock.setTimeout(timeoutMs, () => done(new EgressError(`timed out connecting to ${host}:${port}`, true)));
-    sock.once('error', (err) =>
-      done(
-        new EgressError(
-          `cannot connect to ${proxy ? `the egress proxy ${proxy.host}:${proxy.port}` : `${host}:${port}`}: ${err.message}`,
-        ),
-      ),
-    );
-    if (!proxy) {
-      sock.once('connect', () => done(null));
-      return;
-    }
-    const authority = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-    sock.once('connect', () => sock.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`));
-    // Read the reply in paused mode ('readable' + read()): once our listener is gone the stream is neither
-    // flowing nor paused, so the HTTP client or TLS layer that takes it over starts it as usual, and
-    // bytes after the reply head (unshifted back) are not lost.
-    let head = Buffer.alloc(0);
-    const onReadable = () => {
-      for (let chunk = sock.read() as Buffer | null; chunk !== null; chunk = sock.read() as Buffer | null) {
-        head = Buffer.concat([head, chunk]);
-      }
-      const end = head.indexOf('\r\n\r\n');
-      if (end === -1) {
-        if (head.length > 16384) done(new EgressError('egress proxy sent an oversized CONNECT reply'));
         return;
       }
-      sock.off('readable', onReadable);
-      const statusLine = head.subarray(0, head.indexOf('\r\n')).toString('latin1');
-      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1] ?? 0);
-      if (status !== 200) {
-        const body = head
-          .subarray(end + 4)
-          .toString('utf8')
-          .trim()
-          .slice(0, 300);
-        done(
+      // No Nagle: Node's own Agent sets noDelay on the sockets it opens, and this one replaces its
+      // createConnection. A request or reply written in pieces (TLS records) must not wait for an ACK.
+      sock!.setNoDelay(true);
+      resolve(sock!);
+    };
+    const timer = setTimeout(() => {
+      const err = new EgressError(`timed out connecting to ${authority}`, true);
+      if (connecting) connecting.destroy(err);
+      else req!.destroy(err);
+      settle(err);
+    }, timeoutMs);
+    let connecting: Socket | undefined;
+    let req: ClientRequest | undefined;
+    if (!proxy) {
+      connecting = netConnect({ host, port });
+      connecting.once('connect', () => settle(null, connecting));
+      connecting.once('error', (err) =>
+        settle(new EgressError(`cannot connect to ${where}: ${err.message}`)),
+      );
+      return;
+    }
+    req = httpRequest({
+      host: proxy.host,
+      port: proxy.port,
+      method: 'CONNECT',
+      path: authority,
+      headers: { host: authority },
+      agent: false,
+    });
+    req.once('connect', (res, sock, head) => {
+      if (res.statusCode !== 200) {
+        // Node does not read a body after a CONNECT reply; whatever came with the head is the reason.
+        const reason = head.toString('utf8').trim().slice(0, 300);
+        settle(
           new EgressError(
-            `egress proxy refused CONNECT ${authority}: ${statusLine}${body ? ` (${body})` : ''}`,
+            `egress proxy refused CONNECT ${authority}: HTTP/${res.httpVersion} ${res.statusCode} ${res.statusMessage}${reason ? ` (${reason})` : ''}`,
           ),
+          sock,
         );
         return;
       }
-      const rest = head.subarray(end + 4);
-      if (rest.length > 0) sock.unshift(rest);
-      done(null);
-    };
-    sock.on('readable', onReadable);
+      if (head.length > 0) sock.unshift(head);
+      settle(null, sock);
+    });
+    req.once('error', (err) => settle(new EgressError(`cannot connect to ${where}: ${err.message}`)));
+    req.end();
   });
 }
 

@@ -1,19 +1,10 @@
-// KMS's JSON error format (awsJson1_1): status + `{"__type": Name, "message": text}`, shared by the proxy's
-// own refusals and the emulator. SDKs read `__type` (and X-Amzn-ErrorType) to pick the exception class.
+// Writing KMS JSON 1.1 answers (awsJson1_1): the KMS proxy's replies and refusals, and the emulator's
+// replies. SDKs read `__type` (and X-Amzn-ErrorType) to pick the exception class.
 import type { ServerResponse } from 'node:http';
+import { AMZ_JSON, type CloisterError, renderKms } from '../errors.ts';
 
-export const AMZ_JSON = 'application/x-amz-json-1.1';
-
-export class KmsError extends Error {
-  constructor(
-    readonly type: string,
-    message: string,
-    readonly status = 400,
-  ) {
-    super(message);
-    this.name = 'KmsError';
-  }
-}
+/** What the KMS proxy's refusals say first, so a reader knows the proxy, not KMS, refused. */
+export const KMS_PROXY_PREFIX = 'cloister KMS proxy: ';
 
 export function sendJson(
   res: ServerResponse,
@@ -34,11 +25,17 @@ export function sendJson(
   res.end(text);
 }
 
-export function sendKmsError(res: ServerResponse, err: KmsError, extra: Record<string, string> = {}): void {
-  sendJson(
-    res,
-    err.status,
-    { __type: err.type, message: err.message },
-    { 'x-amzn-errortype': err.type, ...extra },
-  );
+/** A refusal of the KMS proxy: status and KMS `__type` from the error table, the code in x-cloister-error. */
+export function sendProxyError(
+  res: ServerResponse,
+  err: CloisterError,
+  extra: Record<string, string> = {},
+): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const r = renderKms(err, KMS_PROXY_PREFIX);
+  res.writeHead(r.status, { ...r.headers, 'content-length': Buffer.byteLength(r.body), ...extra });
+  res.end(r.body);
 }

@@ -9,6 +9,7 @@ import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
 import { AppStartError } from '../errors.ts';
 import { openSharedPipe, type SharedPipe, sharedPipeUnavailable } from './output-pipe.ts';
+import { registerNodeChild } from './reaper.ts';
 import { signalName } from './status.ts';
 
 /** Where a chunk of app output came from: the one shared pipe, or one of two separate ones. */
@@ -110,6 +111,8 @@ export function launchApp(spec: AppSpec): Promise<RunningApp> {
       new AppStartError(describeSpawnError(file, err as NodeJS.ErrnoException), undefined),
     );
   }
+  // Before anything else can run: the reaper must never collect the app's exit status from libuv.
+  registerNodeChild(child);
   // spawn() returns once the app has exec()ed (or failed to): it holds its own copies of the write end
   // by now. Ours must go, or the read end would never see EOF.
   shared?.closeWriteEnd();

@@ -4,9 +4,9 @@
 // comes from the native addon (pipe2 with O_CLOEXEC: no other child inherits it). spawn dup2()s the
 // write end onto the app's fds 1 and 2; the read end is adopted by a libuv Pipe handle and read as a
 // net.Socket, like an adopted vsock fd.
-import { Socket, type SocketConstructorOpts } from 'node:net';
+import type { Socket } from 'node:net';
 import { loadNative, type NativeAddon } from '../native.ts';
-import { adoptFd } from '../transport/vsock.ts';
+import { adoptFd, socketFromHandle } from '../transport/node-internals.ts';
 
 export interface SharedPipe {
   /** Give this to spawn as both stdout and stderr; close it (closeWriteEnd) right after spawn. */
@@ -17,7 +17,7 @@ export interface SharedPipe {
   closeWriteEnd(): void;
 }
 
-type PipeMaker = Required<Pick<NativeAddon, 'makePipe' | 'closeFd'>>;
+type PipeMaker = Pick<NativeAddon, 'makePipe' | 'closeFd'>;
 
 let maker: PipeMaker | null | undefined;
 let unavailableReason: string | null = null;
@@ -26,12 +26,7 @@ function pipeMaker(): PipeMaker | null {
   if (maker !== undefined) return maker;
   try {
     const native = loadNative();
-    if (typeof native.makePipe === 'function') {
-      maker = { makePipe: native.makePipe.bind(native), closeFd: native.closeFd.bind(native) };
-    } else {
-      maker = null;
-      unavailableReason = 'the native addon is an older build without makePipe';
-    }
+    maker = { makePipe: native.makePipe.bind(native), closeFd: native.closeFd.bind(native) };
   } catch (err) {
     maker = null;
     unavailableReason = (err as Error).message;
@@ -61,9 +56,8 @@ export function openSharedPipe(): SharedPipe | null {
     native.closeFd(writeFd);
     throw err;
   }
-  // Read-only, as Node's own child stdout sockets (`handle` is the option net.Server uses too).
-  const opts = { handle, readable: true, writable: false };
-  const output = new Socket(opts as unknown as SocketConstructorOpts);
+  // Read-only, as Node's own child stdout sockets.
+  const output = socketFromHandle(handle, { readable: true, writable: false });
   let writeOpen = true;
   return {
     writeFd,

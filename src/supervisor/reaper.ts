@@ -3,31 +3,21 @@
 //
 // Node collects its own children itself (libuv calls waitpid(pid) for each child it spawned, and only
 // then emits 'exit'). Reaping one of those here would steal its exit status: libuv would get ECHILD and
-// the 'exit' event would never come. So every child Node spawns is recorded (ChildProcess.prototype.spawn
-// is the single path for spawn/exec/execFile/fork) until its 'exit', and the reaper only touches zombies
-// that are our children and not on that list: exactly the reparented orphans.
-import { ChildProcess } from 'node:child_process';
+// the 'exit' event would never come. So every child cloister spawns in the enclave is registered where
+// it is spawned (registerNodeChild; today only the app, src/supervisor/app.ts) until its 'exit', and the
+// reaper only touches zombies that are our children and not registered: exactly the reparented orphans.
+// A new spawn() in the enclave process must register its child too.
+import type { ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
 const nodeChildren = new Set<number>();
-let tracking = false;
 
-/** Start recording the pids of children Node spawns. Idempotent; call before anything spawns. */
-export function trackNodeChildren(): void {
-  if (tracking) return;
-  tracking = true;
-  // `spawn` is on the prototype but not in @types/node's ChildProcess.
-  const proto = ChildProcess.prototype as unknown as { spawn: (...args: unknown[]) => unknown };
-  const original = proto.spawn;
-  proto.spawn = function (this: ChildProcess, ...args: unknown[]) {
-    const result = original.apply(this, args);
-    const pid = this.pid;
-    if (pid !== undefined) {
-      nodeChildren.add(pid);
-      this.once('exit', () => nodeChildren.delete(pid));
-    }
-    return result;
-  };
+/** Keeps the reaper off a child Node itself waits for, until its 'exit'. Call right after spawn(). */
+export function registerNodeChild(child: ChildProcess): void {
+  const pid = child.pid;
+  if (pid === undefined) return; // spawn failed: there is no process to protect
+  nodeChildren.add(pid);
+  child.once('exit', () => nodeChildren.delete(pid));
 }
 
 export function isNodeChild(pid: number): boolean {

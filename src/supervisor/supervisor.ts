@@ -28,7 +28,7 @@ import { bootstrap } from './bootstrap.ts';
 import { lazyNsm } from './lazy-nsm.ts';
 import { LineJoiner } from './line-joiner.ts';
 import { LogServer } from './log-server.ts';
-import { ourGroupMembers, Reaper, trackNodeChildren } from './reaper.ts';
+import { ourGroupMembers, Reaper } from './reaper.ts';
 import { RestartTracker } from './restart.ts';
 import { type AppStatus, StatusBoard } from './status.ts';
 
@@ -115,7 +115,6 @@ export class Supervisor {
 
   /** Runs until cloister should exit; resolves with its exit code. */
   async run(): Promise<number> {
-    trackNodeChildren();
     let config: Config | undefined;
     let configError: Error | undefined;
     try {

@@ -1,4 +1,6 @@
+import { loadNative, type NativeAddon } from '../native.ts';
 import { EmulatedTransport } from './emulated.ts';
+import { checkNodeInternals } from './node-internals.ts';
 import type { Transport } from './types.ts';
 
 export { EmulatedTransport } from './emulated.ts';
@@ -12,7 +14,19 @@ export interface TransportOptions {
   cid?: number;
 }
 
+/**
+ * The transport a process carries its traffic on. Made before any listener or connection, so it is where
+ * the Node-internals self-check runs (once per process): a Node that changed one of them fails here.
+ */
 export async function createTransport(opts: TransportOptions): Promise<Transport> {
+  let addon: NativeAddon | null = null;
+  try {
+    addon = loadNative();
+  } catch (err) {
+    // vsock cannot work without it; the emulated transport can (tunnels then use Node streams).
+    if (opts.kind === 'vsock') throw err;
+  }
+  await checkNodeInternals({ addon, vsock: opts.kind === 'vsock' });
   if (opts.kind === 'emulated') {
     if (!opts.dir) throw new Error('emulated transport needs a directory (transport.dir / --vsock-dir)');
     if (opts.cid === undefined) throw new Error("emulated transport needs this side's CID");

@@ -5,11 +5,17 @@
 // Two engines, same semantics:
 // - splice (default when the native addon has it and both sockets are plain TCP/Unix sockets with an
 //   fd): after handing over whatever Node already read, the kernel moves the bytes socket -> pipe ->
-//   socket (native/src/cloister_native.c spliceJoin), event-driven on this loop, never through JS.
+//   socket (native/src/splice.c spliceJoin), event-driven on this loop, never through JS.
 // - stream: Node's own pipe() with backpressure. Used for TLS sockets or anything without an fd, when
 //   the addon is missing, when a side already ended, or with CLOISTER_TUNNEL_ENGINE=stream.
 import type { Socket } from 'node:net';
 import { loadNative, type NativeAddon, type NativeError, type SpliceHandle } from '../native.ts';
+import {
+  eofRead,
+  raiseWriteHighWaterMark,
+  spliceableHandleFd,
+  stopReadingForever,
+} from './node-internals.ts';
 
 export type TunnelEngine = 'splice' | 'stream';
 
@@ -28,33 +34,20 @@ let addon: Pick<NativeAddon, 'spliceJoin' | 'spliceCancel'> | null | undefined;
 function spliceAddon(): Pick<NativeAddon, 'spliceJoin' | 'spliceCancel'> | null {
   if (addon === undefined) {
     try {
-      const n = loadNative();
-      addon = typeof n.spliceJoin === 'function' && typeof n.spliceCancel === 'function' ? n : null;
+      addon = loadNative();
     } catch {
-      addon = null;
+      addon = null; // no addon (a bare checkout): the stream engine carries every tunnel
     }
   }
   return addon;
 }
 
-interface Internals {
-  _handle?: { fd?: number; readStop?: () => number; reading?: boolean; constructor?: { name?: string } };
-  _readableState?: { ended: boolean };
-  _writableState?: { highWaterMark: number };
-  encrypted?: boolean;
-  _read: (n: number) => void;
-}
-
 /** The fd the kernel can splice, or -1: a plain TCP or Unix stream socket, open both ways, nothing queued. */
 function spliceableFd(s: Socket): number {
-  const i = s as unknown as Internals;
-  const h = i._handle;
-  if (!h || i.encrypted || s.connecting || s.destroyed) return -1;
-  const kind = h.constructor?.name;
-  if (kind !== 'TCP' && kind !== 'Pipe') return -1;
-  if (typeof h.fd !== 'number' || h.fd < 0 || typeof h.readStop !== 'function') return -1;
-  if (i._readableState?.ended !== false || !s.writable || s.writableLength > 0) return -1;
-  return h.fd;
+  if ((s as Socket & { encrypted?: boolean }).encrypted || s.connecting || s.destroyed) return -1;
+  const fd = spliceableHandleFd(s);
+  if (fd === undefined || eofRead(s) || !s.writable || s.writableLength > 0) return -1;
+  return fd;
 }
 
 export function joinSockets(a: Socket, b: Socket, opts: TunnelOptions = {}): void {
@@ -87,7 +80,7 @@ function spliceJoin(
   let bToA = 0;
   const teardown = (err?: Error | null) => {
     if (err && !firstError) firstError = err;
-    if (pump && !ended) native.spliceCancel!(pump);
+    if (pump && !ended) native.spliceCancel(pump);
     a.destroy();
     b.destroy();
   };
@@ -107,18 +100,14 @@ function spliceJoin(
     s.setTimeout(0); // Node sees no traffic any more; the pump keeps the idle timer
     s.setNoDelay?.(true);
     // Detach Node: stop its reads and make sure nothing (resume(), read()) starts them again.
-    const i = s as unknown as Internals;
-    s.pause();
-    i._read = () => {};
-    i._handle!.reading = false;
-    i._handle!.readStop!();
+    stopReadingForever(s);
   }
   // Bytes Node read before the handover go first, through Node; the pump starts once they are written.
   let pending = 1;
   const go = () => {
     if (--pending > 0 || a.destroyed || b.destroyed) return;
     try {
-      pump = native.spliceJoin!(fa, fb, opts.idleTimeoutMs ?? 0, (err, ab, ba) => {
+      pump = native.spliceJoin(fa, fb, opts.idleTimeoutMs ?? 0, (err, ab, ba) => {
         ended = true;
         aToB = ab;
         bToA = ba;
@@ -170,8 +159,7 @@ function streamJoin(a: Socket, b: Socket, opts: TunnelOptions): void {
     // Node's default 16 KiB write buffer pauses the reading side after every 64 KiB read; 256 KiB lets a
     // few reads queue while the kernel drains (fewer pause/resume round trips, ~+20% throughput here)
     // and still bounds what a stalled reader can hold: about 2 x 320 KiB per tunnel per side.
-    const ws = (s as unknown as Internals)._writableState;
-    if (ws) ws.highWaterMark = Math.max(ws.highWaterMark, WRITE_HWM);
+    raiseWriteHighWaterMark(s, WRITE_HWM);
   }
   a.pipe(b);
   b.pipe(a);

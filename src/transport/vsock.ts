@@ -3,53 +3,15 @@
 // (libuv's stream code works on any stream socket, while net.Server.listen({fd}) refuses a vsock fd
 // because libuv only guesses TCP and Unix sockets). So callers get real net.Server / net.Socket
 // objects with backpressure and half-close, exactly like the emulated transport's Unix sockets.
-import { Server, Socket, type SocketConstructorOpts } from 'node:net';
-import { getSystemErrorName } from 'node:util';
+import { Server, type Socket } from 'node:net';
 import { isNativeError, loadNative, type VsockAddress } from '../native.ts';
+import { adoptFd, handleFd, listenOnHandle, socketFromHandle } from './node-internals.ts';
 import { CID_ANY, type Transport } from './types.ts';
 
 /** VMADDR_PORT_ANY: let the kernel pick a free port. */
 export const VSOCK_PORT_ANY = 0xffffffff;
 export const DEFAULT_VSOCK_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_BACKLOG = 511;
-
-export interface PipeHandle {
-  open(fd: number): number;
-  readonly fd: number;
-  close(cb?: () => void): void;
-}
-interface PipeWrapBinding {
-  Pipe: new (type: number) => PipeHandle;
-  constants: { SOCKET: number; SERVER: number };
-}
-
-let pipeWrap: PipeWrapBinding | undefined;
-function pipeBinding(): PipeWrapBinding {
-  // process.binding('pipe_wrap') is deprecated in the docs but still present and silent in Node 20-26;
-  // it is the one way to hand an arbitrary stream fd to libuv.
-  pipeWrap ??= (process as unknown as { binding(name: string): PipeWrapBinding }).binding('pipe_wrap');
-  return pipeWrap;
-}
-
-function uvError(op: string, rc: number): Error {
-  const code = getSystemErrorName(rc);
-  return Object.assign(new Error(`${op} failed: ${code}`), { code, errno: -rc });
-}
-
-/**
- * A libuv Pipe handle of `type` that has taken over `fd`; throws (the caller still owns fd) if it cannot.
- * Also used for a plain pipe's read end (the app's output, src/supervisor/output-pipe.ts).
- */
-export function adoptFd(fd: number, type: 'SERVER' | 'SOCKET', what: string): PipeHandle {
-  const { Pipe, constants } = pipeBinding();
-  const handle = new Pipe(constants[type]);
-  const rc = handle.open(fd);
-  if (rc !== 0) {
-    handle.close();
-    throw uvError(what, rc);
-  }
-  return handle;
-}
 
 /**
  * Adopts a listening stream-socket fd (vsock, but any stream socket works) as a net.Server, which then
@@ -61,13 +23,6 @@ export function serverFromListeningFd(
 ): Promise<Server> {
   const handle = adoptFd(fd, 'SERVER', 'adopting the listening socket');
   const server = new Server({ allowHalfOpen: opts.allowHalfOpen ?? true });
-  // What server.listen(tcpHandle) does for a TCP handle; listen() itself accepts only TCP handles,
-  // so set the handle and take the same internal path (present since Node 0.x, used by cluster).
-  const internal = server as unknown as {
-    _handle: PipeHandle | null;
-    _listen2(address: null, port: number, addressType: number, backlog: number): void;
-  };
-  internal._handle = handle;
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => reject(err);
     server.once('error', onError);
@@ -75,7 +30,7 @@ export function serverFromListeningFd(
       server.off('error', onError);
       resolve(server);
     });
-    internal._listen2(null, -1, -1, opts.backlog ?? DEFAULT_BACKLOG);
+    listenOnHandle(server, handle, opts.backlog ?? DEFAULT_BACKLOG);
   });
 }
 
@@ -85,14 +40,7 @@ export function serverFromListeningFd(
  */
 export function socketFromConnectedFd(fd: number): Socket {
   const handle = adoptFd(fd, 'SOCKET', 'adopting the connected socket');
-  // `handle` is an undocumented but long-standing Socket option (net.Server uses it for accepted sockets).
-  const opts = { handle, readable: true, writable: true, allowHalfOpen: true };
-  return new Socket(opts as unknown as SocketConstructorOpts);
-}
-
-function handleFd(obj: Server | Socket): number | undefined {
-  const h = (obj as unknown as { _handle?: { fd?: number } | null })._handle;
-  return typeof h?.fd === 'number' && h.fd >= 0 ? h.fd : undefined;
+  return socketFromHandle(handle, { readable: true, writable: true, allowHalfOpen: true });
 }
 
 /** The peer's (cid, port) of a vsock connection, or undefined if it is not (or no longer) a vsock socket. */

@@ -11,9 +11,10 @@ export interface RawReply {
 
 /**
  * Writes raw bytes on a fresh TCP connection and collects what comes back until the server closes it
- * or `waitMs` passes (then the test closes it and reports closed = false).
+ * or `waitMs` passes (then the test closes it and reports closed = false). The 10 s default is a bound for
+ * a loaded machine (an attested call makes keys and documents), not an expected time.
  */
-export function raw(port: number, head: string, body?: Buffer, waitMs = 3000): Promise<RawReply> {
+export function raw(port: number, head: string, body?: Buffer, waitMs = 10_000): Promise<RawReply> {
   return new Promise((resolve) => {
     const s = connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];

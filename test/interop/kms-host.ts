@@ -22,7 +22,10 @@ import {
 } from '../helpers/fixtures/child.ts';
 
 export const REGION = 'us-east-1';
-/** The enclave side's own AWS credentials (what IMDS gives it on EC2); the app never sees them in use. */
+/**
+ * The enclave side's own AWS credentials (what IMDS gives it on EC2): the KMS proxy signs with them; the
+ * apps here sign with throwaway keys of their own.
+ */
 export const HOST_CREDS = { accessKeyId: 'AKIDINTEROPPROXY', secretAccessKey: 'interop-proxy-secret' };
 export const canUnshare = spawnSync('unshare', ['-n', 'true']).status === 0;
 

@@ -34,8 +34,8 @@ test('Dockerfile.enclave builds with npm scripts that exist, on the pinned Node'
   assert.ok(scripts.includes('build:binary'), 'the binary is built with `npm run build:binary`');
   for (const s of scripts) assert.ok(pkg.scripts[s], `package.json has the script "${s}"`);
   assert.ok(
-    runs.some((l) => /npm install\b/.test(l)),
-    'dependencies are installed with `npm install`, as in .ci/run',
+    runs.some((l) => /npm ci\b/.test(l)),
+    'dependencies are installed with `npm ci` (exactly the lockfile), as in .ci/run',
   );
   const version = pinnedNodeVersion();
   const froms = instructions.filter((l) => /^FROM node:/.test(l) || /^ARG APP_IMAGE=node:/.test(l));

@@ -15,6 +15,7 @@ import { loadOrCreateRoot } from '../../../src/nsm/software.ts';
 import { EmulatedTransport } from '../../../src/transport/emulated.ts';
 import { CID_HOST } from '../../../src/transport/types.ts';
 import { exitWithin, spawnCloister } from '../../helpers/fixtures/child.ts';
+import { findTool } from '../../helpers/tools.ts';
 
 const PCR0 = '5e'.repeat(48);
 const CREDS = { accessKeyId: 'AKIDENCLAVEPROXY', secretAccessKey: 'enclave-proxy-secret' };
@@ -169,7 +170,7 @@ print('RESULT ' + json.dumps(out), flush=True)
       config,
       '--no-console',
       '--',
-      '/usr/bin/python3',
+      findTool('python3Boto3'),
       join(dir, 'app.py'),
       Buffer.from(enc.CiphertextBlob!).toString('base64'),
       key.KeyId!,
@@ -218,7 +219,7 @@ blob = kms.encrypt(KeyId=key, Plaintext=b'dev mode secret')['CiphertextBlob']
 print('BOTO ' + kms.decrypt(CiphertextBlob=blob)['Plaintext'].decode(), flush=True)
 `,
   );
-  const app = `/usr/bin/python3 ${join(dir, 'app.py')} && /usr/bin/aws --endpoint-url "$AWS_KMS_ENDPOINT" --region us-east-1 kms generate-random --number-of-bytes 24 --output text --query Plaintext | sed 's/^/CLI /'`;
+  const app = `${findTool('python3Boto3')} ${join(dir, 'app.py')} && ${findTool('awsV2')} --endpoint-url "$AWS_KMS_ENDPOINT" --region us-east-1 kms generate-random --number-of-bytes 24 --output text --query Plaintext | sed 's/^/CLI /'`;
   const dev = spawnCloister(
     t,
     ['dev', '-f', join(dir, 'enclaver.yaml'), '--state-dir', join(dir, 'state'), '--', '/bin/sh', '-c', app],

@@ -22,10 +22,9 @@ import {
 } from '@aws-sdk/client-kms';
 import { decryptEnvelope } from '../../../src/kms/cms.ts';
 import { clientEnv, type Harness, PCR0, REGION, startHarness } from '../../helpers/kms-harness.ts';
+import { findTool } from '../../helpers/tools.ts';
 
 const run = promisify(execFile);
-const AWS = '/usr/bin/aws'; // Debian's aws CLI v2 (a v1 may shadow it on PATH)
-const PYTHON = '/usr/bin/python3'; // with Debian's python3-boto3
 
 /** The private key a GenerateDataKeyPair returned must be the pair of its public key. */
 function assertKeyPair(privateDer: Buffer, publicDer: Buffer): void {
@@ -83,7 +82,7 @@ describe('KMS proxy through the egress path', () => {
     const aws = async (...args: string[]) =>
       JSON.parse(
         (
-          await run(AWS, ['--endpoint-url', h.proxyUrl, '--output', 'json', 'kms', ...args], {
+          await run(findTool('awsV2'), ['--endpoint-url', h.proxyUrl, '--output', 'json', 'kms', ...args], {
             env,
             timeout: 30_000,
           })
@@ -121,7 +120,7 @@ b64 = lambda b: base64.b64encode(b).decode()
 print(json.dumps({'dec': b64(dec['Plaintext']), 'dk': b64(dk['Plaintext']), 'dkct': b64(dk['CiphertextBlob']),
   'priv': b64(pair['PrivateKeyPlaintext']), 'pub': b64(pair['PublicKey']), 'rnd': b64(rnd['Plaintext'])}))
 `;
-    const { stdout } = await run(PYTHON, ['-c', script, h.proxyUrl, keyId], {
+    const { stdout } = await run(findTool('python3Boto3'), ['-c', script, h.proxyUrl, keyId], {
       env: clientEnv(h.dir),
       timeout: 30_000,
     });

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { test } from 'node:test';
-import { loadNative, nativeCandidates } from '../../../src/native.ts';
+import { loadNative, NATIVE_ABI_VERSION, nativeCandidates } from '../../../src/native.ts';
 import { CID_ANY } from '../../../src/transport/types.ts';
 import {
   serverFromListeningFd,
@@ -46,7 +46,8 @@ function closeServer(s: Server): Promise<void> {
   return new Promise((resolve) => s.close(() => resolve()));
 }
 
-test('the addon exports every function', () => {
+test('the addon has the ABI version this code expects and exports every function', () => {
+  assert.equal(native.abiVersion, NATIVE_ABI_VERSION);
   for (const fn of [
     'vsockSocket',
     'vsockBind',
@@ -61,6 +62,10 @@ test('the addon exports every function', () => {
     'seedEntropy',
     'setChildSubreaper',
     'reapZombie',
+    'makePipe',
+    'spliceJoin',
+    'spliceCancel',
+    'spliceIdlePipes',
   ]) {
     assert.equal(typeof (native as unknown as Record<string, unknown>)[fn], 'function', fn);
   }

@@ -1,6 +1,8 @@
 // The proxy's credentials expire during a run and are refreshed (odyn 0.5 never refreshed them,
 // Enclaver #218). A fake credentials server on 127.0.0.1 hands out 3-second credentials, reached through
-// the egress proxy (absolute-form HTTP), and the emulator accepts each only until it expires.
+// the egress proxy (absolute-form HTTP), and the emulator accepts each only until it expires. Time is a
+// ManualClock shared by the server, the emulator's check and the proxy's credential chain: the test steps
+// past the expiry instead of sleeping through it.
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -9,10 +11,20 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CreateKeyCommand, DecryptCommand, EncryptCommand } from '@aws-sdk/client-kms';
 import type { EmulatorCredentials } from '../../../src/kms-emulator/server.ts';
 import { PROXY_CREDS, startHarness } from '../../helpers/kms-harness.ts';
+import { ManualClock } from '../../helpers/manual-clock.ts';
 
 const LIFETIME_MS = 3000;
 
-function credentialServer() {
+/** Waits for I/O (the refresh goes through the egress proxy), polling; not a wait for a timer. */
+async function waitFor(done: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (done()) return;
+    await sleep(10);
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+function credentialServer(clock: ManualClock) {
   const issued = new Map<string, EmulatorCredentials & { expires: number }>();
   const requests: string[] = [];
   let n = 0;
@@ -23,7 +35,7 @@ function credentialServer() {
       accessKeyId: `ASIATEST${n}`,
       secretAccessKey: `secret-${n}`,
       sessionToken: `token-${n}`,
-      expires: Date.now() + LIFETIME_MS,
+      expires: clock.now() + LIFETIME_MS,
     };
     issued.set(c.accessKeyId, c);
     return JSON.stringify({
@@ -58,7 +70,7 @@ function credentialServer() {
     /** What the emulator accepts: issued credentials that have not expired yet. */
     lookup: (id: string) => {
       const c = issued.get(id);
-      return c && c.expires > Date.now() ? c : undefined;
+      return c && c.expires > clock.now() ? c : undefined;
     },
     listen: () =>
       new Promise<string>((resolve) =>
@@ -71,7 +83,8 @@ function credentialServer() {
 
 for (const kind of ['container', 'imds'] as const) {
   test(`${kind} credentials are refreshed before they expire`, async (t) => {
-    const creds = credentialServer();
+    const clock = new ManualClock();
+    const creds = credentialServer(clock);
     const base = await creds.listen();
     t.after(() => new Promise<void>((r) => creds.server.close(() => r())));
     const seen = new Set<string>();
@@ -91,14 +104,20 @@ for (const kind of ['container', 'imds'] as const) {
         if (c) seen.add(id);
         return c;
       },
+      proxyOptions: { credentials: { clock } },
     });
     t.after(() => h.close());
     const key = (await h.direct.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
     const enc = await h.viaProxy.send(
       new EncryptCommand({ KeyId: key, Plaintext: Buffer.from('still works') }),
     );
+    assert.equal(creds.issuedCount(), 1);
+    assert.equal(clock.pending(), 1, 'a refresh is scheduled');
+    // Into the refresh margin (half the lifetime): the timer refreshes before any call needs it.
+    clock.advance(LIFETIME_MS / 2 + 100);
+    await waitFor(() => creds.issuedCount() === 2, 'the scheduled refresh');
     // Outlive the first credentials: the emulator refuses them from now on.
-    await sleep(LIFETIME_MS + 500);
+    clock.advance(LIFETIME_MS / 2 + 400);
     const dec = await h.viaProxy.send(new DecryptCommand({ CiphertextBlob: enc.CiphertextBlob }));
     assert.equal(Buffer.from(dec.Plaintext!).toString(), 'still works');
     assert.ok(creds.issuedCount() >= 2, `credentials fetched ${creds.issuedCount()} time(s)`);

@@ -10,7 +10,8 @@ import {
   EncryptCommand,
   GenerateDataKeyCommand,
 } from '@aws-sdk/client-kms';
-import { exceedsJsonDepth, kmsEndpoint } from '../../../src/kms/proxy.ts';
+import { exceedsJsonDepth } from '../../../src/kms/request.ts';
+import { kmsEndpoint } from '../../../src/kms/upstream.ts';
 import { freePort, PROXY_CREDS, startHarness } from '../../helpers/kms-harness.ts';
 import { fakeAuthorization as AUTH, raw } from '../../helpers/raw-http.ts';
 

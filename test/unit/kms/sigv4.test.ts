@@ -1,18 +1,14 @@
 // SigV4: the signer the KMS proxy re-signs with, the emulator's verifier, and credential-scope parsing,
 // against the aws-c-auth suite and the generated TrentService.Decrypt vectors.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
-import {
-  createKmsSigner,
-  NodeSha256,
-  readScope,
-  signKmsRequest,
-  verifySignature,
-} from '../../../src/kms/sigv4.ts';
+import { createKmsSigner, NodeSha256, readScope, signKmsRequest } from '../../../src/kms/sigv4.ts';
+import { canonicalRequest, verifySignature } from '../../../src/kms-emulator/sigv4-verify.ts';
 
 const V = join(import.meta.dirname, '../../../../shared/vectors/sigv4');
 const SECRET = 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY';
@@ -66,8 +62,6 @@ test('the re-signing path reproduces the TrentService.Decrypt vectors (with and 
       signer,
       {
         host: 'kms.us-east-1.amazonaws.com',
-        path: '/',
-        query: {},
         headers: { 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'TrentService.Decrypt' },
         body: c.body,
       },
@@ -161,6 +155,38 @@ test('the aws-c-auth suite cases match through NodeSha256 (canonical request, st
     );
     const want = readFileSync(join(dir, 'header-signature.txt'), 'utf8').trim();
     assert.match(signed.headers.authorization!, new RegExp(`Signature=${want}$`), name);
+  }
+});
+
+test("the emulator's own verifier builds the aws-c-auth suite's canonical requests and accepts their signed requests", async () => {
+  for (const name of ['post-vanilla', 'post-x-www-form-urlencoded', 'post-sts-header-before']) {
+    const dir = join(V, name);
+    const ctx = JSON.parse(readFileSync(join(dir, 'context.json'), 'utf8'));
+    const raw = readFileSync(join(dir, 'header-signed-request.txt'), 'utf8').replace(/\r\n/g, '\n');
+    const [head, ...bodyParts] = raw.split('\n\n');
+    const body = Buffer.from(bodyParts.join('\n\n'));
+    const [requestLine, ...headerLines] = head!.split('\n');
+    const [method, target] = requestLine!.split(' ') as [string, string];
+    const headers: Record<string, string> = {};
+    for (const line of headerLines) {
+      const idx = line.indexOf(':');
+      if (idx > 0) headers[line.slice(0, idx).toLowerCase()] = line.slice(idx + 1);
+    }
+    const signed = /SignedHeaders=([^,]+)/.exec(headers.authorization!)![1]!.split(';');
+    const payloadHash = createHash('sha256').update(body).digest('hex');
+    const want = readFileSync(join(dir, 'header-canonical-request.txt'), 'utf8');
+    assert.equal(canonicalRequest(method, target, headers, signed, payloadHash), want, name);
+    const lookup = () => ({
+      secretAccessKey: ctx.credentials.secret_access_key,
+      sessionToken: ctx.credentials.token,
+    });
+    const scope = await verifySignature({ method, path: target, headers, body, lookup, now: DATE });
+    assert.equal(scope.service, 'service', name);
+    await assert.rejects(
+      verifySignature({ method, path: `${target}?a=1`, headers, body, lookup, now: DATE }),
+      { type: 'InvalidSignatureException' },
+      `${name}: a query the signature does not cover`,
+    );
   }
 });
 

@@ -1,0 +1,61 @@
+// Start-up checks of the KMS proxy: warn, once and early, when the egress policy will refuse the KMS
+// endpoints or IMDS, so that the first failing call is not the first sign of a configuration mistake.
+
+import type { Logger } from '../log/logger.ts';
+import { compilePolicy } from '../policy/policy.ts';
+import { defaultPort, kmsEndpoint } from './upstream.ts';
+
+export function warnAboutPolicy(
+  log: Logger,
+  egress: { allow?: string[]; deny?: string[] } | undefined,
+  endpoints: Record<string, string>,
+  env: NodeJS.ProcessEnv,
+): void {
+  if (!egress) {
+    log.warn(
+      'kms proxy: no egress section in the manifest; KMS and IMDS are dialled directly (no way out of a real enclave)',
+    );
+    return;
+  }
+  let policy: ReturnType<typeof compilePolicy>;
+  try {
+    policy = compilePolicy(egress.allow ?? [], egress.deny ?? []);
+  } catch {
+    return; // the egress proxy reports invalid rules itself
+  }
+  const targets = Object.keys(endpoints).map((region) => ({
+    what: `kms_proxy.endpoints.${region}`,
+    url: kmsEndpoint(endpoints, region),
+  }));
+  if (targets.length === 0) {
+    targets.push({
+      what: 'the default KMS endpoint (kms.<region>.amazonaws.com)',
+      url: kmsEndpoint({}, 'us-east-1'),
+    });
+  }
+  for (const t of targets) {
+    const host = t.url.hostname.replace(/^\[|\]$/g, '');
+    const d = policy.check(host, defaultPort(t.url));
+    if (!d.allowed) {
+      log.warn(
+        { endpoint: `${host}:${defaultPort(t.url)}`, reason: d.reason },
+        `kms proxy: egress policy does not allow ${t.what}; KMS calls will fail until egress.allow lists it`,
+      );
+    }
+  }
+  if (
+    !env.AWS_ACCESS_KEY_ID &&
+    !env.AWS_CONTAINER_CREDENTIALS_FULL_URI &&
+    !env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI &&
+    (env.AWS_EC2_METADATA_DISABLED ?? '').toLowerCase() !== 'true'
+  ) {
+    const imds = new URL(env.AWS_EC2_METADATA_SERVICE_ENDPOINT ?? 'http://169.254.169.254/');
+    const d = policy.check(imds.hostname.replace(/^\[|\]$/g, ''), defaultPort(imds));
+    if (!d.allowed) {
+      log.warn(
+        { endpoint: imds.host, reason: d.reason },
+        'kms proxy: egress policy does not allow IMDS; the proxy will have no credentials',
+      );
+    }
+  }
+}
