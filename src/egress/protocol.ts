@@ -22,7 +22,7 @@ export const MAX_DENY_IPS = 1024;
 export interface ConnectRequest {
   host: string;
   port: number;
-  deny_ips?: string[];
+  deny_ips?: readonly string[];
 }
 
 export type ConnectResponse = { ok: true } | { ok: false; os_code: number; message: string };

@@ -17,7 +17,6 @@ import {
   STATUS_CODES,
 } from 'node:http';
 import type { Socket } from 'node:net';
-import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
 import {
   BadRequestError,
   type CloisterError,
@@ -40,7 +39,8 @@ import {
 } from '../errors.ts';
 import { responseStarted } from '../http/refuse.ts';
 import { egressBytes, egressDecisions, egressOpenTunnels } from '../metrics.ts';
-import { compilePolicy, type Decision } from '../policy/policy.ts';
+import { planEgress } from '../plan/index.ts';
+import type { Decision } from '../policy/policy.ts';
 import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
 import { joinSockets } from '../transport/tunnel.ts';
@@ -139,12 +139,10 @@ function forwardHeaders(raw: string[]): string[] {
 }
 
 export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxyService> {
-  const egress = ctx.config.manifest.egress;
-  const allow = egress?.allow ?? [];
+  const plan = ctx.plan ? ctx.plan.egress : planEgress(ctx.config);
   // Enclaver runs no proxy (and sets no proxy variables) unless something is allowed.
-  if (allow.length === 0) return { close: async () => {} };
-  const policy = compilePolicy(allow, egress?.deny ?? []);
-  const settings = ctx.config.settings.egress;
+  if (plan === null) return { close: async () => {} };
+  const { policy, settings } = plan;
   const log = ctx.logger.child({ component: 'egress-proxy' });
   // Tunnels open or being opened. A slot is taken before dialling and given back when the upstream
   // stream closes (or the dial fails), so a burst of CONNECTs can never open more than max_tunnels.
@@ -156,7 +154,8 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
     const d = policy.check(host, port);
     egressDecisions.inc({ verdict: d.allowed ? 'allow' : 'deny', rule: d.rule ?? '(default deny)' });
     const entry = { host, port, verdict: d.allowed ? 'allow' : 'deny', rule: d.rule, target: d.target };
-    if (d.allowed) log.info(entry, `egress allowed: ${d.reason}`);
+    // Allowed at debug: an app's every call at info would fill the log ring and push its own lines out.
+    if (d.allowed) log.debug(entry, `egress allowed: ${d.reason}`);
     else log.warn(entry, `egress denied: ${d.reason}`);
     return d;
   }
@@ -432,7 +431,7 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
     rawReply(sock, refusal);
   });
 
-  const port = egress?.proxy_port ?? DEFAULT_EGRESS_PROXY_PORT;
+  const port = plan.port;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, '127.0.0.1', () => {
@@ -443,7 +442,7 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
   const bound = (server.address() as { port: number }).port;
   keepServing(server, log, 'egress proxy', { port: bound });
   const url = `http://127.0.0.1:${bound}/`;
-  log.info({ port: bound, allow: allow.length, deny: egress?.deny?.length ?? 0 }, 'egress proxy listening');
+  log.info({ port: bound, allow: plan.rules.allow, deny: plan.rules.deny }, 'egress proxy listening');
   return {
     port: bound,
     env: {

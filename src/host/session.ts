@@ -8,6 +8,7 @@
 // 107 when a signal killed it, 108 when the enclave side failed (fatal status, status port lost),
 // 109 when we were interrupted (SIGINT/SIGTERM) and terminated the enclave ourselves.
 
+import { hostRelayEnabled } from '../config/egress.ts';
 import type { Config } from '../config/types.ts';
 import { startEgressRelay } from '../egress/relay.ts';
 import { InterruptedError } from '../errors.ts';
@@ -103,7 +104,7 @@ export async function runHostSession(o: HostSessionOptions): Promise<number> {
   });
 
   try {
-    if (o.config.manifest.egress) {
+    if (hostRelayEnabled(o.config.manifest)) {
       // enclaver-run listens on 17002 whenever the egress key exists (enclaver-compat.md §1).
       const relay = await startEgressRelay({
         transport: o.transport,

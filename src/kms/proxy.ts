@@ -13,7 +13,6 @@
 // (signing and the call to KMS), startup.ts (configuration checks), credentials.ts, egress.ts.
 import type { KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
 import {
   BodyTooLargeError,
   InternalError,
@@ -27,6 +26,7 @@ import { refuseOddRequests } from '../http/refuse.ts';
 import { listenOn, readLimitedBody } from '../http/server.ts';
 import type { Logger } from '../log/logger.ts';
 import { kmsCalls } from '../metrics.ts';
+import { planEgress, planKms } from '../plan/index.ts';
 import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
 import { CredentialChain, type CredentialChainOptions } from './credentials.ts';
@@ -82,15 +82,17 @@ export async function startKmsProxy(
   ctx: ServiceContext,
   opts: KmsProxyOptions = {},
 ): Promise<KmsProxyService> {
-  const { manifest, settings } = ctx.config;
-  const log: Logger = ctx.logger.child({ svc: 'kms-proxy' });
-  const kp = manifest.kms_proxy;
+  const { settings } = ctx.config;
+  const log: Logger = ctx.logger.child({ component: 'kms-proxy' });
+  const kp = ctx.plan ? ctx.plan.kms : planKms(ctx.config);
   if (!kp) throw new Error('kms_proxy is not configured in the manifest');
-  const egress: EgressProxy | null = manifest.egress
-    ? { host: '127.0.0.1', port: manifest.egress.proxy_port ?? DEFAULT_EGRESS_PROXY_PORT }
-    : null;
-  const endpoints = kp.endpoints ?? {};
-  warnAboutPolicy(log, manifest.egress, endpoints, opts.credentials?.env ?? process.env);
+  // The egress proxy's address comes from whoever started it (the supervisor passes its bound address);
+  // started alone (tests), the plan's port.
+  const planned = ctx.plan ? ctx.plan.egress : planEgress(ctx.config);
+  const egress: EgressProxy | null =
+    ctx.egressProxy !== undefined ? ctx.egressProxy : planned && { host: '127.0.0.1', port: planned.port };
+  const { endpoints } = kp;
+  warnAboutPolicy(log, kp.egressPolicy, endpoints, opts.credentials?.env ?? process.env);
   const readyWaitMs = settings.kms.ready_wait_ms;
 
   // Background preparation: neither the key nor the credentials may delay the app's launch.
@@ -185,7 +187,7 @@ export async function startKmsProxy(
     },
   );
   refuseOddRequests(server, (err) => renderKms(err, KMS_PROXY_PREFIX));
-  const port = opts.port ?? kp.listen_port;
+  const port = opts.port ?? kp.port;
   const bound = (await listenOn(server, port)).port;
   keepServing(server, log, 'kms proxy', { port: bound });
   const endpointUrl = `http://127.0.0.1:${bound}`;

@@ -2,26 +2,21 @@
 // endpoints or IMDS, so that the first failing call is not the first sign of a configuration mistake.
 
 import type { Logger } from '../log/logger.ts';
-import { compilePolicy } from '../policy/policy.ts';
+import type { Policy } from '../policy/policy.ts';
 import { defaultPort, kmsEndpoint } from './upstream.ts';
 
 export function warnAboutPolicy(
   log: Logger,
-  egress: { allow?: string[]; deny?: string[] } | undefined,
+  /** The plan's compiled egress policy; null when egress is off. */
+  policy: Policy | null,
   endpoints: Record<string, string>,
   env: NodeJS.ProcessEnv,
 ): void {
-  if (!egress) {
+  if (!policy) {
     log.warn(
       'kms proxy: no egress section in the manifest; KMS and IMDS are dialled directly (no way out of a real enclave)',
     );
     return;
-  }
-  let policy: ReturnType<typeof compilePolicy>;
-  try {
-    policy = compilePolicy(egress.allow ?? [], egress.deny ?? []);
-  } catch {
-    return; // the egress proxy reports invalid rules itself
   }
   const targets = Object.keys(endpoints).map((region) => ({
     what: `kms_proxy.endpoints.${region}`,

@@ -19,6 +19,7 @@ import { LogRing } from '../log/ring.ts';
 import { LogSink, openConsoleEcho } from '../log/sink.ts';
 import { appRestarts, appState } from '../metrics.ts';
 import type { Nsm } from '../nsm/types.ts';
+import { buildPlan } from '../plan/index.ts';
 import { type ErrorLog, keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
 import { APP_LOG_PORT, createTransport, STATUS_PORT, type Transport } from '../transport/index.ts';
@@ -231,19 +232,30 @@ export class Supervisor {
     }
   }
 
-  private async startServices(ctx: ServiceContext): Promise<Record<string, string>> {
-    const { config } = ctx;
-    const starts: [string, () => Promise<Service>][] = [
-      ['egress proxy', async () => (await import('../egress/proxy.ts')).startEgressProxy(ctx)],
-      ['ingress', async () => (await import('../ingress/enclave.ts')).startIngress(ctx)],
-    ];
-    if (config.manifest.kms_proxy) {
+  private async startServices(base: ServiceContext): Promise<Record<string, string>> {
+    // Every decision the services share, made once (src/plan/); a bad TLS key fails here, before any starts.
+    const plan = buildPlan(base.config);
+    const ctx: ServiceContext = { ...base, plan, egressProxy: null };
+    const starts: [string, () => Promise<Service>][] = [];
+    if (plan.egress) {
+      starts.push([
+        'egress proxy',
+        async () => {
+          const proxy = await (await import('../egress/proxy.ts')).startEgressProxy(ctx);
+          // What dials out (the KMS proxy) is handed the address the proxy is bound to.
+          if (proxy.port !== undefined) ctx.egressProxy = { host: '127.0.0.1', port: proxy.port };
+          return proxy;
+        },
+      ]);
+    }
+    starts.push(['ingress', async () => (await import('../ingress/enclave.ts')).startIngress(ctx)]);
+    if (plan.kms) {
       starts.push(['KMS proxy', async () => (await import('../kms/proxy.ts')).startKmsProxy(ctx)]);
     }
-    if (config.manifest.api) {
+    if (plan.api) {
       starts.push(['attestation API', async () => (await import('../api/server.ts')).startApiServer(ctx)]);
     }
-    if (config.settings.api.metrics_port !== null) {
+    if (plan.metrics) {
       starts.push([
         'health and metrics server',
         async () => (await import('../api/metrics-server.ts')).startMetricsServer(ctx),
