@@ -224,7 +224,7 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
   keepServing(server, log, 'egress relay', { port: opts.port ?? EGRESS_VSOCK_PORT });
   server.on('connection', (s: Socket) => {
     serve(s).catch((e) => {
-      log.error({ err: String(e) }, 'egress relay stream failed');
+      log.error({ err: e }, 'egress relay stream failed');
       s.destroy();
     });
   });

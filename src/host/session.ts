@@ -90,7 +90,7 @@ export function exitCodeFor(s: AppStatus): number | null {
 export async function runHostSession(o: HostSessionOptions): Promise<number> {
   const log = o.logger;
   const teardown = new Teardown();
-  const cleanup = () => teardown.run((err) => log.warn({ err: err.message }, 'cleanup step failed'));
+  const cleanup = () => teardown.run((err) => log.warn({ err }, 'cleanup step failed'));
 
   let settle!: (o: Outcome) => void;
   const outcome = new Promise<Outcome>((r) => {

@@ -139,7 +139,6 @@ export async function startIngressPorts(
       const stats = await splice(inbound, upstream);
       log.debug({ port, in: stats.aToB, out: stats.bToA }, 'ingress connection closed');
     } catch (err) {
-      const msg = (err as Error).message;
       const result =
         err instanceof TlsHandshakeError
           ? 'tls_failed'
@@ -148,9 +147,9 @@ export async function startIngressPorts(
             : 'upstream_failed';
       ingressConnections.inc({ port: label, result });
       if (result === 'upstream_failed') {
-        log.warn({ port, err: msg }, `Connection to upstream (127.0.0.1:${port}) failed`);
+        log.warn({ port, err }, `Connection to upstream (127.0.0.1:${port}) failed`);
       } else {
-        log.info({ port, err: msg }, 'ingress connection dropped');
+        log.info({ port, err }, 'ingress connection dropped');
       }
       inbound.destroy();
       raw.destroy();

@@ -14,7 +14,7 @@ export function warnAboutPolicy(
 ): void {
   if (!policy) {
     log.warn(
-      'kms proxy: no egress section in the manifest; KMS and IMDS are dialled directly (no way out of a real enclave)',
+      'no egress section in the manifest; KMS and IMDS are dialled directly (no way out of a real enclave)',
     );
     return;
   }
@@ -34,7 +34,7 @@ export function warnAboutPolicy(
     if (!d.allowed) {
       log.warn(
         { endpoint: `${host}:${defaultPort(t.url)}`, reason: d.reason },
-        `kms proxy: egress policy does not allow ${t.what}; KMS calls will fail until egress.allow lists it`,
+        `egress policy does not allow ${t.what}; KMS calls will fail until egress.allow lists it`,
       );
     }
   }
@@ -49,7 +49,7 @@ export function warnAboutPolicy(
     if (!d.allowed) {
       log.warn(
         { endpoint: imds.host, reason: d.reason },
-        'kms proxy: egress policy does not allow IMDS; the proxy will have no credentials',
+        'egress policy does not allow IMDS; the proxy will have no credentials',
       );
     }
   }

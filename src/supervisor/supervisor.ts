@@ -228,7 +228,7 @@ export class Supervisor {
       });
       this.reaper.start();
     } catch (err) {
-      this.logger.warn({ err: (err as Error).message }, 'orphaned processes will not be reaped');
+      this.logger.warn({ err }, 'orphaned processes will not be reaped');
     }
   }
 
@@ -299,7 +299,7 @@ export class Supervisor {
           this.logger.warn({ graceMs: grace }, 'a service did not close within the grace period; going on');
         }
       } catch (err) {
-        this.logger.warn({ err: (err as Error).message }, 'a service failed to close cleanly');
+        this.logger.warn({ err }, 'a service failed to close cleanly');
       } finally {
         clearTimeout(timer);
       }
