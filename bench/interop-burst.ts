@@ -10,7 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EncryptCommand } from '@aws-sdk/client-kms';
 import { openSoftwareNsm } from '../src/nsm/software.ts';
-import { HOST_CREDS, REGION, startKmsHost } from '../test/interop/kms-host.ts';
+import { HOST_CREDS, REGION, startKmsHost } from '../test/helpers/enclave-kms-host.ts';
 import { goProgram } from '../test/interop/toolchains.ts';
 
 const N = Number(process.argv[2] ?? 30);

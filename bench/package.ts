@@ -1,8 +1,18 @@
-// The single executable: build time (warm runtime cache), size, and the time to run `cloister --version`
-// from the binary compared with the bundle on the machine's Node and on the pinned LTS (median of RUNS).
+// The single executable: build time (warm runtime cache), size, the JavaScript measured with it (the SEA's
+// one-file bundle, and the KMS proxy's chunk of dist/), and the time to run `cloister --version` from the
+// binary compared with the bundle on the machine's Node and on the pinned LTS (median of RUNS).
 // Run: npm run build && node --import tsx bench/package.ts
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -26,11 +36,23 @@ function timeVersion(cmd: string, args: string[]): number {
   return median(times);
 }
 
+/** The dist/ chunk that holds the KMS proxy (found by its start-up log line, whatever its hash). */
+function kmsProxyChunk(): { name: string; size: number } | undefined {
+  const dir = 'dist/chunks';
+  for (const name of readdirSync(dir)) {
+    if (!name.endsWith('.js')) continue;
+    const path = join(dir, name);
+    if (readFileSync(path, 'utf8').includes('kms proxy listening'))
+      return { name, size: statSync(path).size };
+  }
+  return undefined;
+}
+
 const work = mkdtempSync(join(tmpdir(), 'cloister-bench-package-'));
 try {
   const out = join(work, 'cloister');
   const builds: number[] = [];
-  let summary: { size: number; sha256: string } | undefined;
+  let summary: { size: number; sha256: string; bundleSize: number } | undefined;
   for (let i = 0; i < 2; i++) {
     const t0 = performance.now();
     const stdout = execFileSync(
@@ -52,6 +74,7 @@ try {
   );
   const rows: [string, string][] = [
     ['binary size', `${(summary!.size / 1e6).toFixed(1)} MB`],
+    ['JavaScript bundle in the binary', `${summary!.bundleSize.toLocaleString('en')} bytes`],
     ['build time, warm runtime cache (median of 2)', `${median(builds).toFixed(1)} s`],
     ['`--version`: single executable', `${timeVersion(out, []).toFixed(0)} ms`],
     [
@@ -59,6 +82,9 @@ try {
       `${timeVersion(process.execPath, ['dist/cli.js']).toFixed(0)} ms`,
     ],
   ];
+  const kms = kmsProxyChunk();
+  if (!kms) throw new Error('no dist/chunks/*.js holds the KMS proxy: run npm run build first');
+  rows.push(['KMS proxy chunk (dist/chunks, `npm run build`)', `${kms.size.toLocaleString('en')} bytes`]);
   if (existsSync(lts))
     rows.push([
       `\`--version\`: node v${NODE_VERSION} dist/cli.js`,

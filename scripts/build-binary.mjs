@@ -84,6 +84,18 @@ function hostArch() {
   return process.arch;
 }
 
+function defaultCacheDir() {
+  return (
+    process.env.CLOISTER_BUILD_CACHE ??
+    join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'cloister-build')
+  );
+}
+
+/** The pinned Node runtime's `bin/node` (fetched into the build cache if needed); the kernel lab runs it. */
+export function pinnedNode(arch = hostArch()) {
+  return join(fetchRuntime(arch, resolve(defaultCacheDir())), 'bin', 'node');
+}
+
 // Fetches node-linux-<arch>@NODE_VERSION with npm (the registry is the one source we use), checks the
 // tarball's integrity and the binary's hash, and unpacks it into the cache once.
 function fetchRuntime(arch, cacheDir) {
@@ -210,11 +222,7 @@ export async function buildBinary({ arch = hostArch(), out, workDir, cacheDir, s
   const started = Date.now();
   out = resolve(out ?? join(root, 'build', `cloister-linux-${arch}`));
   workDir = resolve(workDir ?? join(root, 'build', `sea-${arch}`));
-  cacheDir = resolve(
-    cacheDir ??
-      process.env.CLOISTER_BUILD_CACHE ??
-      join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'cloister-build'),
-  );
+  cacheDir = resolve(cacheDir ?? defaultCacheDir());
   mkdirSync(workDir, { recursive: true });
   mkdirSync(dirname(out), { recursive: true });
   const tools = toolchain(arch);
@@ -289,6 +297,7 @@ export async function buildBinary({ arch = hostArch(), out, workDir, cacheDir, s
     sha256: sha256File(out),
     addonSha256: sha256File(addon),
     bundleSha256: sha256File(main),
+    bundleSize: statSync(main).size,
     seconds: Math.round((Date.now() - started) / 100) / 10,
   };
   log(`${out}: ${(summary.size / 1e6).toFixed(1)} MB, sha256 ${summary.sha256} (${summary.seconds} s)`);

@@ -1,8 +1,9 @@
 // Runs the test tiers with node's own test runner (tsx strips the types).
 //
-// Usage: node scripts/run-tests.mjs [--tier=unit,e2e] [filter-substring...]
-//   no argument: every tier, in the order of TIERS below
-//   --tier=...:  only those tiers;  filters: only test files whose path contains one of them
+// Usage: node scripts/run-tests.mjs [--tier=unit,e2e | --skip-tier=unit,e2e] [filter-substring...]
+//   no argument: every tier but the opt-in ones, in the order of TIERS below
+//   --tier=...: only those tiers; --skip-tier=...: the usual ones but those; filters: only test files whose
+//   path contains one of them
 //
 // A tier is a top-level folder of test/ with one row in TIERS. To add one (issue 12's lab, issue 13's
 // interop...), create test/<name>/ and add its row; a folder without a row is an error, so no test is
@@ -16,6 +17,8 @@ import { join } from 'node:path';
  * concurrency: test files run at once ('cores' = one per CPU, at least 2).
  * dist: the tier runs dist/cli.js, so dist/ is rebuilt first (esbuild, about a second).
  * root: why the tier needs root, or null. As non-root such a tier is reported as not run, and the run fails.
+ * binary: the tier runs build/cloister-linux-x64, so it is rebuilt first (reproducible; ~20 s, cached runtime).
+ * optIn: runs only when named (--tier=lab / npm run test:lab), not in a plain `npm test`; CI runs it once.
  */
 const TIERS = [
   { name: 'unit', concurrency: 'cores', dist: false, root: null },
@@ -39,7 +42,16 @@ const TIERS = [
     dist: true,
     root: 'the Go and boto3 apps run under `cloister enclave` in network namespaces (unshare -n)',
   },
-  // Issue 12 adds { name: 'lab', ... } (QEMU kernel lab).
+  {
+    // The kernel lab (docs/lab.md): one QEMU boot (TCG) of Debian's kernel runs every scenario with the
+    // single executable as PID 1 over real AF_VSOCK. Minutes, and the same on any host Node: opt-in.
+    name: 'lab',
+    concurrency: 1,
+    dist: false,
+    binary: true,
+    optIn: true,
+    root: 'apt-get download of the pinned kernel, and QEMU shares / over 9p for the guest to read as root',
+  },
 ];
 
 const NOT_TIERS = new Set(['helpers']);
@@ -61,9 +73,13 @@ function fail(msg) {
 
 const args = process.argv.slice(2);
 const tierArg = args.find((a) => a.startsWith('--tier='));
+const skipArg = args.find((a) => a.startsWith('--skip-tier='));
 const filters = args.filter((a) => !a.startsWith('--'));
-const unknownFlag = args.find((a) => a.startsWith('--') && a !== tierArg);
-if (unknownFlag) fail(`unknown option ${unknownFlag} (usage: run-tests.mjs [--tier=unit,e2e] [filter...])`);
+const unknownFlag = args.find((a) => a.startsWith('--') && a !== tierArg && a !== skipArg);
+if (unknownFlag)
+  fail(
+    `unknown option ${unknownFlag} (usage: run-tests.mjs [--tier=unit,e2e | --skip-tier=unit] [filter...])`,
+  );
 
 for (const name of readdirSync('test')) {
   if (!statSync(join('test', name)).isDirectory() || NOT_TIERS.has(name)) continue;
@@ -74,14 +90,16 @@ const loose = readdirSync('test').filter((n) => n.endsWith('.test.ts'));
 if (loose.length > 0)
   fail(`tests outside a tier folder: ${loose.join(', ')} (see docs/testing.md for the layout)`);
 
-let tiers = TIERS;
-if (tierArg) {
-  const wanted = tierArg.slice('--tier='.length).split(',');
-  for (const w of wanted)
-    if (!TIERS.some((t) => t.name === w))
-      fail(`unknown tier '${w}' (tiers: ${TIERS.map((t) => t.name).join(', ')})`);
-  tiers = TIERS.filter((t) => wanted.includes(t.name));
+/** The tiers named in `--tier=a,b` or `--skip-tier=a,b`; an unknown name is an error. */
+function named(arg) {
+  const names = arg.slice(arg.indexOf('=') + 1).split(',');
+  for (const n of names)
+    if (!TIERS.some((t) => t.name === n))
+      fail(`unknown tier '${n}' (tiers: ${TIERS.map((t) => t.name).join(', ')})`);
+  return names;
 }
+let tiers = tierArg ? TIERS.filter((t) => named(tierArg).includes(t.name)) : TIERS.filter((t) => !t.optIn);
+if (skipArg) tiers = tiers.filter((t) => !named(skipArg).includes(t.name));
 
 const plan = tiers
   .map((tier) => ({
@@ -102,6 +120,22 @@ const setup = spawnSync('bash', ['scripts/setup-test-deps.sh', ...(isRoot ? [] :
 });
 if (setup.status !== 0)
   console.error('run-tests: going on; the tests that need what is missing will fail naming it');
+// The native addon is built by `npm install` / `npm ci`; after a pull that changed native/, rebuild it
+// here, or the tests would load the old one.
+const ADDON = 'native/build/Release/cloister_native.node';
+const newest = (p) =>
+  statSync(p).isDirectory()
+    ? Math.max(0, ...readdirSync(p).map((n) => newest(join(p, n))))
+    : statSync(p).mtimeMs;
+if (
+  !existsSync(ADDON) ||
+  Math.max(newest('native/src'), newest('native/binding.gyp')) > statSync(ADDON).mtimeMs
+) {
+  console.log(`run-tests: ${ADDON} is missing or older than native/src: rebuilding it`);
+  const r = spawnSync('npm', ['run', 'install'], { stdio: 'inherit' });
+  if (r.status !== 0) fail('the native addon did not build (npm run install)');
+}
+
 const results = [];
 let built = false;
 for (const { tier, files } of plan) {
@@ -112,6 +146,10 @@ for (const { tier, files } of plan) {
     );
     results.push({ name: tier.name, status: 'not run (needs root)', ms: 0 });
     continue;
+  }
+  if (tier.binary) {
+    const b = spawnSync(process.execPath, ['scripts/build-binary.mjs'], { stdio: 'inherit' });
+    if (b.status !== 0) fail('the build of the single executable failed');
   }
   if (tier.dist && !built) {
     // Always rebuild: a stale dist/ would test old code, and the build takes about a second.

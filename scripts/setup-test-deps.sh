@@ -28,6 +28,7 @@ APT_PACKAGES=(
   "wrk                   bench/attestation.ts, bench/ingress.ts: HTTP load"
   "libssl-dev            test/interop: the Rust program links OpenSSL (aws-nitro-enclaves-cose)"
   "pkg-config            test/interop: the Rust program finds OpenSSL"
+  "qemu-system-x86       test/lab: the kernel lab's VM (software emulation; the kernel itself is apt-get download-ed)"
 )
 
 check_only=false
@@ -72,5 +73,19 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # ---- Other installers (Go, cargo, pip, QEMU images...): add a function here and call it below.
+
+# test/interop builds Go, Rust and PyPI programs (test/interop/prepare.ts fetches the pinned modules, crates
+# and packages itself). The toolchains come with the machine image; without one, say so here, and those
+# tests fail naming it.
+interop_toolchains() {
+  local gaps=()
+  command -v go >/dev/null || gaps+=("go (Go >= 1.24)")
+  command -v cargo >/dev/null || gaps+=("cargo (Rust >= 1.94.1, from rustup)")
+  python3 -c 'import venv, ensurepip' 2>/dev/null || gaps+=("python3 with venv and ensurepip")
+  if [ ${#gaps[@]} -gt 0 ]; then
+    echo "setup-test-deps: test/interop needs $(IFS=,; echo "${gaps[*]}"): those tests will fail naming it" >&2
+  fi
+}
+interop_toolchains
 
 exit 0

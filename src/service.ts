@@ -16,8 +16,6 @@ export interface ServiceContext {
    * plans its own part from `config` with the same functions.
    */
   plan?: RuntimePlan;
-  /** The egress proxy's bound address, passed by the supervisor to the services that dial out (KMS). */
-  egressProxy?: { host: string; port: number } | null;
 }
 
 export interface Service {

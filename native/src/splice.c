@@ -29,6 +29,7 @@ typedef struct {
   bool eof;       // read side reached EOF
   bool shut;      // EOF passed on with shutdown(SHUT_WR)
   bool grown;     // pipe enlarged to PUMP_PIPE_SIZE
+  bool copy_in;   // the kernel refused splice from `from`: fill the pipe with read() + write()
   uint64_t bytes; // bytes written to `to`
 } pump_dir;
 
@@ -157,6 +158,22 @@ static void pump_env_cleanup(void *arg) {
   if (!p->finishing) pump_finish(p, NULL, 0);
 }
 
+// read() from a socket into the (empty) pipe: the fallback when the kernel refuses splice from it.
+// 64 KiB is a default pipe's capacity, so the write of what was read never falls short; if it ever
+// did, the bytes could not be put back: EIO ends the pump rather than lose them silently.
+#define PUMP_COPY_CHUNK (64 << 10)
+static __thread char pump_copy_buf[PUMP_COPY_CHUNK];
+static ssize_t pump_copy_in(int from, int pipe_w) {
+  ssize_t n = read(from, pump_copy_buf, PUMP_COPY_CHUNK);
+  if (n <= 0) return n;
+  ssize_t w = write(pipe_w, pump_copy_buf, (size_t)n);
+  if (w != n) {
+    errno = EIO;
+    return -1;
+  }
+  return n;
+}
+
 // Moves what it can in one direction; returns false when the pump was finished.
 static bool pump_run_dir(pump *p, pump_dir *d) {
   for (;;) {
@@ -198,7 +215,16 @@ static bool pump_run_dir(pump *p, pump_dir *d) {
       d->pipe_r = pp[0];
       d->pipe_w = pp[1];
     }
-    ssize_t n = splice(p->fd[d->from], NULL, d->pipe_w, NULL, PUMP_CHUNK, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    ssize_t n = d->copy_in ? pump_copy_in(p->fd[d->from], d->pipe_w)
+                           : splice(p->fd[d->from], NULL, d->pipe_w, NULL, PUMP_CHUNK, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n < 0 && errno == EINVAL && !d->copy_in) {
+      // Before Linux 5.x a socket whose protocol has no splice_read cannot be spliced from: 4.14, the
+      // kernel of Nitro Enclaves, answers EINVAL for AF_VSOCK (net/socket.c sock_splice_read). Nothing
+      // was read, so this direction copies through user space from now on; the pipe -> socket half
+      // (sendpage, which every socket has) stays zero-copy. See docs/lab.md.
+      d->copy_in = true;
+      continue;
+    }
     if (n > 0) {
       // A read that filled the default 64 KiB pipe is a bulk transfer: bigger pipes mean fewer wakeups
       // per MiB. Refused (unprivileged, over the user's pipe quota) is fine.

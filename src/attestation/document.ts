@@ -1,6 +1,6 @@
-// Decoding of NSM attestation documents: COSE_Sign1 (tag 18 or untagged) around a CBOR payload
-// map (definite or indefinite length), with the syntactic checks AWS lists (nitro.md §4.3 step 2).
-// Everything here is hostile input: every field is type- and size-checked before use.
+// Decoding of NSM attestation documents: COSE_Sign1 (tag 18 or untagged) around a CBOR payload map (definite
+// or indefinite length), with the syntactic checks AWS lists (docs/reference/nitro.md, "Verifying a
+// document", step 2). Everything here is hostile input: every field is type- and size-checked before use.
 import { Tag } from 'cbor-x';
 import { ATTESTATION_FIELD_MAX } from '../constants.ts';
 import { cborDecode } from '../encoding/cbor.ts';

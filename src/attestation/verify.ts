@@ -1,6 +1,7 @@
-// Verification of NSM attestation documents (nitro.md §4.3): decode and syntax checks, the ES384
-// COSE signature over the payload bytes as received, PKIX validation of the certificate chain to a
-// pinned root at a chosen time, then the caller's policy (PCRs, nonce, key, age, debug mode).
+// Verification of NSM attestation documents (docs/reference/nitro.md, "Verifying a document"): decode and
+// syntax checks, the ES384 COSE signature over the payload bytes as received, PKIX validation of the
+// certificate chain to a pinned root at a chosen time, then the caller's policy (PCRs, nonce, key, age, debug
+// mode).
 import {
   createHash,
   createPublicKey,
@@ -83,7 +84,7 @@ function basicConstraints(cert: pkijs.Certificate): { ca: boolean; pathLen?: num
   return { ca: bc?.cA === true, pathLen };
 }
 
-/** Basic constraints and key usage along [leaf, ..., root] (nitro.md §4.3 step 4). */
+/** Basic constraints and key usage along [leaf, ..., root] (docs/reference/nitro.md, "Verifying a document", 4). */
 function checkConstraints(path: pkijs.Certificate[]): void {
   path.forEach((cert, i) => {
     const bc = basicConstraints(cert);

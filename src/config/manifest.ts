@@ -1,4 +1,4 @@
-// Enclaver's enclaver.yaml, validated key by key (reference/enclaver-compat.md §1). Accepts both the
+// Enclaver's enclaver.yaml, validated key by key (docs/reference/enclaver.md, "Manifest"). Accepts both the
 // E5 (`sources.supervisor`, `sources.wrapper`) and E6 (`sources.odyn`, `sources.sleeve`, `spire`)
 // spellings, so a manifest valid for either Enclaver release is valid here. Unlike odyn, the
 // cross-field rules (port clashes, KMS proxy without egress, invalid egress rules) fail at load.

@@ -46,6 +46,8 @@ const settingsSchema = obj({
       dir: opt(nullable(str())),
       // 0-2 are the hypervisor, local and host CIDs; 0xffffffff is VMADDR_CID_ANY.
       enclave_cid: opt(int({ min: 3, max: 0xfffffffe })),
+      // 1 (VMADDR_CID_LOCAL) is allowed: the kernel lab's guest reaches its own host side over loopback.
+      parent_cid: opt(int({ min: 1, max: 0xfffffffe })),
     }),
   ),
   egress: opt(
@@ -74,6 +76,7 @@ const settingsSchema = obj({
     }),
   ),
   kms: opt(obj({ ready_wait_ms: opt(ms()), upstream_timeout_ms: opt(ms(1)) })),
+  streams: opt(obj({ max_readers: opt(int({ min: 1, max: 1024 })) })),
   api: opt(obj({ metrics_port: opt(nullable(port())) })),
   nsm: opt(
     obj({

@@ -68,6 +68,8 @@ export interface Settings {
     dir: string | null;
     /** emulated: the enclave's CID. */
     enclave_cid: number;
+    /** The CID the enclave dials for egress (vsock 17002): 2, the parent instance, as odyn. */
+    parent_cid: number;
   };
   egress: {
     connect_timeout_ms: number;
@@ -88,6 +90,10 @@ export interface Settings {
     /** How long a KMS call that arrives before credentials/key are ready waits. */
     ready_wait_ms: number;
     upstream_timeout_ms: number;
+  };
+  streams: {
+    /** Readers served at once on each host-facing stream (status 17000, logs 17001); more are closed. */
+    max_readers: number;
   };
   api: {
     /** Port for /healthz and /metrics inside the enclave (null = off). */
@@ -115,7 +121,7 @@ export const DEFAULT_SETTINGS: Settings = {
     stop_grace_ms: 10000,
   },
   log: { buffer_bytes: 128 * 1024, level: 'info' },
-  transport: { kind: 'vsock', dir: null, enclave_cid: 16 },
+  transport: { kind: 'vsock', dir: null, enclave_cid: 16, parent_cid: 2 },
   egress: {
     connect_timeout_ms: 10000,
     header_timeout_ms: 10000,
@@ -125,6 +131,7 @@ export const DEFAULT_SETTINGS: Settings = {
   },
   ingress: { upstream_retry_ms: 30000, proxy_protocol: false, proxy_protocol_tlvs: [] },
   kms: { ready_wait_ms: 10000, upstream_timeout_ms: 30000 },
+  streams: { max_readers: 8 },
   api: { metrics_port: null },
   nsm: { kind: 'device', device_path: '/dev/nsm', state_dir: null, pcrs: {} },
 };

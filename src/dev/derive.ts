@@ -11,6 +11,7 @@ import { stringify } from 'yaml';
 import { egressPolicy } from '../config/egress.ts';
 import type { Config, Manifest, Settings } from '../config/types.ts';
 import { resolveTlsMaterial } from '../plan/ingress.ts';
+import { CID_HOST } from '../transport/types.ts';
 import { VERSION } from '../version.ts';
 
 /**
@@ -76,7 +77,7 @@ export function deriveEnclaveConfig(o: DeriveOptions): Derived {
     entry.tls = { key_file: t.keyPath, cert_file: t.certPath };
   }
   const s: Settings = structuredClone(o.config.settings);
-  s.transport = { kind: 'emulated', dir: o.vsockDir, enclave_cid: o.enclaveCid };
+  s.transport = { kind: 'emulated', dir: o.vsockDir, enclave_cid: o.enclaveCid, parent_cid: CID_HOST };
   s.nsm = { ...s.nsm, kind: 'software', state_dir: o.nsmState, pcrs: o.pcrs };
   s.log.level = o.logLevel;
   mkdirSync(o.dir, { recursive: true });

@@ -1,5 +1,5 @@
 // The enclave <-> host egress protocol on vsock 17002, byte-compatible with Enclaver's
-// (proxy/egress_http.rs, enclaver-compat.md §9.2):
+// (proxy/egress_http.rs, docs/reference/enclaver.md, "Egress wire protocol"):
 //
 //   enclave proxy                                   host relay
 //     [u16 LE length]{"host":"h","port":443}  --->

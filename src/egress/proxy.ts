@@ -44,8 +44,12 @@ import type { Decision } from '../policy/policy.ts';
 import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
 import { joinSockets } from '../transport/tunnel.ts';
-import { CID_HOST, EGRESS_VSOCK_PORT } from '../transport/types.ts';
+import { EGRESS_VSOCK_PORT } from '../transport/types.ts';
+import { boundedMemo } from './memo.ts';
 import { encodeRequest, parseResponse, readFrame } from './protocol.ts';
+
+/** Targets whose decision and relay frame are kept (an app dials a few; a prober costs recomputes only). */
+const TARGET_MEMO_MAX = 1024;
 
 export interface EgressProxyService extends Service {
   /** The port actually bound (differs from the manifest's only when it asked for 0). */
@@ -150,8 +154,24 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
   /** Tunnel sockets: detached from the HTTP server once CONNECT succeeds, so close() destroys them itself. */
   const live = new Set<Socket>();
 
+  // The policy is fixed for the proxy's life, so a decision depends on (host, port) alone, and the relay
+  // frame on the decision alone: both are computed once per target, not per tunnel (memo.ts).
+  const check = boundedMemo(TARGET_MEMO_MAX, (key: string) => {
+    const space = key.indexOf(' ');
+    return policy.check(key.slice(space + 1), Number(key.slice(0, space)));
+  });
+  const frames = new WeakMap<Decision, Uint8Array>();
+  function relayFrame(target: string, port: number, decision: Decision): Uint8Array {
+    let frame = frames.get(decision);
+    if (!frame) {
+      frame = encodeRequest({ host: target, port, deny_ips: policy.resolvedDenyRanges(decision, port) });
+      frames.set(decision, frame);
+    }
+    return frame;
+  }
+
   function decide(host: string, port: number): Decision {
-    const d = policy.check(host, port);
+    const d = check(`${port} ${host}`);
     egressDecisions.inc({ verdict: d.allowed ? 'allow' : 'deny', rule: d.rule ?? '(default deny)' });
     const entry = { host, port, verdict: d.allowed ? 'allow' : 'deny', rule: d.rule, target: d.target };
     // Allowed at debug: an app's every call at info would fill the log ring and push its own lines out.
@@ -197,7 +217,7 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
     let sock: Socket | undefined;
     let gaveUp = false;
     try {
-      const connecting = ctx.transport.connect(CID_HOST, EGRESS_VSOCK_PORT);
+      const connecting = ctx.transport.connect(ctx.config.settings.transport.parent_cid, EGRESS_VSOCK_PORT);
       // A stream that connects after we gave up must not leak.
       connecting.then(
         (s) => {
@@ -211,7 +231,7 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
           cause: e,
         });
       });
-      sock.write(encodeRequest({ host: target, port, deny_ips: policy.resolvedDenyRanges(decision, port) }));
+      sock.write(relayFrame(target, port, decision));
       const frame = await readFrame(sock, Math.max(1, deadline - Date.now())).catch((e: Error) => {
         if (e instanceof FrameError && e.errno === 'ETIMEDOUT')
           throw new EgressTimeoutError(
@@ -255,10 +275,11 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
     egressOpenTunnels.inc();
     joinSockets(client, upstream, {
       idleTimeoutMs: settings.idle_timeout_ms,
-      onClose: ({ aRead, aWritten }) => {
+      onClose: ({ aRead, aWritten, engine }) => {
         egressOpenTunnels.dec();
         egressBytes.inc({ direction: 'up' }, aRead);
         egressBytes.inc({ direction: 'down' }, aWritten);
+        log.debug({ engine, up: aRead, down: aWritten }, 'tunnel closed');
       },
     });
   }

@@ -1,5 +1,6 @@
-// `cloister host`: the parent-instance side (enclaver-run's job, enclaver-compat.md §15): relay egress,
-// launch the enclave with nitro-cli, forward ingress, print the enclave's logs, exit with the app's code.
+// `cloister host`: the parent-instance side (enclaver-run's job, docs/reference/enclaver.md, "Host side"):
+// relay egress, launch the enclave with nitro-cli, forward ingress, print the enclave's logs, exit with the
+// app's code.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -21,6 +22,8 @@ export const HOST_USAGE = `usage: cloister host [-f enclaver.yaml] [options]
   --cpu-count N           vCPUs (default: manifest defaults.cpu_count, else 2)
   --memory MB             memory in MiB (default: manifest defaults.memory_mb, else 4096)
   --debug-mode            start the enclave in debug mode (PCRs read as zero)
+  --attach-cid N          attach to an enclave already running at CID N instead of launching one
+                          (nitro-cli is not used; on exit or interrupt the enclave is left running)
   --nitro-cli PATH        the nitro-cli command (default: nitro-cli)
   -p, --publish H:E       serve enclave ingress port E on host port H (default: the same port)
   --listen-address ADDR   address of the ingress listeners (default 0.0.0.0)
@@ -48,6 +51,11 @@ export async function run(argv: string[]): Promise<number> {
     if (transport === 'emulated' && !values['vsock-dir']) {
       throw new UsageError('--transport emulated needs --vsock-dir');
     }
+    if (values['attach-cid'] !== undefined) {
+      const launchOnly = ['eif', 'cpu-count', 'memory', 'debug-mode', 'nitro-cli'] as const;
+      const clash = launchOnly.find((k) => values[k] !== undefined);
+      if (clash) throw new UsageError(`--attach-cid launches nothing: --${clash} does not apply`);
+    }
   } catch (err) {
     process.stderr.write(`cloister host: ${(err as Error).message}\n${HOST_USAGE}`);
     return 2;
@@ -62,6 +70,7 @@ export async function run(argv: string[]): Promise<number> {
   let ports: HostPortMapping[];
   let metricsHostPort: number | undefined;
   let statusTimeoutS: number;
+  let attachCid: number | undefined;
   const manifestPath = resolve(values.file ?? '/enclave/enclaver.yaml');
   let config: ReturnType<typeof loadConfig>;
   try {
@@ -71,6 +80,7 @@ export async function run(argv: string[]): Promise<number> {
     ports = ingressPorts(config, values.publish ?? []);
     metricsHostPort = intFlag(values['metrics-port'], '--metrics-port', 0);
     statusTimeoutS = intFlag(values['status-timeout'], '--status-timeout', 1) ?? 60;
+    attachCid = intFlag(values['attach-cid'], '--attach-cid', 1, 0xfffffffe);
   } catch (err) {
     process.stderr.write(`cloister host: ${(err as Error).message}\n`);
     return 2;
@@ -100,6 +110,14 @@ export async function run(argv: string[]): Promise<number> {
     },
     metricsHostPort,
     launch: async () => {
+      if (attachCid !== undefined) {
+        // Someone else started it (and will stop it): a host side that restarts leaves the enclave be.
+        return {
+          cid: attachCid,
+          description: `enclave at CID ${attachCid} (attached)`,
+          terminate: async () => {},
+        };
+      }
       const debugMode = values['debug-mode'] === true;
       const info = await runEnclave({ nitroCli, eifPath, cpuCount, memoryMb, debugMode });
       // Debug mode: the enclave's serial console too (kernel and init messages), as enclaver-run does.
@@ -138,6 +156,7 @@ function parse(args: string[]) {
     'proxy-protocol': { type: 'boolean' },
     'metrics-port': { type: 'string' },
     'status-timeout': { type: 'string' },
+    'attach-cid': { type: 'string' },
     transport: { type: 'string' },
     'vsock-dir': { type: 'string' },
   });

@@ -1,6 +1,6 @@
-// nitro-cli, the way enclaver-run drives it (enclaver-compat.md §15.2): run-enclave prints a JSON object
-// (after some progress lines) naming EnclaveID and EnclaveCID; terminate-enclave --enclave-id ID stops it.
-// The command is configurable (--nitro-cli) so tests run a fake one.
+// nitro-cli, the way enclaver-run drives it (docs/reference/enclaver.md, "Host side"): run-enclave prints a
+// JSON object (after some progress lines) naming EnclaveID and EnclaveCID; terminate-enclave --enclave-id ID
+// stops it. The command is configurable (--nitro-cli) so tests run a fake one.
 import { execFile } from 'node:child_process';
 
 export interface RunEnclaveOptions {

@@ -4,9 +4,9 @@
 //   egress relay (vsock 17002, if the manifest has egress)   ingress: TCP <host port> -> vsock <port>
 //   launch the enclave -> CID -> follow status (17000) and logs (17001) -> final status -> exit code
 //
-// Exit codes are enclaver-run's (enclaver-compat.md §15.3): the app's own code when it exited,
-// 107 when a signal killed it, 108 when the enclave side failed (fatal status, status port lost),
-// 109 when we were interrupted (SIGINT/SIGTERM) and terminated the enclave ourselves.
+// Exit codes are enclaver-run's (docs/reference/enclaver.md, "Exit codes"): the app's own code when it
+// exited, 107 when a signal killed it, 108 when the enclave side failed (fatal status, status port lost), 109
+// when we were interrupted (SIGINT/SIGTERM) and terminated the enclave ourselves.
 
 import { hostRelayEnabled } from '../config/egress.ts';
 import type { Config } from '../config/types.ts';
@@ -105,7 +105,8 @@ export async function runHostSession(o: HostSessionOptions): Promise<number> {
 
   try {
     if (hostRelayEnabled(o.config.manifest)) {
-      // enclaver-run listens on 17002 whenever the egress key exists (enclaver-compat.md §1).
+      // enclaver-run listens on 17002 whenever the egress key exists (docs/reference/enclaver.md,
+      // "Manifest").
       const relay = await startEgressRelay({
         transport: o.transport,
         logger: log,

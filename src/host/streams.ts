@@ -8,7 +8,7 @@ import { type AppStatus, parseStatusLine } from '../supervisor/status.ts';
 import { APP_LOG_PORT, STATUS_PORT, type Transport } from '../transport/types.ts';
 
 const RETRY_MS = 250;
-/** Status lines are at most 1024 bytes (enclaver-compat.md §7.1); a peer sending more is cut off. */
+/** Status lines are at most 1024 bytes (docs/reference/enclaver.md, "Status port"); more is cut off. */
 const STATUS_LINE_MAX = 64 * 1024;
 
 export interface Follower {

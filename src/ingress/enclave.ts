@@ -137,7 +137,7 @@ export async function startIngressPorts(
       if (header) upstream.write(header);
       ingressConnections.inc({ port: label, result: 'ok' });
       const stats = await splice(inbound, upstream);
-      log.debug({ port, in: stats.aToB, out: stats.bToA }, 'ingress connection closed');
+      log.debug({ port, in: stats.aToB, out: stats.bToA, engine: stats.engine }, 'ingress connection closed');
     } catch (err) {
       const result =
         err instanceof TlsHandshakeError

@@ -10,14 +10,18 @@ export interface SpliceStats {
   /** Bytes that went a -> b and b -> a. */
   aToB: number;
   bToA: number;
+  /** Which data path carried the bytes (src/transport/tunnel.ts); 'pipe' for non-socket streams. */
+  engine: 'splice' | 'stream' | 'pipe';
 }
 
 /** Joins a and b; resolves once both are closed (never rejects: an error is a normal end of a connection). */
 export function splice(a: Duplex, b: Duplex): Promise<SpliceStats> {
-  const stats: SpliceStats = { aToB: 0, bToA: 0 };
+  const stats: SpliceStats = { aToB: 0, bToA: 0, engine: 'pipe' };
   if (a instanceof Socket && b instanceof Socket && !a.destroyed && !b.destroyed) {
     return new Promise((resolve) =>
-      joinSockets(a, b, { onClose: (info) => resolve({ aToB: info.aRead, bToA: info.aWritten }) }),
+      joinSockets(a, b, {
+        onClose: (info) => resolve({ aToB: info.aRead, bToA: info.aWritten, engine: info.engine }),
+      }),
     );
   }
   if (a.destroyed || b.destroyed) {

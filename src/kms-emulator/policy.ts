@@ -49,6 +49,8 @@ export function parsePolicy(text: string): PolicyDocument {
   const statements = Array.isArray(raw) ? raw : raw && typeof raw === 'object' ? [raw] : null;
   if (!statements || statements.length === 0) malformed('The policy has no Statement');
   statements.forEach((s: Statement, i: number) => {
+    if (typeof s !== 'object' || s === null || Array.isArray(s))
+      malformed(`Statement[${i}] must be an object`);
     if (s.Effect !== 'Allow' && s.Effect !== 'Deny')
       malformed(`Statement[${i}]: Effect must be Allow or Deny`);
     const actions = [...list(s.Action), ...list(s.NotAction)];

@@ -1,6 +1,7 @@
-// Builds CiphertextForRecipient the way KMS shapes it (nitro.md §7.4): BER with indefinite lengths on the
-// outer structures, EnvelopedData v2, one KeyTransRecipientInfo v2 with rid = SHA-256(SPKI),
-// RSAES-OAEP SHA-256/MGF1-SHA-256, AES-256-CBC content as a constructed [0] of OCTET STRING chunks.
+// Builds CiphertextForRecipient the way KMS shapes it (docs/reference/nitro.md, "CiphertextForRecipient"):
+// BER with indefinite lengths on the outer structures, EnvelopedData v2, one KeyTransRecipientInfo v2 with
+// rid = SHA-256(SPKI), RSAES-OAEP SHA-256/MGF1-SHA-256, AES-256-CBC content as a constructed [0] of OCTET
+// STRING chunks.
 import {
   createCipheriv,
   createPublicKey,

@@ -181,7 +181,9 @@ export async function verifySignature(input: VerifyInput): Promise<Scope> {
       throw new SignatureError('InvalidSignatureException', `signed header '${name}' is missing`);
     headers[name] = v;
   }
-  const canonical = canonicalRequest(input.method, input.path, headers, names, payloadHash);
+  // An absolute-form target (`POST http://host/ HTTP/1.1`) is signed as its path and query.
+  const target = input.path.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?]*/i, '') || '/';
+  const canonical = canonicalRequest(input.method, target, headers, names, payloadHash);
   const scope = `${date}/${region}/${service}/aws4_request`;
   const stringToSign = [
     'AWS4-HMAC-SHA256',

@@ -1,10 +1,11 @@
 // KMS `CiphertextForRecipient`: CMS EnvelopedData (RFC 5652) in BER with indefinite lengths, one
-// KeyTransRecipientInfo (RSAES-OAEP SHA-256 / MGF1-SHA-256), AES-256-CBC content. Shape: nitro.md §7.4.
-// asn1js decodes the BER (with its depth/node limits, both encodings of encryptedContent); the few fields
-// KMS sets are then read straight off the decoded tree. (pkijs's EnvelopedData/ContentInfo classes did the
-// same checks but built their full schemas — OriginatorInfo, certificates, CRLs — on every call: ~2 ms
-// per reply, more than the RSA decryption.) Node's crypto does the two decryptions synchronously: one
-// RSA-2048 private operation (~0.3-1 ms) does not need a thread hop.
+// KeyTransRecipientInfo (RSAES-OAEP SHA-256 / MGF1-SHA-256), AES-256-CBC content. Shape:
+// docs/reference/nitro.md, "CiphertextForRecipient". asn1js decodes the BER (with its depth/node limits, both
+// encodings of encryptedContent); the few fields KMS sets are then read straight off the decoded tree.
+// (pkijs's EnvelopedData/ContentInfo classes did the same checks but built their full schemas —
+// OriginatorInfo, certificates, CRLs — on every call: ~2 ms per reply, more than the RSA decryption.) Node's
+// crypto does the two decryptions synchronously: one RSA-2048 private operation (~0.3-1 ms) does not need a
+// thread hop.
 import {
   createDecipheriv,
   createHash,

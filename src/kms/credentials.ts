@@ -1,7 +1,8 @@
 // The proxy's own AWS credentials, from the usual chain: environment variables (as the SDK's fromEnv), then
-// container credentials, then EC2 IMDSv2. The last two are written here, small, because the SDK's
-// providers open their own TCP connections to 169.254.170.2 / 169.254.169.254, and inside an enclave the
-// only way out is the egress proxy (enclaver-compat §12.1); these speak plain HTTP through it.
+// container credentials, then EC2 IMDSv2. The last two are written here, small, because the SDK's providers
+// open their own TCP connections to 169.254.170.2 / 169.254.169.254, and inside an enclave the only way out
+// is the egress proxy (docs/reference/enclaver.md, "KMS proxy: startup and credentials"); these speak plain
+// HTTP through it.
 //
 // Unlike odyn 0.5 (Enclaver #218), credentials are refreshed before they expire: a timer refreshes them
 // when min(5 min, half their lifetime) remains, and a call that finds them inside that margin refreshes

@@ -13,6 +13,7 @@
 // (signing and the call to KMS), startup.ts (configuration checks), credentials.ts, egress.ts.
 import type { KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { egressPolicy } from '../config/egress.ts';
 import {
   BodyTooLargeError,
   InternalError,
@@ -26,7 +27,7 @@ import { refuseOddRequests } from '../http/refuse.ts';
 import { listenOn, readLimitedBody } from '../http/server.ts';
 import type { Logger } from '../log/logger.ts';
 import { kmsCalls } from '../metrics.ts';
-import { planEgress, planKms } from '../plan/index.ts';
+import { planKms } from '../plan/index.ts';
 import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
 import { CredentialChain, type CredentialChainOptions } from './credentials.ts';
@@ -62,6 +63,9 @@ const HOP_BY_HOP = new Set([
 ]);
 
 export interface KmsProxyOptions {
+  /** Where the egress proxy listens, as it bound (the supervisor passes it). Absent or null: no egress
+   *  proxy runs, and KMS and IMDS are dialled directly (tests, a host-side run; no way out of an enclave). */
+  egress?: EgressProxy | null;
   /** Test hook: credential chain options (e.g. another env). */
   credentials?: Partial<CredentialChainOptions>;
   /** Listen port override (default kms_proxy.listen_port; 0 = ephemeral). */
@@ -86,13 +90,16 @@ export async function startKmsProxy(
   const log: Logger = ctx.logger.child({ component: 'kms-proxy' });
   const kp = ctx.plan ? ctx.plan.kms : planKms(ctx.config);
   if (!kp) throw new Error('kms_proxy is not configured in the manifest');
-  // The egress proxy's address comes from whoever started it (the supervisor passes its bound address);
-  // started alone (tests), the plan's port.
-  const planned = ctx.plan ? ctx.plan.egress : planEgress(ctx.config);
-  const egress: EgressProxy | null =
-    ctx.egressProxy !== undefined ? ctx.egressProxy : planned && { host: '127.0.0.1', port: planned.port };
+  // Given, not worked out from the manifest: the egress proxy may have bound another port than the
+  // manifest's (0), or not run at all (nothing allowed).
+  const egress = opts.egress ?? null;
   const { endpoints } = kp;
-  warnAboutPolicy(log, kp.egressPolicy, endpoints, opts.credentials?.env ?? process.env);
+  warnAboutPolicy(
+    log,
+    egress ? egressPolicy(ctx.config.manifest) : null,
+    endpoints,
+    opts.credentials?.env ?? process.env,
+  );
   const readyWaitMs = settings.kms.ready_wait_ms;
 
   // Background preparation: neither the key nor the credentials may delay the app's launch.

@@ -1,6 +1,7 @@
 // SigV4 for the KMS proxy, on @smithy/signature-v4 (the AWS SDK's own signer).
 //  - readScope: the region/service the app signed for (Authorization header or presigned query);
-//    the proxy never trusts the app's signature, it only routes by its scope (enclaver-compat §12.2).
+//    the proxy never trusts the app's signature, it only routes by its scope
+//    (docs/reference/enclaver.md, "KMS proxy: per request").
 //  - signKmsRequest: re-sign with the proxy's own credentials (the body changed, so it must).
 // The emulator checks signatures with its own implementation (kms-emulator/sigv4-verify.ts), so that
 // the signer's mistakes cannot hide behind a verifier that shares them.

@@ -5,6 +5,7 @@ import type { Logger } from '../log/logger.ts';
 import type { Policy } from '../policy/policy.ts';
 import { defaultPort, kmsEndpoint } from './upstream.ts';
 
+/** `egress`: the rules of the egress proxy the KMS proxy goes through; undefined when none runs. */
 export function warnAboutPolicy(
   log: Logger,
   /** The plan's compiled egress policy; null when egress is off. */
@@ -14,7 +15,7 @@ export function warnAboutPolicy(
 ): void {
   if (!policy) {
     log.warn(
-      'no egress section in the manifest; KMS and IMDS are dialled directly (no way out of a real enclave)',
+      'no egress proxy runs (no egress.allow in the manifest); KMS and IMDS are dialled directly (no way out of a real enclave)',
     );
     return;
   }

@@ -1,5 +1,5 @@
-// The real NSM: /dev/nsm through the native NSM_IOCTL_RAW call (nitro.md §1). This layer moves raw
-// CBOR bytes only; the CBOR client (src/nsm/client.ts) encodes requests and decodes replies,
+// The real NSM: /dev/nsm through the native NSM_IOCTL_RAW call (docs/reference/nitro.md, "NSM device"). This
+// layer moves raw CBOR bytes only; the CBOR client (src/nsm/client.ts) encodes requests and decodes replies,
 // including the NSM's own {"Error": ...} answers, which arrive as successful ioctls.
 import { NSM_REQUEST_MAX_SIZE } from '../constants.ts';
 import { isNativeError, loadNative } from '../native.ts';

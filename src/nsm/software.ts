@@ -30,7 +30,7 @@ const PCR_BYTES = 48;
 
 const HOUR = 3600_000;
 const DAY = 24 * HOUR;
-/** Lifetimes as observed in AWS's chain (nitro.md §4.2). */
+/** Lifetimes as observed in AWS's chain (docs/reference/nitro.md, "Certificate chain"). */
 const LIFETIMES = { root: 30 * 365 * DAY, regional: 20 * DAY, zonal: 5 * DAY, instance: DAY, leaf: 3 * HOUR };
 
 /** COSE protected header {1: -35} (alg ES384), exactly as the NSM sends it. */

@@ -29,8 +29,6 @@ export interface KmsPlan {
   port: number;
   /** kms_proxy.endpoints: region -> endpoint override. */
   endpoints: Record<string, string>;
-  /** The egress policy KMS and IMDS calls go through (null: egress is off). */
-  egressPolicy: Policy | null;
   settings: Settings['kms'];
 }
 
@@ -58,13 +56,12 @@ export function planEgress(config: Config): EgressPlan | null {
 }
 
 /** The KMS proxy part alone (null when the manifest has no kms_proxy). */
-export function planKms(config: Config, egress = planEgress(config)): KmsPlan | null {
+export function planKms(config: Config): KmsPlan | null {
   const kp = config.manifest.kms_proxy;
   if (!kp) return null;
   return {
     port: kp.listen_port,
     endpoints: kp.endpoints ?? {},
-    egressPolicy: egress?.policy ?? null,
     settings: config.settings.kms,
   };
 }
@@ -76,7 +73,7 @@ export function buildPlan(config: Config): RuntimePlan {
   const metricsPort = config.settings.api.metrics_port;
   return {
     egress,
-    kms: planKms(config, egress),
+    kms: planKms(config),
     api: api ? { port: api.listen_port } : null,
     metrics: metricsPort === null ? null : { port: metricsPort },
     ingress: planIngress(config),

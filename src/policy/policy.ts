@@ -1,7 +1,8 @@
-// Egress policy: Enclaver's rule syntax (names, `*`, `**`, IPs, CIDRs; allow/deny; deny wins; default
-// deny) plus optional ports, without odyn's bypasses (enclaver-compat.md §10.1). Hosts are normalised
-// before matching: lowercase, one trailing dot, IDN -> punycode, numeric IPv4 spellings read as the
-// address they mean, mapped IPv6 folded into IPv4. The normalised host is what gets dialled.
+// Egress policy: Enclaver's rule syntax (names, `*`, `**`, IPs, CIDRs; allow/deny; deny wins; default deny)
+// plus optional ports, without odyn's bypasses (docs/reference/enclaver.md, "Policy holes in odyn that
+// cloister closes"). Hosts are normalised before matching: lowercase, one trailing dot, IDN -> punycode,
+// numeric IPv4 spellings read as the address they mean, mapped IPv6 folded into IPv4. The normalised host is
+// what gets dialled.
 import { domainToASCII } from 'node:url';
 import { PolicyError } from '../errors.ts';
 import {

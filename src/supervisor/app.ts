@@ -1,9 +1,9 @@
-// Launching the app the way odyn does (enclaver-compat.md §6): its argv exactly (no shell), argv[0]
-// looked up in PATH, stdin inherited, stdout/stderr piped into the log stream, its own process group
-// so signals reach everything it started. Node offers no bare setpgid: `detached` makes the app a
-// session leader (setsid), which also gives it its own process group with pgid = pid.
-// stdout and stderr share one pipe when the native addon can make it (output-pipe.ts), as with odyn, so
-// their relative order is the app's own; without the addon they are two pipes, read in arrival order.
+// Launching the app the way odyn does (docs/reference/enclaver.md, "App process"): its argv exactly (no
+// shell), argv[0] looked up in PATH, stdin inherited, stdout/stderr piped into the log stream, its own
+// process group so signals reach everything it started. Node offers no bare setpgid: `detached` makes the app
+// a session leader (setsid), which also gives it its own process group with pgid = pid. stdout and stderr
+// share one pipe when the native addon can make it (output-pipe.ts), as with odyn, so their relative order is
+// the app's own; without the addon they are two pipes, read in arrival order.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import type { Readable } from 'node:stream';

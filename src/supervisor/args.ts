@@ -1,5 +1,6 @@
-// `cloister enclave` command line: odyn's (`--config-dir DIR [-v…] [--no-bootstrap] [--no-console]
-// -- entrypoint…`, enclaver-compat.md §3) plus cloister's own overrides of cloister.yaml settings.
+// `cloister enclave` command line: odyn's (`--config-dir DIR [-v…] [--no-bootstrap] [--no-console] --
+// entrypoint…`, docs/reference/enclaver.md, "Command line") plus cloister's own overrides of cloister.yaml
+// settings.
 import { parseArgs } from 'node:util';
 import { intFlag, oneOf, splitAppArgv, UsageError } from '../cli-args.ts';
 
@@ -16,6 +17,7 @@ export const ENCLAVE_USAGE = `usage: cloister enclave (--config-dir DIR | -f FIL
   --transport KIND      vsock (default) | emulated
   --vsock-dir DIR       emulated transport: directory of <cid>/<port>.sock
   --cid N               emulated transport: this enclave's CID (default 16)
+  --parent-cid N        the CID dialled for egress (default 2, the parent instance)
   --nsm KIND            device (default, /dev/nsm) | software
   --nsm-state DIR       software NSM: where its CA chain and keys live
 `;
@@ -30,6 +32,7 @@ export interface EnclaveArgs {
   transport?: 'vsock' | 'emulated';
   vsockDir?: string;
   cid?: number;
+  parentCid?: number;
   nsm?: 'device' | 'software';
   nsmState?: string;
   help: boolean;
@@ -54,6 +57,7 @@ export function parseEnclaveArgs(argv: string[]): EnclaveArgs {
   const transport = oneOf(values.transport, '--transport', ['vsock', 'emulated']);
   const nsm = oneOf(values.nsm, '--nsm', ['device', 'software']);
   const cid = intFlag(values.cid, '--cid', 3, 0xfffffffe);
+  const parentCid = intFlag(values['parent-cid'], '--parent-cid', 1, 0xfffffffe);
   if (!help) {
     if (values['config-dir'] === undefined && values.file === undefined) {
       throw new UsageError('--config-dir DIR (or -f FILE) is required');
@@ -73,6 +77,7 @@ export function parseEnclaveArgs(argv: string[]): EnclaveArgs {
     transport,
     vsockDir: values['vsock-dir'],
     cid,
+    parentCid,
     nsm,
     nsmState: values['nsm-state'],
     help,
@@ -95,6 +100,7 @@ function parse(args: string[]) {
       transport: { type: 'string' },
       'vsock-dir': { type: 'string' },
       cid: { type: 'string' },
+      'parent-cid': { type: 'string' },
       nsm: { type: 'string' },
       'nsm-state': { type: 'string' },
       help: { type: 'boolean', short: 'h' },

@@ -1,5 +1,5 @@
-// Enclave bootstrap (enclaver-compat.md §5): an enclave boots with `lo` down and nothing but the NSM to
-// seed its RNG from. Same log lines as odyn, so operators' log searches keep working.
+// Enclave bootstrap (docs/reference/enclaver.md, "Bootstrap"): an enclave boots with `lo` down and nothing
+// but the NSM to seed its RNG from. Same log lines as odyn, so operators' log searches keep working.
 import type { Logger } from '../log/logger.ts';
 import type { Nsm } from '../nsm/types.ts';
 

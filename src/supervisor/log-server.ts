@@ -1,10 +1,11 @@
-// The log stream on vsock 17001 (enclaver-compat.md §7.2): each reader gets the ring from its oldest
-// retained byte, then follows live. Readers are independent: each has its own cursor, and at most one
-// chunk is queued in its socket at a time (the next is written on 'drain'). A reader that falls more
-// than a ring behind skips ahead to the oldest retained byte and is told so by a marker line; odyn
-// skips silently. Nothing a reader does can make the ring, or the app, wait.
+// The log stream on vsock 17001 (docs/reference/enclaver.md, "Log port"): each reader gets the ring from its
+// oldest retained byte, then follows live. Readers are independent: each has its own cursor, and at most one
+// chunk is queued in its socket at a time (the next is written on 'drain'). A reader that falls more than a
+// ring behind skips ahead to the oldest retained byte and is told so by a marker line; odyn skips silently.
+// Nothing a reader does can make the ring, or the app, wait.
 import type { Server, Socket } from 'node:net';
 import type { LogRing } from '../log/ring.ts';
+import type { ReaderLimit } from './reader-limit.ts';
 
 /** Largest write handed to a reader's socket at once. */
 const CHUNK = 64 * 1024;
@@ -22,8 +23,11 @@ export class LogServer {
     private readonly replayBytes = ring.capacity,
   ) {}
 
-  serve(server: Server): void {
-    server.on('connection', (sock) => this.addReader(sock));
+  /** Serve every connection the server accepts (up to `limit`'s readers at once). */
+  serve(server: Server, limit?: ReaderLimit): void {
+    server.on('connection', (sock) => {
+      if (!limit || limit.admit(sock)) this.addReader(sock);
+    });
   }
 
   addReader(sock: Socket): void {

@@ -1,9 +1,9 @@
-// One pipe for the app's stdout and stderr, as odyn gives it (enclaver-compat.md §7.2): the app writes
-// both streams into the same pipe, so the log stream keeps the app's own order (an `echo out; echo err
-// >&2` loop reads back exactly alternating). Node's spawn can only make one pipe per fd, so the pipe
-// comes from the native addon (pipe2 with O_CLOEXEC: no other child inherits it). spawn dup2()s the
-// write end onto the app's fds 1 and 2; the read end is adopted by a libuv Pipe handle and read as a
-// net.Socket, like an adopted vsock fd.
+// One pipe for the app's stdout and stderr, as odyn gives it (docs/reference/enclaver.md, "Log port"): the
+// app writes both streams into the same pipe, so the log stream keeps the app's own order (an `echo out; echo
+// err >&2` loop reads back exactly alternating). Node's spawn can only make one pipe per fd, so the pipe
+// comes from the native addon (pipe2 with O_CLOEXEC: no other child inherits it). spawn dup2()s the write end
+// onto the app's fds 1 and 2; the read end is adopted by a libuv Pipe handle and read as a net.Socket, like
+// an adopted vsock fd.
 import type { Socket } from 'node:net';
 import { loadNative, type NativeAddon } from '../native.ts';
 import { adoptFd, socketFromHandle } from '../transport/node-internals.ts';

@@ -1,10 +1,11 @@
-// The app status stream on vsock 17000, odyn's protocol (enclaver-compat.md §7.1) with its bugs fixed:
-// each line is JSON.stringify'd (a fatal error text with quotes or newlines stays valid JSON), and
-// `signaled` carries the signal as a number (what the stock enclaver-run parses, as i32) plus its name.
+// The app status stream on vsock 17000, odyn's protocol (docs/reference/enclaver.md, "Status port") with its
+// bugs fixed: each line is JSON.stringify'd (a fatal error text with quotes or newlines stays valid JSON),
+// and `signaled` carries the signal as a number (what the stock enclaver-run parses, as i32) plus its name.
 // Every new reader gets the current status at once, then one line per change; cloister never closes it.
 import type { Server, Socket } from 'node:net';
 import { constants } from 'node:os';
 import { STATUS_LINE_MAX } from '../constants.ts';
+import type { ReaderLimit } from './reader-limit.ts';
 
 export type AppStatus =
   /** Before the app was spawned (services still starting). Not an odyn status: a stock host skips it. */
@@ -137,9 +138,11 @@ export class StatusBoard {
     this.changeListeners.add(fn);
   }
 
-  /** Serve every connection the server accepts. */
-  serve(server: Server): void {
-    server.on('connection', (sock) => this.addReader(sock));
+  /** Serve every connection the server accepts (up to `limit`'s readers at once). */
+  serve(server: Server, limit?: ReaderLimit): void {
+    server.on('connection', (sock) => {
+      if (!limit || limit.admit(sock)) this.addReader(sock);
+    });
   }
 
   addReader(sock: Socket): void {

@@ -1,4 +1,5 @@
-// `cloister enclave`: the in-enclave supervisor. Order as odyn's (enclaver-compat.md §4):
+// `cloister enclave`: the in-enclave supervisor. Order as odyn's
+// (docs/reference/enclaver.md, "Startup order"):
 //   1. status server (vsock 17000) and log server (17001), so a failed start can still be reported;
 //   2. bootstrap (lo up, entropy from the NSM) unless --no-bootstrap;
 //   3. services: egress proxy, ingress, KMS proxy (if kms_proxy), attestation API (if api);
@@ -29,6 +30,7 @@ import { bootstrap } from './bootstrap.ts';
 import { lazyNsm } from './lazy-nsm.ts';
 import { LineJoiner } from './line-joiner.ts';
 import { LogServer } from './log-server.ts';
+import { ReaderLimit } from './reader-limit.ts';
 import { ourGroupMembers, Reaper } from './reaper.ts';
 import { RestartTracker } from './restart.ts';
 import { type AppStatus, StatusBoard } from './status.ts';
@@ -51,6 +53,7 @@ export function applyFlags(settings: Settings, args: EnclaveArgs): Settings {
   if (args.transport) s.transport.kind = args.transport;
   if (args.vsockDir !== undefined) s.transport.dir = args.vsockDir;
   if (args.cid !== undefined) s.transport.enclave_cid = args.cid;
+  if (args.parentCid !== undefined) s.transport.parent_cid = args.parentCid;
   if (args.nsm) s.nsm.kind = args.nsm;
   if (args.nsmState !== undefined) s.nsm.state_dir = args.nsmState;
   if (args.verbosity >= 2) s.log.level = 'trace';
@@ -136,7 +139,12 @@ export class Supervisor {
       const status = await transport.listen(STATUS_PORT);
       this.servers.push(status);
       keepServing(status, () => this.errorLog(), 'status server', { port: STATUS_PORT });
-      this.board.serve(status);
+      const warn = (fields: Record<string, unknown>, msg: string) =>
+        this.logger
+          ? this.logger.warn(fields, msg)
+          : process.stderr.write(`cloister: ${msg} ${JSON.stringify(fields)}\n`);
+      const max = settings.streams.max_readers;
+      this.board.serve(status, new ReaderLimit(`status stream (vsock ${STATUS_PORT})`, max, warn));
       if (this.args.console) {
         // The ring is never smaller than a few chunks, so live readers keep up even when
         // log.buffer_bytes (the replay a new reader gets) is tiny or 0.
@@ -145,7 +153,7 @@ export class Supervisor {
         const logs = await transport.listen(APP_LOG_PORT);
         this.servers.push(logs);
         keepServing(logs, () => this.errorLog(), 'log server', { port: APP_LOG_PORT });
-        this.logServer.serve(logs);
+        this.logServer.serve(logs, new ReaderLimit(`log stream (vsock ${APP_LOG_PORT})`, max, warn));
         this.sink = new LogSink(ring, openConsoleEcho(1));
       }
     } catch (err) {
@@ -235,22 +243,29 @@ export class Supervisor {
   private async startServices(base: ServiceContext): Promise<Record<string, string>> {
     // Every decision the services share, made once (src/plan/); a bad TLS key fails here, before any starts.
     const plan = buildPlan(base.config);
-    const ctx: ServiceContext = { ...base, plan, egressProxy: null };
+    const ctx: ServiceContext = { ...base, plan };
+    // The KMS proxy goes out through the egress proxy: it gets the address the egress proxy bound.
+    let egressPort: number | undefined;
     const starts: [string, () => Promise<Service>][] = [];
     if (plan.egress) {
       starts.push([
         'egress proxy',
         async () => {
-          const proxy = await (await import('../egress/proxy.ts')).startEgressProxy(ctx);
-          // What dials out (the KMS proxy) is handed the address the proxy is bound to.
-          if (proxy.port !== undefined) ctx.egressProxy = { host: '127.0.0.1', port: proxy.port };
-          return proxy;
+          const svc = await (await import('../egress/proxy.ts')).startEgressProxy(ctx);
+          egressPort = svc.port;
+          return svc;
         },
       ]);
     }
     starts.push(['ingress', async () => (await import('../ingress/enclave.ts')).startIngress(ctx)]);
     if (plan.kms) {
-      starts.push(['KMS proxy', async () => (await import('../kms/proxy.ts')).startKmsProxy(ctx)]);
+      starts.push([
+        'KMS proxy',
+        async () =>
+          (await import('../kms/proxy.ts')).startKmsProxy(ctx, {
+            egress: egressPort === undefined ? null : { host: '127.0.0.1', port: egressPort },
+          }),
+      ]);
     }
     if (plan.api) {
       starts.push(['attestation API', async () => (await import('../api/server.ts')).startApiServer(ctx)]);

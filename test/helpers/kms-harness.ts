@@ -8,6 +8,7 @@ import { KMSClient } from '@aws-sdk/client-kms';
 import { type Config, DEFAULT_SETTINGS, type Manifest, type Settings } from '../../src/config/types.ts';
 import { startEgressProxy } from '../../src/egress/proxy.ts';
 import { startEgressRelay } from '../../src/egress/relay.ts';
+import type { EgressProxy } from '../../src/kms/egress.ts';
 import { type KmsProxyOptions, startKmsProxy } from '../../src/kms/proxy.ts';
 import {
   type EmulatorCredentials,
@@ -17,6 +18,7 @@ import {
 import { createLogger } from '../../src/log/logger.ts';
 import { openSoftwareNsm } from '../../src/nsm/software.ts';
 import type { Nsm } from '../../src/nsm/types.ts';
+import type { ServiceContext } from '../../src/service.ts';
 import { EmulatedTransport } from '../../src/transport/emulated.ts';
 import { CID_HOST } from '../../src/transport/types.ts';
 import { freePort } from './fixtures/ports.ts';
@@ -39,6 +41,11 @@ export interface Harness {
   viaProxy: KMSClient;
   /** An SDK client that talks to the emulator directly with the real credentials. */
   direct: KMSClient;
+  /** What the KMS proxy was started with: a second proxy (bench/kms-ab.ts) can start on the same path. */
+  context: ServiceContext;
+  egress: EgressProxy | null;
+  /** The KMS proxy's credential environment. */
+  proxyEnv: NodeJS.ProcessEnv;
   close(): Promise<void>;
 }
 
@@ -79,7 +86,6 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     });
     closers.push(() => emulator.close());
     const useEgress = opts.egress ?? true;
-    const egressPort = useEgress ? await freePort() : 0;
     const vsockDir = join(dir, 'vsock');
     const manifest: Manifest = {
       version: 'v1',
@@ -90,37 +96,35 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         listen_port: 0,
         endpoints: { [REGION]: opts.endpoint ? opts.endpoint(emulator.url) : emulator.url },
       },
-      ...(useEgress
-        ? { egress: { proxy_port: egressPort, allow: ['127.0.0.1', ...(opts.allow ?? [])] } }
-        : {}),
+      ...(useEgress ? { egress: { proxy_port: 0, allow: ['127.0.0.1', ...(opts.allow ?? [])] } } : {}),
     };
     const settings: Settings = {
       ...DEFAULT_SETTINGS,
-      transport: { kind: 'emulated', dir: vsockDir, enclave_cid: 16 },
+      transport: { kind: 'emulated', dir: vsockDir, enclave_cid: 16, parent_cid: 2 },
       kms: { ...DEFAULT_SETTINGS.kms, ...opts.settings },
     };
     const config: Config = { manifestPath: join(dir, 'enclaver.yaml'), configDir: dir, manifest, settings };
     const enclaveTransport = new EmulatedTransport(vsockDir, 16);
+    let egressPort: number | undefined;
     if (useEgress) {
       const relay = await startEgressRelay({ transport: new EmulatedTransport(vsockDir, CID_HOST), logger });
       closers.push(() => relay.close());
       const egress = await startEgressProxy({ config, transport: enclaveTransport, logger, nsm });
       closers.push(() => egress.close());
+      egressPort = egress.port;
     }
-    const proxy = await startKmsProxy(
-      { config, transport: enclaveTransport, logger, nsm },
-      {
-        ...opts.proxyOptions,
-        credentials: {
-          env: opts.proxyEnv ?? {
-            AWS_ACCESS_KEY_ID: PROXY_CREDS.accessKeyId,
-            AWS_SECRET_ACCESS_KEY: PROXY_CREDS.secretAccessKey,
-            AWS_EC2_METADATA_DISABLED: 'true',
-          },
-          ...opts.proxyOptions?.credentials,
-        },
-      },
-    );
+    const context: ServiceContext = { config, transport: enclaveTransport, logger, nsm };
+    const egress = egressPort === undefined ? null : { host: '127.0.0.1', port: egressPort };
+    const proxyEnv = opts.proxyEnv ?? {
+      AWS_ACCESS_KEY_ID: PROXY_CREDS.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: PROXY_CREDS.secretAccessKey,
+      AWS_EC2_METADATA_DISABLED: 'true',
+    };
+    const proxy = await startKmsProxy(context, {
+      egress,
+      ...opts.proxyOptions,
+      credentials: { env: proxyEnv, ...opts.proxyOptions?.credentials },
+    });
     closers.push(() => proxy.close());
     const proxyUrl = proxy.env!.AWS_KMS_ENDPOINT!;
     const viaProxy = new KMSClient({
@@ -146,6 +150,9 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       proxyUrl,
       viaProxy,
       direct,
+      context,
+      egress,
+      proxyEnv,
       close: async () => {
         for (const c of closers.reverse()) await c().catch(() => {});
         rmSync(dir, { recursive: true, force: true });

@@ -44,7 +44,8 @@ function flip(doc: Uint8Array, at: number): Buffer {
 
 /** The good document, and copies that every verifier must refuse. */
 function cases(name: string, doc: Buffer, rootPem: string, otherRootPem: string, pcr0: Buffer): Case[] {
-  const timestamp = null;
+  const timestamp = null; // validate at the document's own time
+  // A byte of the signed payload: the first place PCR0's value occurs (all zeros in debug documents).
   const pcrAt = doc.indexOf(pcr0);
   assert.ok(pcrAt > 0, `${name}: PCR0 found in the payload`);
   // Protected header `a1 01 38 22` ({1: -35}, ES384) sits right after `84 44`.
@@ -62,7 +63,7 @@ function cases(name: string, doc: Buffer, rootPem: string, otherRootPem: string,
       atMs: timestamp,
       expectOk: false,
     },
-    { name: `${name} PCR0 bit`, doc: flip(doc, pcrAt + 7), rootPem, atMs: timestamp, expectOk: false },
+    { name: `${name} payload bit`, doc: flip(doc, pcrAt + 7), rootPem, atMs: timestamp, expectOk: false },
     { name: `${name} alg ES512`, doc: flip(doc, 5), rootPem, atMs: timestamp, expectOk: false },
     {
       name: `${name} truncated`,

@@ -164,3 +164,43 @@ test('cloister host: SIGTERM terminates the enclave and exits 109', opts, async 
   // The ingress listener is gone too.
   await assert.rejects(run('curl', ['-sS', '--max-time', '5', `http://127.0.0.1:${s.hostPort}/`]));
 });
+
+test('cloister host --attach-cid: a host side restarts while the enclave keeps running', opts, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cloister-attach-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const manifest = join(dir, 'enclaver.yaml');
+  writeFileSync(manifest, 'version: v1\nname: attach\ntarget: attach:latest\nsources:\n  app: app:latest\n');
+  const vsock = ['--transport', 'emulated', '--vsock-dir', join(dir, 'vsock')];
+  const go = join(dir, 'go');
+  const enclave = spawnCloister(t, [
+    ...['enclave', '-f', manifest, ...vsock, '--cid', '16', '--no-bootstrap', '--'],
+    ...['/bin/sh', '-c', `echo attached-app-up; while [ ! -f ${go} ]; do sleep 0.1; done; echo bye; exit 5`],
+  ]);
+  const attach = () => spawnCloister(t, ['host', '-f', manifest, '--attach-cid', '16', ...vsock]);
+
+  const first = attach();
+  await waitForChild(first, 'the app output', () => first.out().includes('attached-app-up'), 30_000);
+  await first.stop();
+  assert.equal(await first.exited, 109, 'interrupted');
+  assert.ok(enclave.child.exitCode === null && alive(enclave.child.pid!), 'the enclave was left running');
+
+  const second = attach();
+  await waitForChild(second, 'the log replay', () => second.out().includes('attached-app-up'), 30_000);
+  writeFileSync(go, '');
+  assert.equal(await second.exited, 5, second.err());
+  assert.match(second.out(), /bye/);
+  assert.ok(enclave.child.exitCode === null && alive(enclave.child.pid!), 'nothing terminated the enclave');
+
+  const bad = spawnSync(process.execPath, [
+    'dist/cli.js',
+    'host',
+    '-f',
+    manifest,
+    '--attach-cid',
+    '16',
+    '--eif',
+    'x.eif',
+  ]);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr.toString(), /--attach-cid launches nothing: --eif does not apply/);
+});

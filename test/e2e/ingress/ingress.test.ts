@@ -40,6 +40,8 @@ function listen(server: Server, port = 0): Promise<number> {
 interface Chain {
   hostPort: number;
   dir: string;
+  /** Connections that have reached the enclave side so far. */
+  arrived(): number;
 }
 
 async function chain(
@@ -49,8 +51,17 @@ async function chain(
 ): Promise<Chain> {
   const dir = mkdtempSync(join(tmpdir(), 'cloister-ingress-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // The enclave side's listeners are watched, so a test can tell when a client has reached that side.
+  const transport = new EmulatedTransport(dir, 16);
+  let arrived = 0;
+  const listenOn = transport.listen.bind(transport);
+  transport.listen = async (port) => {
+    const server = await listenOn(port);
+    server.on('connection', () => arrived++);
+    return server;
+  };
   const enclave = await startIngressPorts(
-    { transport: new EmulatedTransport(dir, 16), logger },
+    { transport, logger },
     [
       {
         port: appPort,
@@ -73,7 +84,7 @@ async function chain(
     await host.close();
     await enclave.close();
   });
-  return { hostPort: host.addresses().get(appPort)!.port, dir };
+  return { hostPort: host.addresses().get(appPort)!.port, dir, arrived: () => arrived };
 }
 
 function helloApp(t: TestContext, onReq?: (sock: Socket) => void) {
@@ -188,9 +199,15 @@ test('ingress: 500 concurrent connections each get their own echo', async (t) =>
 
 test('ingress: a client arriving before the app listens is held until the app is up', async (t) => {
   const port = await freePort();
-  const { hostPort } = await chain(t, port);
+  const { hostPort, arrived } = await chain(t, port);
   const pending = run('curl', ['-sS', '--max-time', '15', `http://127.0.0.1:${hostPort}/early`]);
-  await new Promise((r) => setTimeout(r, 700));
+  // Proof the hold path runs: the client is on the enclave side while nothing listens on the app port,
+  // so the enclave side's dial is refused and retried until the app below is up.
+  for (let i = 0; arrived() === 0; i++) {
+    assert.ok(i < 1000, 'the client never reached the enclave side');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.equal(arrived(), 1);
   const app = helloApp(t);
   await listen(app, port);
   const { stdout } = await pending;

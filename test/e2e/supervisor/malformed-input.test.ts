@@ -4,11 +4,11 @@
 // log, ingress and metrics over vsock). Each must answer 4xx or drop that connection, the supervisor
 // must log no uncaught exception, and every server must still answer a good request afterwards.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { encodeProxyV2, PPV2_SIGNATURE } from '../../../src/ingress/proxy-protocol.ts';
+import { seededRandom } from '../../helpers/seeded-random.ts';
 import { CID, readLogs, readStatus, startEnclave } from '../../helpers/supervisor-harness.ts';
 
 const API = 9000;
@@ -162,7 +162,7 @@ ingress:
       /^HTTP\/1\.1 400 /,
       target,
     );
-  const garbage = randomBytes(4096);
+  const garbage = seededRandom(t).bytes(4096);
   for (const port of [17000, 17001]) await exchangeVsock(vsock(enclave.vsockDir, port), garbage, 300);
   const ingress = vsock(enclave.vsockDir, INGRESS);
   const header = encodeProxyV2(

@@ -85,7 +85,8 @@ test("services' environment reaches the app (egress proxy variables)", T, async 
   const status = await readStatus(t, enclave);
   const logs = await readLogs(t, enclave);
   assert.deepEqual(await status.waitFor(['exited', 'fatal']), { status: 'exited', code: 0 }, logs.text);
-  // The egress service decides the exact values; these are odyn's (enclaver-compat.md §8).
+  // The egress service decides the exact values; these are odyn's (docs/reference/enclaver.md, "App
+  // environment").
   await logs.waitFor(
     /proxy=http:\/\/127\.0\.0\.1:10000\/\|http:\/\/127\.0\.0\.1:10000\/\|localhost,127\.0\.0\.1/,
   );

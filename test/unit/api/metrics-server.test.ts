@@ -8,6 +8,7 @@ import { createLogger } from '../../../src/log/logger.ts';
 import { appState } from '../../../src/metrics.ts';
 import { SoftwareNsm } from '../../../src/nsm/software.ts';
 import type { Transport } from '../../../src/transport/types.ts';
+import { raw } from '../../helpers/raw-http.ts';
 
 function context(metricsPort: number | null, nsm: Awaited<ReturnType<typeof SoftwareNsm.open>>) {
   const config: Config = {
@@ -56,4 +57,21 @@ test('metrics off by default; on a port it serves /healthz and /metrics with att
   const post = await fetch(`${base}/metrics`, { method: 'POST' });
   assert.equal(post.status, 405);
   assert.equal(post.headers.get('allow'), 'GET, HEAD');
+});
+
+test('request targets that new URL() cannot parse get a 400 from metrics and the attestation API', async (t) => {
+  const sw = await SoftwareNsm.open({ stateDir: null });
+  const ctx = context(0, sw);
+  const metrics = await startMetricsServer(ctx);
+  t.after(() => metrics.close());
+  const api = await startApiServer(ctx);
+  t.after(() => api.close());
+  for (const port of [metrics.port!, api.port])
+    for (const target of ['//', '//a:99999/', 'http://[::1/']) {
+      const r = await raw(port, `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      assert.equal(r.status, 400, `${port} GET ${target}: ${r.headers}`);
+      assert.match(r.body, /not a valid URL/);
+    }
+  // Both still serve afterwards.
+  assert.equal((await fetch(`http://127.0.0.1:${metrics.port}/metrics`)).status, 200);
 });

@@ -349,7 +349,7 @@ const bad: BadCase[] = [
     file: 'cloister.yaml',
     keyPath: 'foo',
     line: 3,
-    match: 'allowed keys: app, log, transport, egress, ingress, kms, api, nsm',
+    match: 'allowed keys: app, log, transport, egress, ingress, kms, streams, api, nsm',
   },
   {
     name: 'settings: unknown key',
@@ -395,6 +395,15 @@ const bad: BadCase[] = [
     keyPath: 'ingress.proxy_protocol',
     line: 2,
     match: 'must be true or false',
+  },
+  {
+    name: 'settings: no readers at all would leave the host blind',
+    manifest: BASE,
+    settings: 'streams:\n  max_readers: 0\n',
+    file: 'cloister.yaml',
+    keyPath: 'streams.max_readers',
+    line: 2,
+    match: '0 is out of range',
   },
   {
     name: 'settings: a PROXY v2 TLV type out of range',
@@ -692,6 +701,7 @@ transport:
   kind: emulated
   dir: vsock
   enclave_cid: 20
+  parent_cid: 1
 egress:
   connect_timeout_ms: 2000
   header_timeout_ms: 3000
@@ -705,6 +715,8 @@ ingress:
 kms:
   ready_wait_ms: 2000
   upstream_timeout_ms: 5000
+streams:
+  max_readers: 3
 api:
   metrics_port: 9100
 nsm:
@@ -728,7 +740,7 @@ nsm:
         stop_grace_ms: 3000,
       },
       log: { buffer_bytes: 65536, level: 'debug' },
-      transport: { kind: 'emulated', dir: join(dir, 'vsock'), enclave_cid: 20 },
+      transport: { kind: 'emulated', dir: join(dir, 'vsock'), enclave_cid: 20, parent_cid: 1 },
       egress: {
         connect_timeout_ms: 2000,
         header_timeout_ms: 3000,
@@ -738,6 +750,7 @@ nsm:
       },
       ingress: { upstream_retry_ms: 1000, proxy_protocol: true, proxy_protocol_tlvs: [1, 0xea] },
       kms: { ready_wait_ms: 2000, upstream_timeout_ms: 5000 },
+      streams: { max_readers: 3 },
       api: { metrics_port: 9100 },
       nsm: {
         kind: 'software',
@@ -773,7 +786,7 @@ nsm:
       log: { level: 'trace' },
       app: { uid: undefined },
     });
-    assert.deepEqual(merged.transport, { kind: 'emulated', dir: '/tmp/v', enclave_cid: 16 });
+    assert.deepEqual(merged.transport, { kind: 'emulated', dir: '/tmp/v', enclave_cid: 16, parent_cid: 2 });
     assert.equal(merged.log.level, 'trace');
     assert.equal(merged.log.buffer_bytes, DEFAULT_SETTINGS.log.buffer_bytes);
     assert.equal(merged.app.uid, null);

@@ -76,6 +76,10 @@ test('malformed policies are refused with MalformedPolicyDocumentException', () 
     '{"Statement": [{"Effect": "Maybe", "Action": "kms:*"}]}',
     '{"Statement": [{"Effect": "Allow"}]}',
     '{"Statement": [{"Effect": "Allow", "Action": "kms:*", "Condition": {"NumericEquals": {"a": "1"}}}]}',
+    // Not objects where statements belong: a typed refusal, not a TypeError (a 500 from the emulator).
+    '{"Statement": [null]}',
+    '{"Statement": [{"Effect": "Allow", "Action": "kms:*"}, 7]}',
+    '{"Statement": [["Allow"]]}',
   ]) {
     assert.throws(() => parsePolicy(text), { type: 'MalformedPolicyDocumentException' }, text);
   }

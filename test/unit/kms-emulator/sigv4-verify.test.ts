@@ -132,12 +132,12 @@ test('kms-emulator: ?__proto__=x verifies when signed as AWS canonicalizes it, n
   t.after(() => em.close());
   const host = `127.0.0.1:${em.port}`;
   const body = '{}';
-  const send = (query: string, canonicalQueryText: string) => {
+  const send = (query: string, canonicalQueryText: string, origin = '') => {
     const amzDate = amzNow();
     const sig = signature(literalCanonical(canonicalQueryText, host, amzDate, body), amzDate);
     return post(
       em.port,
-      `/?${query}`,
+      `${origin}/?${query}`,
       {
         host,
         'content-type': 'application/x-amz-json-1.1',
@@ -157,6 +157,9 @@ test('kms-emulator: ?__proto__=x verifies when signed as AWS canonicalizes it, n
   r = await send('a=1&__proto__=x', 'a=1');
   assert.equal(r.status, 400, r.body);
   assert.equal(JSON.parse(r.body).__type, 'InvalidSignatureException');
+  // The same request in absolute form (as a forward proxy would send it) is the same canonical request.
+  r = await send('a=1&__proto__=x', '__proto__=x&a=1', `http://${host}`);
+  assert.equal(r.status, 200, r.body);
   // A malformed percent-encoding is a refusal, not a crash.
   r = await send('a=%zz', 'a=%zz');
   assert.equal(r.status, 400, r.body);

@@ -1,6 +1,6 @@
-// The egress policy as a table: [allow, deny, host, port, expected rule or null] where the expected
-// rule is the one that must decide (as written) and the verdict follows from the list it sits in.
-// Covers Enclaver's own tests (enclaver-compat §10) and every bypass of §10.1.
+// The egress policy as a table: [allow, deny, host, port, expected rule or null] where the expected rule is
+// the one that must decide (as written) and the verdict follows from the list it sits in. Covers Enclaver's
+// own tests (docs/reference/enclaver.md, "Egress policy") and every hole of "Policy holes in odyn".
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { compilePolicy, PolicyError } from '../../../src/policy/policy.ts';

@@ -19,7 +19,7 @@ import {
   spawnCaptured,
   spawnCloister,
   waitFor,
-} from '../helpers/fixtures/child.ts';
+} from './fixtures/child.ts';
 
 export const REGION = 'us-east-1';
 /**
@@ -48,7 +48,9 @@ export interface AppOutcome {
   enclave: Captured;
 }
 
+/** Starts the host side; throws (the test fails, never skips) without `unshare -n`, which runApp needs. */
 export async function startKmsHost(t: Scope): Promise<KmsHost> {
+  if (!canUnshare) throw new Error('startKmsHost: `cloister enclave` runs in `unshare -n`, which needs root');
   const dir = mkdtempSync(join(tmpdir(), 'cloister-interop-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const nsmState = join(dir, 'nsm');
