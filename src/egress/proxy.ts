@@ -17,6 +17,7 @@ import {
   STATUS_CODES,
 } from 'node:http';
 import type { Socket } from 'node:net';
+import { withDeadline } from '../deadline.ts';
 import {
   BadRequestError,
   type CloisterError,
@@ -202,18 +203,10 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
       slots--;
     };
     const deadline = Date.now() + settings.connect_timeout_ms;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new EgressTimeoutError(
-              `timed out after ${settings.connect_timeout_ms} ms connecting to ${target}:${port}`,
-            ),
-          ),
-        settings.connect_timeout_ms,
+    const timedOut = () =>
+      new EgressTimeoutError(
+        `timed out after ${settings.connect_timeout_ms} ms connecting to ${target}:${port}`,
       );
-    });
     let sock: Socket | undefined;
     let gaveUp = false;
     try {
@@ -225,12 +218,17 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
         },
         () => {},
       );
-      sock = await Promise.race([connecting, timeout]).catch((e: NodeJS.ErrnoException) => {
-        if (e instanceof EgressTimeoutError) throw e;
-        throw new EgressRelayUnreachableError(`cannot reach the host egress relay: ${e.code ?? e.message}`, {
-          cause: e,
-        });
-      });
+      sock = await withDeadline(connecting, settings.connect_timeout_ms, timedOut).catch(
+        (e: NodeJS.ErrnoException) => {
+          if (e instanceof EgressTimeoutError) throw e;
+          throw new EgressRelayUnreachableError(
+            `cannot reach the host egress relay: ${e.code ?? e.message}`,
+            {
+              cause: e,
+            },
+          );
+        },
+      );
       sock.write(relayFrame(target, port, decision));
       const frame = await readFrame(sock, Math.max(1, deadline - Date.now())).catch((e: Error) => {
         if (e instanceof FrameError && e.errno === 'ETIMEDOUT')
@@ -262,8 +260,6 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
       sock?.destroy();
       release();
       throw e;
-    } finally {
-      clearTimeout(timer);
     }
   }
 

@@ -15,6 +15,7 @@
 import type { Server } from 'node:net';
 import { findConfigFiles, loadConfig } from '../config/load.ts';
 import { type Config, DEFAULT_SETTINGS, type Settings } from '../config/types.ts';
+import { withDeadline } from '../deadline.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { LogRing } from '../log/ring.ts';
 import { LogSink, openConsoleEcho } from '../log/sink.ts';
@@ -304,19 +305,14 @@ export class Supervisor {
     // Ingress waits for in-flight connections; a connection that never ends must not keep cloister up
     // for ever, so each close gets the app's grace period.
     const grace = this.appSettings.stop_grace_ms;
+    const late = new Error('late');
     for (const s of services) {
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<'timeout'>((r) => {
-        timer = setTimeout(() => r('timeout'), grace);
-      });
       try {
-        if ((await Promise.race([s.close(), timedOut])) === 'timeout') {
-          this.logger.warn({ graceMs: grace }, 'a service did not close within the grace period; going on');
-        }
+        await withDeadline(s.close(), grace, () => late);
       } catch (err) {
-        this.logger.warn({ err }, 'a service failed to close cleanly');
-      } finally {
-        clearTimeout(timer);
+        if (err === late)
+          this.logger.warn({ graceMs: grace }, 'a service did not close within the grace period; going on');
+        else this.logger.warn({ err }, 'a service failed to close cleanly');
       }
     }
     await this.nsm?.close().catch(() => {});
