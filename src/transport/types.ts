@@ -13,7 +13,7 @@ export {
 } from '../constants.ts';
 
 export interface Transport {
-  readonly kind: 'vsock' | 'emulated';
+  readonly kind: 'vsock' | 'emulated' | 'hybrid';
   /** Listen on `port` of this side's own CID. The server emits 'connection' with net.Socket. */
   listen(port: number): Promise<Server>;
   /** Connect to (cid, port). Rejects with an Error carrying `code` (ECONNREFUSED, ENOENT...). */
