@@ -107,6 +107,8 @@ interface PathResult {
   connect_p50_ms: number;
   connect_p99_ms: number;
   tunnels_per_s: number | null;
+  /** CPU (user + system) the proxy and relay processes spent per tunnel during the rate run. */
+  cloister_cpu_us_per_tunnel: { proxy: number; relay: number } | null;
 }
 
 function client(args: string[], input?: string): Promise<ClientOut> {
@@ -146,6 +148,12 @@ const best = async (args: string[]) => {
   }
   return top;
 };
+// utime + stime of a process in µs (USER_HZ is 100 on Linux). CPU per tunnel moves much less than
+// wall-clock rates when other work shares the 2 cores.
+const cpuUs = (pid: number) => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10_000;
+};
 const pct = (xs: number[], p: number) =>
   [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!;
 
@@ -178,13 +186,22 @@ for (const [name, addr] of paths) {
   const down = await best(['down', addr, `127.0.0.1:${source}`]);
   const up = await best(['up', addr, `127.0.0.1:${sink}`, String(MIB)]);
   const lat = (await client(['latency', addr, `127.0.0.1:${echo}`, '1000'])).ms.slice(100);
+  const cpu0 = name === 'cloister' ? [cpuUs(proxy.child.pid!), cpuUs(relay.child.pid!)] : null;
   const rate = name === 'direct' ? null : await client(['rate', addr, `127.0.0.1:${echo}`, '4', '16']);
+  const cpu =
+    cpu0 && rate
+      ? {
+          proxy: (cpuUs(proxy.child.pid!) - cpu0[0]!) / rate.tunnels,
+          relay: (cpuUs(relay.child.pid!) - cpu0[1]!) / rate.tunnels,
+        }
+      : null;
   results.paths[name] = {
     down_gbit: down,
     up_gbit: up,
     connect_p50_ms: pct(lat, 50),
     connect_p99_ms: pct(lat, 99),
     tunnels_per_s: rate ? rate.tunnels / rate.seconds : null,
+    cloister_cpu_us_per_tunnel: cpu,
   };
 }
 
@@ -199,6 +216,9 @@ const rows = Object.entries(results.paths).map(([name, r]) => ({
   'connect p99 ms': r.connect_p99_ms.toFixed(3),
   '+p50 vs direct ms': (r.connect_p50_ms - d.connect_p50_ms).toFixed(3),
   'tunnels/s': r.tunnels_per_s ? r.tunnels_per_s.toFixed(0) : '-',
+  'CPU µs/tunnel proxy+relay': r.cloister_cpu_us_per_tunnel
+    ? `${r.cloister_cpu_us_per_tunnel.proxy.toFixed(0)}+${r.cloister_cpu_us_per_tunnel.relay.toFixed(0)}`
+    : '-',
 }));
 console.table(rows);
 console.log(

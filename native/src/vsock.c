@@ -90,8 +90,8 @@ static napi_value VsockRemoteAddress(napi_env env, napi_callback_info info) {
 // A connect in progress. Freed in the timer's close callback, always after the poller batch that may
 // still hold an event for it (see common.h).
 typedef struct {
+  uv_timer_t timer;  // first: the op's address is the timer's, so free() itself can be its close callback
   poll_watch watch;
-  uv_timer_t timer;
   napi_env env;
   napi_deferred deferred;
   napi_async_context async_ctx;
@@ -115,8 +115,11 @@ static void connect_settle(connect_op *op, int err, const char *syscall, bool en
   poller_release(op->poller);
   uv_timer_stop(&op->timer);
   if (env_gone) {
+    // A worker thread is exiting: libuv runs close callbacks after its copy of the addon may already be
+    // unloaded, so the callback must be code that stays: libc's free, on the op (the timer is its first
+    // member, and free's void * parameter takes a uv_handle_t * the same way on every Linux ABI).
     close(op->watch.fd);
-    uv_close((uv_handle_t *)&op->timer, connect_closed);
+    uv_close((uv_handle_t *)&op->timer, (uv_close_cb)(void (*)(void))free);
     return;
   }
   napi_env env = op->env;

@@ -43,10 +43,13 @@ import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
 import { joinSockets } from '../transport/tunnel.ts';
 import { EGRESS_VSOCK_PORT } from '../transport/types.ts';
+import { boundedMemo } from './memo.ts';
 import { compilePolicy, type Decision } from './policy.ts';
 import { encodeRequest, parseResponse, readFrame } from './protocol.ts';
 
 export const DEFAULT_PROXY_PORT = 10000;
+/** Targets whose decision and relay frame are kept (an app dials a few; a prober costs recomputes only). */
+const TARGET_MEMO_MAX = 1024;
 
 export interface EgressProxyService extends Service {
   /** The port actually bound (differs from the manifest's only when it asked for 0). */
@@ -153,8 +156,24 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
   /** Tunnel sockets: detached from the HTTP server once CONNECT succeeds, so close() destroys them itself. */
   const live = new Set<Socket>();
 
+  // The policy is fixed for the proxy's life, so a decision depends on (host, port) alone, and the relay
+  // frame on the decision alone: both are computed once per target, not per tunnel (memo.ts).
+  const check = boundedMemo(TARGET_MEMO_MAX, (key: string) => {
+    const space = key.indexOf(' ');
+    return policy.check(key.slice(space + 1), Number(key.slice(0, space)));
+  });
+  const frames = new WeakMap<Decision, Uint8Array>();
+  function relayFrame(target: string, port: number, decision: Decision): Uint8Array {
+    let frame = frames.get(decision);
+    if (!frame) {
+      frame = encodeRequest({ host: target, port, deny_ips: policy.resolvedDenyRanges(decision, port) });
+      frames.set(decision, frame);
+    }
+    return frame;
+  }
+
   function decide(host: string, port: number): Decision {
-    const d = policy.check(host, port);
+    const d = check(`${port} ${host}`);
     egressDecisions.inc({ verdict: d.allowed ? 'allow' : 'deny', rule: d.rule ?? '(default deny)' });
     const entry = { host, port, verdict: d.allowed ? 'allow' : 'deny', rule: d.rule, target: d.target };
     if (d.allowed) log.info(entry, `egress allowed: ${d.reason}`);
@@ -213,7 +232,7 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
           cause: e,
         });
       });
-      sock.write(encodeRequest({ host: target, port, deny_ips: policy.resolvedDenyRanges(decision, port) }));
+      sock.write(relayFrame(target, port, decision));
       const frame = await readFrame(sock, Math.max(1, deadline - Date.now())).catch((e: Error) => {
         if (e instanceof FrameError && e.errno === 'ETIMEDOUT')
           throw new EgressTimeoutError(

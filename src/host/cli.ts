@@ -31,8 +31,10 @@ export const HOST_USAGE = `usage: cloister host [-f enclaver.yaml] [options]
                           ingress.proxy_protocol: true in its cloister.yaml)
   --metrics-port N        expose the enclave's /healthz and /metrics (api.metrics_port) on host port N
   --status-timeout S      seconds to wait for the enclave's status port (default 60)
-  --transport KIND        vsock (default) | emulated (tests, dev)
+  --transport KIND        vsock (default) | emulated (tests, dev) | hybrid (a VM's vsock as a Unix socket)
   --vsock-dir DIR         emulated transport: directory of <cid>/<port>.sock
+  --uds-path PATH         hybrid transport: the VMM's vsock socket (Firecracker, Cloud Hypervisor,
+                          vhost-device-vsock); needs --attach-cid
   -v, --verbose           more of cloister's own log output
 
 exit status: the app's exit code; 107 if a signal killed it; 108 if the enclave failed or was lost;
@@ -47,9 +49,14 @@ export async function run(argv: string[]): Promise<number> {
       process.stdout.write(HOST_USAGE);
       return 0;
     }
-    const transport = oneOf(values.transport, '--transport', ['vsock', 'emulated']);
+    const transport = oneOf(values.transport, '--transport', ['vsock', 'emulated', 'hybrid']);
     if (transport === 'emulated' && !values['vsock-dir']) {
       throw new UsageError('--transport emulated needs --vsock-dir');
+    }
+    if (transport === 'hybrid' && (!values['uds-path'] || values['attach-cid'] === undefined)) {
+      throw new UsageError(
+        '--transport hybrid needs --uds-path and --attach-cid (the VM is already running)',
+      );
     }
     if (values['attach-cid'] !== undefined) {
       const launchOnly = ['eif', 'cpu-count', 'memory', 'debug-mode', 'nitro-cli'] as const;
@@ -90,8 +97,9 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   const transport = await createTransport({
-    kind: values.transport === 'emulated' ? 'emulated' : 'vsock',
+    kind: values.transport === 'emulated' || values.transport === 'hybrid' ? values.transport : 'vsock',
     dir: values['vsock-dir'],
+    udsPath: values['uds-path'],
     cid: CID_HOST,
   });
   const nitroCli = values['nitro-cli'] ?? 'nitro-cli';
@@ -159,5 +167,6 @@ function parse(args: string[]) {
     'attach-cid': { type: 'string' },
     transport: { type: 'string' },
     'vsock-dir': { type: 'string' },
+    'uds-path': { type: 'string' },
   });
 }

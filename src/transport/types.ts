@@ -14,7 +14,7 @@ export const APP_LOG_PORT = 17001;
 export const EGRESS_VSOCK_PORT = 17002;
 
 export interface Transport {
-  readonly kind: 'vsock' | 'emulated';
+  readonly kind: 'vsock' | 'emulated' | 'hybrid';
   /** Listen on `port` of this side's own CID. The server emits 'connection' with net.Socket. */
   listen(port: number): Promise<Server>;
   /** Connect to (cid, port). Rejects with an Error carrying `code` (ECONNREFUSED, ENOENT...). */

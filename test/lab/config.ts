@@ -4,6 +4,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeSelfSigned } from '../helpers/fixtures/tls.ts';
+import { KMS_PORT, LAB_PCR0 } from './kms.ts';
 
 /** The results directory as the guest sees it (test/lab/guest/init.sh mounts it there). */
 export const GUEST_RESULTS = '/tmp/lab';
@@ -26,6 +27,10 @@ egress:
     - 127.0.0.0/8
   deny:
     - 127.0.0.2
+kms_proxy:
+  listen_port: 9999
+  endpoints:
+    us-east-1: http://127.0.0.1:${KMS_PORT}
 ingress:
   - listen_port: 8080
   - listen_port: 8443
@@ -39,6 +44,8 @@ ingress:
     `nsm:
   kind: software
   state_dir: ${GUEST_CONFIG}/nsm
+  pcrs:
+    "0": "${LAB_PCR0}"
 log:
   level: debug
 app:

@@ -13,6 +13,8 @@ import { before, test } from 'node:test';
 import { pinnedNode } from '../../scripts/build-binary.mjs';
 import { pid1Args, writePid1Config } from './config.ts';
 import type { Scenario } from './guest/lab.ts';
+import { serveHybridRequests, startVsockDevice, type VsockDevice } from './hybrid.ts';
+import { KMS_CREDS, prepareKms } from './kms.ts';
 import { guestPieces } from './pieces.ts';
 import { type BootResult, boot, buildInitramfs } from './vm.ts';
 
@@ -21,6 +23,7 @@ const bin = join(repo, 'build', 'cloister-linux-x64');
 const scenarioDir = join(import.meta.dirname, 'scenarios');
 const only = process.env.LAB_ONLY?.split(',').filter(Boolean);
 const deadlineMs = Number(process.env.LAB_DEADLINE_MS ?? 15 * 60_000);
+const MEMORY_MB = 2048;
 
 const scenarios: { name: string; s: Scenario }[] = [];
 for (const file of readdirSync(scenarioDir)
@@ -61,7 +64,13 @@ before(
     work = mkdtempSync(join(tmpdir(), 'cloister-lab-'));
     results = join(work, 'results');
     writePid1Config(results);
-    const env = { REPO: repo, NODE: node, BIN: bin, HOME: '/tmp', LAB_ONLY: only?.join(',') ?? '' };
+    await prepareKms(results, bin);
+    const env = {
+      ...{ REPO: repo, NODE: node, BIN: bin, HOME: '/tmp', LAB_ONLY: only?.join(',') ?? '' },
+      // PID 1's own AWS credentials (IMDS gives them on EC2): its KMS proxy signs with them.
+      ...{ AWS_ACCESS_KEY_ID: KMS_CREDS.accessKeyId, AWS_SECRET_ACCESS_KEY: KMS_CREDS.secretAccessKey },
+      AWS_EC2_METADATA_DISABLED: 'true',
+    };
     writeFileSync(
       join(results, 'lab.env'),
       [
@@ -85,10 +94,36 @@ before(
     process.stderr.write(
       `lab: booting (console: ${join(work, 'console.log')}, deadline ${deadlineMs / 1000} s)\n`,
     );
-    run = await boot(
-      { pieces, resultsDir: results, consoleFile: join(work, 'console.log'), deadlineMs },
-      initramfs,
-    );
+    // The virtio-vsock device for the hybrid scenario; without it the boot goes on and that scenario fails
+    // with the reason (the others do not need it).
+    let device: VsockDevice | null = null;
+    let stopHybrid = () => {};
+    try {
+      if (!scenarios.some((x) => x.name === 'hybrid-outside-host')) throw new Error('not selected');
+      device = await startVsockDevice(work, MEMORY_MB);
+      stopHybrid = serveHybridRequests({ results, bin, udsPath: device.udsPath });
+    } catch (err) {
+      writeFileSync(
+        join(results, 'hybrid-done.json'),
+        JSON.stringify({ ok: false, error: (err as Error).message }),
+      );
+    }
+    try {
+      run = await boot(
+        {
+          pieces,
+          resultsDir: results,
+          consoleFile: join(work, 'console.log'),
+          deadlineMs,
+          memoryMb: MEMORY_MB,
+          extraArgs: device?.qemuArgs,
+        },
+        initramfs,
+      );
+    } finally {
+      stopHybrid();
+      device?.stop();
+    }
     process.stderr.write(
       `lab: guest ran ${(run.ms / 1000).toFixed(1)} s${run.timedOut ? ' (killed at the deadline)' : ''}\n`,
     );

@@ -6,11 +6,14 @@
 //     finished; each connect records how it ended. Also the stalled fds open before and after.
 //     Without the vsock shim (the kernel lab, test/lab/), the connects are real: [cid] is one where
 //     nobody answers (a real vsock listener with a full backlog answers RST, it does not stall).
+//   worker-exit: a worker thread exits with 5 connects pending; prints how many stalled fds its exit
+//     closed and how a connect on the main thread ends afterwards.
 //   echo <port>: one connect that the shim completes to a Unix echo server; writes, reads the echo.
 import { generateKeyPair, pbkdf2 } from 'node:crypto';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
+import { nativeCandidates } from '../../../src/native.ts';
 import { openNsmDevice } from '../../../src/nsm/device.ts';
 import { VsockTransport } from '../../../src/transport/vsock.ts';
 
@@ -72,6 +75,32 @@ if (mode === 'stall') {
   const chunks: Buffer[] = [];
   for await (const c of sock) chunks.push(c as Buffer);
   console.log(JSON.stringify({ reply: Buffer.concat(chunks).toString() }));
+} else if (mode === 'worker-exit') {
+  // A worker thread leaves with its connects still pending: its poller and their fds go with it, and
+  // the main thread's connects work on as before. A worker without connects first, for the pipe read
+  // ends a worker closes anyway.
+  const { Worker } = await import('node:worker_threads');
+  const addonPath = nativeCandidates().find((p) => existsSync(p));
+  const exitClosing = async (connects: number) => {
+    const source = `
+      const { parentPort } = require('node:worker_threads');
+      const addon = require(${JSON.stringify(addonPath)});
+      for (let i = 0; i < ${connects}; i++) addon.vsockConnect(1, 17002, -1).catch(() => {});
+      parentPort.postMessage('pending');`;
+    const worker = new Worker(source, { eval: true });
+    await new Promise((resolve) => worker.once('message', resolve));
+    const before = pipeReadEnds();
+    await worker.terminate();
+    return before - pipeReadEnds();
+  };
+  const baseline = await exitClosing(0);
+  const closedByExit = (await exitClosing(5)) - baseline;
+  const transport = new VsockTransport({ connectTimeoutMs: 100 });
+  const after = await transport.connect(CID_LOCAL, 17002).then(
+    () => 'connected',
+    (e: Error & { code?: string }) => e.code,
+  );
+  console.log(JSON.stringify({ closedByExit, after }));
 } else {
   throw new Error(`unknown mode ${mode}`);
 }

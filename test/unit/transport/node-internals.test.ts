@@ -2,6 +2,7 @@
 // running Node, each accessor does what its callers rely on against real sockets, and the lint step
 // (scripts/check-node-internals.mjs) finds an internal used anywhere else.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect as netConnect, type Socket } from 'node:net';
@@ -101,4 +102,19 @@ test('the lint step finds Node internals outside their module, and ignores comme
 
 test('src/ has no Node internals outside src/transport/node-internals.ts', () => {
   assert.deepEqual(findInternals(), []);
+});
+
+test('a Node without what the self-check needs makes it fail naming the internal and the Node version', () => {
+  // A stand-in for a Node that dropped process.binding('pipe_wrap'), in a fresh process (the check runs once).
+  const script = `process.binding = () => { throw new Error('No such module: pipe_wrap'); };
+const { checkNodeInternals } = await import('./src/transport/node-internals.ts');
+await checkNodeInternals({ addon: null, vsock: false }).then(() => console.log('passed'), (e) => console.log(e.name + ': ' + e.message));`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    encoding: 'utf8',
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(
+    r.stdout,
+    /^NodeInternalsError: Node v\d+\.\d+\.\d+ does not behave as cloister assumes: process\.binding\('pipe_wrap'\) is gone \(No such module: pipe_wrap\)/,
+  );
 });

@@ -83,3 +83,9 @@ test('a vsock connect that completes later resolves to a working socket', async 
     server.close();
   }
 });
+
+test('a worker thread that exits with vsock connects pending closes their fds and crashes nothing', async () => {
+  // libuv closes the worker's handles after its copy of the addon may be unloaded: no addon code may run then.
+  const out = await child(['worker-exit']);
+  assert.deepEqual(out, { closedByExit: 5, after: 'ETIMEDOUT' });
+});

@@ -1,0 +1,83 @@
+// "Hybrid vsock": the host end of a VM's virtio-vsock device as a Unix socket, as Firecracker, Cloud
+// Hypervisor and rust-vmm's vhost-device-vsock expose it (Firecracker's docs/vsock.md, "host-initiated
+// connections"). Only the host side uses it; the guest speaks plain AF_VSOCK.
+//
+//   host -> guest:  connect to <uds>, send "CONNECT <port>\n", read "OK <assigned>\n", then raw bytes
+//   guest -> host:  the guest dials CID 2 port P; the VMM connects to <uds>_<P>, where we listen
+//
+// The socket belongs to one VM, so connect() ignores the CID it is given (the caller's --attach-cid).
+import { rmSync } from 'node:fs';
+import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import type { Transport } from './types.ts';
+
+/** The longest acknowledgement line we accept ("OK " + a u32 + "\n" is 14 bytes). */
+const MAX_ACK = 64;
+
+export class HybridTransport implements Transport {
+  readonly kind = 'hybrid' as const;
+  readonly udsPath: string;
+  constructor(udsPath: string) {
+    this.udsPath = udsPath;
+  }
+
+  async listen(port: number): Promise<Server> {
+    const path = `${this.udsPath}_${port}`;
+    rmSync(path, { force: true });
+    const server = createServer({ allowHalfOpen: true });
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => {
+        server.off('error', reject);
+        resolve(server);
+      });
+    });
+  }
+
+  connect(_cid: number, port: number): Promise<Socket> {
+    return new Promise((resolve, reject) => {
+      const sock = netConnect({ path: this.udsPath, allowHalfOpen: true });
+      let ack = Buffer.alloc(0);
+      const fail = (err: Error & { code?: string }) => {
+        sock.destroy();
+        reject(err);
+      };
+      const onData = (d: Buffer) => {
+        ack = Buffer.concat([ack, d]);
+        const nl = ack.indexOf(0x0a);
+        if (nl < 0) {
+          if (ack.length > MAX_ACK) fail(new Error('hybrid vsock: no acknowledgement line from the VMM'));
+          return;
+        }
+        sock.off('data', onData);
+        sock.off('end', onEnd);
+        sock.pause();
+        const line = ack.subarray(0, nl).toString('latin1');
+        // Anything after the line is the guest's first bytes: give them back to the stream.
+        if (ack.length > nl + 1) sock.unshift(ack.subarray(nl + 1));
+        if (!/^OK \d{1,10}$/.test(line)) {
+          return fail(
+            Object.assign(
+              new Error(`hybrid vsock: CONNECT ${port} refused by the VMM (${JSON.stringify(line)})`),
+              {
+                code: 'ECONNREFUSED',
+              },
+            ),
+          );
+        }
+        sock.off('error', fail);
+        resolve(sock);
+      };
+      // The VMM closes the connection when nothing listens on that guest port.
+      const onEnd = () =>
+        fail(
+          Object.assign(new Error(`hybrid vsock: CONNECT ${port}: connection refused`), {
+            code: 'ECONNREFUSED',
+          }),
+        );
+      sock.once('error', fail);
+      sock.on('data', onData);
+      sock.once('end', onEnd);
+      sock.once('connect', () => sock.write(`CONNECT ${port}\n`));
+    });
+  }
+}
