@@ -86,7 +86,6 @@ export async function startKmsProxy(
   ctx: ServiceContext,
   opts: KmsProxyOptions = {},
 ): Promise<KmsProxyService> {
-  const { settings } = ctx.config;
   const log: Logger = ctx.logger.child({ component: 'kms-proxy' });
   const kp = ctx.plan ? ctx.plan.kms : planKms(ctx.config);
   if (!kp) throw new Error('kms_proxy is not configured in the manifest');
@@ -100,7 +99,7 @@ export async function startKmsProxy(
     endpoints,
     opts.credentials?.env ?? process.env,
   );
-  const readyWaitMs = settings.kms.ready_wait_ms;
+  const readyWaitMs = kp.settings.ready_wait_ms;
 
   // Background preparation: neither the key nor the credentials may delay the app's launch.
   const credentials = new CredentialChain({ egress, logger: log, ...opts.credentials });
@@ -109,7 +108,7 @@ export async function startKmsProxy(
   const upstream = new KmsUpstream({
     endpoints,
     egress,
-    timeoutMs: settings.kms.upstream_timeout_ms,
+    timeoutMs: kp.settings.upstream_timeout_ms,
     credentials: () => credentials.get(),
   });
 
