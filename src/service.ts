@@ -2,6 +2,7 @@
 import type { Config } from './config/types.ts';
 import type { Logger } from './log/logger.ts';
 import type { Nsm } from './nsm/types.ts';
+import type { RuntimePlan } from './plan/index.ts';
 import type { Transport } from './transport/types.ts';
 
 export interface ServiceContext {
@@ -10,6 +11,11 @@ export interface ServiceContext {
   logger: Logger;
   /** Started lazily by the supervisor; services must not block on it at startup. */
   nsm: Nsm;
+  /**
+   * The runtime plan the supervisor built once from `config`. Absent (tests, benchmarks): each service
+   * plans its own part from `config` with the same functions.
+   */
+  plan?: RuntimePlan;
 }
 
 export interface Service {

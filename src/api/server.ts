@@ -12,7 +12,8 @@ import { createPublicKey } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { documentToJson } from '../attestation/describe.ts';
 import { decodeDocument } from '../attestation/document.ts';
-import { pemBlocks } from '../attestation/x509.ts';
+import { ATTESTATION_FIELD_MAX } from '../constants.ts';
+import { pemBlocks } from '../encoding/pem.ts';
 import {
   BadRequestError,
   BodyTooLargeError,
@@ -27,7 +28,6 @@ import {
 import { refuseOddRequests } from '../http/refuse.ts';
 import { listenOn, readLimitedBody, requestUrl } from '../http/server.ts';
 import { attestationRequests } from '../metrics.ts';
-import { ATTESTATION_FIELD_MAX } from '../nsm/codec.ts';
 import type { AttestationRequest } from '../nsm/types.ts';
 import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';

@@ -2,15 +2,17 @@
 // or indefinite length), with the syntactic checks AWS lists (docs/reference/nitro.md, "Verifying a
 // document", step 2). Everything here is hostile input: every field is type- and size-checked before use.
 import { Tag } from 'cbor-x';
+import { ATTESTATION_FIELD_MAX } from '../constants.ts';
+import { cborDecode } from '../encoding/cbor.ts';
 import { type AttestationCheck, AttestationError } from '../errors.ts';
-import { cborDecode } from '../nsm/codec.ts';
 import { parseCertificate } from './x509.ts';
 
 export { type AttestationCheck, AttestationError };
 
 /** KMS accepts documents up to this size; real ones are 4-8 KiB. */
 export const MAX_DOCUMENT_BYTES = 262144;
-export const MAX_OPTIONAL_FIELD = 1024;
+/** user_data, nonce and public_key: what the NSM accepts is what a document may carry. */
+export const MAX_OPTIONAL_FIELD = ATTESTATION_FIELD_MAX;
 const COSE_ALG_ES384 = -35;
 const PCR_SIZES = new Set([32, 48, 64]);
 

@@ -10,7 +10,7 @@ import {
   timingSafeEqual,
 } from 'node:crypto';
 import * as pkijs from 'pkijs';
-import { cborEncode } from '../nsm/codec.ts';
+import { cborEncode } from '../encoding/cbor.ts';
 import { type AttestationDocument, AttestationError, decodeDocument } from './document.ts';
 import { AWS_NITRO_ROOT_G1_PEM } from './roots.ts';
 import { clearParsedCertificates, findExtension, parseCertificate, pemBlocks, spkiDer } from './x509.ts';

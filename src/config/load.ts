@@ -5,7 +5,7 @@
 //   const config = loadConfig({ manifestPath, settingsPath });
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { APP_LOG_PORT, STATUS_PORT } from '../transport/types.ts';
+import { APP_LOG_PORT, STATUS_PORT } from '../constants.ts';
 import { ConfigError } from './errors.ts';
 import { checkPortClashes, manifestPorts, parseManifest } from './manifest.ts';
 import { YamlSource } from './schema.ts';

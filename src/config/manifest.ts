@@ -4,8 +4,9 @@
 // cross-field rules (port clashes, KMS proxy without egress, invalid egress rules) fail at load.
 import { isAbsolute, resolve } from 'node:path';
 import type { Node } from 'yaml';
-import { compilePolicy, PolicyError } from '../egress/policy.ts';
-import { APP_LOG_PORT, STATUS_PORT } from '../transport/types.ts';
+import { APP_LOG_PORT, DEFAULT_EGRESS_PROXY_PORT, STATUS_PORT } from '../constants.ts';
+import { PolicyError } from '../policy/policy.ts';
+import { egressEnabled, egressPolicy } from './egress.ts';
 import { dict, int, list, obj, opt, port, refine, req, str, strictStr, type YamlSource } from './schema.ts';
 import type { Manifest } from './types.ts';
 
@@ -13,8 +14,7 @@ import type { Manifest } from './types.ts';
 export const KMS_WITHOUT_EGRESS =
   'KMS proxy is configured but egress is not. Configure egress allow policy to access the IMDS at 169.254.169.254 and the AWS KMS endpoint';
 
-/** constants.rs HTTP_EGRESS_PROXY_PORT (9000 before Enclaver #193). */
-export const DEFAULT_EGRESS_PROXY_PORT = 10000;
+export { DEFAULT_EGRESS_PROXY_PORT };
 
 /** `host[:port]` (odyn's form, scheme https) or `http(s)://host[:port]` (cloister: emulators, private endpoints). */
 export function checkKmsEndpoint(value: string): string | undefined {
@@ -93,10 +93,7 @@ const manifestSchema = obj({
   ),
 });
 
-/** Egress runs only when `egress.allow` is present and non-empty (odyn's egress_proxy_uri). */
-export function egressEnabled(m: Pick<Manifest, 'egress'>): boolean {
-  return (m.egress?.allow?.length ?? 0) > 0;
-}
+export { egressEnabled };
 
 /** A TCP port cloister will bind inside the enclave, and where it comes from. */
 export interface PortUse {
@@ -213,7 +210,7 @@ function checkEgressRules(m: Manifest, src: YamlSource): void {
   // A hole is an item that already failed (not a string): compiling the rest would shift indexes.
   if (allow.includes(undefined as unknown as string) || deny.includes(undefined as unknown as string)) return;
   try {
-    compilePolicy(allow, deny);
+    egressPolicy(m);
   } catch (err) {
     if (!(err instanceof PolicyError)) throw err;
     for (const e of err.errors) {

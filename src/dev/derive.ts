@@ -8,9 +8,9 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { egressPolicy } from '../config/egress.ts';
 import type { Config, Manifest, Settings } from '../config/types.ts';
-import { compilePolicy } from '../egress/policy.ts';
-import { resolveTlsMaterial } from '../ingress/enclave.ts';
+import { resolveTlsMaterial } from '../plan/ingress.ts';
 import { CID_HOST } from '../transport/types.ts';
 import { VERSION } from '../version.ts';
 
@@ -64,7 +64,8 @@ export function deriveEnclaveConfig(o: DeriveOptions): Derived {
     const u = new URL(o.kms.url);
     const port = Number(u.port);
     const allow = m.egress?.allow ?? [];
-    const verdict = compilePolicy(allow, m.egress?.deny ?? []).check(u.hostname, port);
+    // The user's own policy, as loaded (compiled once, with the config).
+    const verdict = egressPolicy(o.config.manifest).check(u.hostname, port);
     if (!verdict.allowed) {
       m.egress = { ...(m.egress ?? {}), allow: [...allow, `${u.hostname}:${port}`] };
       notes.push(`egress.allow += ${u.hostname}:${port} (the KMS emulator)`);

@@ -12,16 +12,17 @@
 // host side deserialises with serde's default (unknown fields ignored), so it simply does not enforce
 // them; Enclaver's enclave side never sends them, and the reply format is unchanged.
 import type { Socket } from 'node:net';
+import { MAX_EGRESS_FRAME } from '../constants.ts';
 import { FrameError } from '../errors.ts';
 
-export const MAX_FRAME = 0xffff;
+export const MAX_FRAME = MAX_EGRESS_FRAME;
 /** Enough for any host name plus a generous deny list; a longer request is refused. */
 export const MAX_DENY_IPS = 1024;
 
 export interface ConnectRequest {
   host: string;
   port: number;
-  deny_ips?: string[];
+  deny_ips?: readonly string[];
 }
 
 export type ConnectResponse = { ok: true } | { ok: false; os_code: number; message: string };

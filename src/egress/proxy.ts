@@ -17,6 +17,7 @@ import {
   STATUS_CODES,
 } from 'node:http';
 import type { Socket } from 'node:net';
+import { withDeadline } from '../deadline.ts';
 import {
   BadRequestError,
   type CloisterError,
@@ -39,15 +40,15 @@ import {
 } from '../errors.ts';
 import { responseStarted } from '../http/refuse.ts';
 import { egressBytes, egressDecisions, egressOpenTunnels } from '../metrics.ts';
+import { planEgress } from '../plan/index.ts';
+import type { Decision } from '../policy/policy.ts';
 import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
 import { joinSockets } from '../transport/tunnel.ts';
 import { EGRESS_VSOCK_PORT } from '../transport/types.ts';
 import { boundedMemo } from './memo.ts';
-import { compilePolicy, type Decision } from './policy.ts';
 import { encodeRequest, parseResponse, readFrame } from './protocol.ts';
 
-export const DEFAULT_PROXY_PORT = 10000;
 /** Targets whose decision and relay frame are kept (an app dials a few; a prober costs recomputes only). */
 const TARGET_MEMO_MAX = 1024;
 
@@ -143,12 +144,10 @@ function forwardHeaders(raw: string[]): string[] {
 }
 
 export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxyService> {
-  const egress = ctx.config.manifest.egress;
-  const allow = egress?.allow ?? [];
+  const plan = ctx.plan ? ctx.plan.egress : planEgress(ctx.config);
   // Enclaver runs no proxy (and sets no proxy variables) unless something is allowed.
-  if (allow.length === 0) return { close: async () => {} };
-  const policy = compilePolicy(allow, egress?.deny ?? []);
-  const settings = ctx.config.settings.egress;
+  if (plan === null) return { close: async () => {} };
+  const { policy, settings } = plan;
   const log = ctx.logger.child({ component: 'egress-proxy' });
   // Tunnels open or being opened. A slot is taken before dialling and given back when the upstream
   // stream closes (or the dial fails), so a burst of CONNECTs can never open more than max_tunnels.
@@ -176,7 +175,8 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
     const d = check(`${port} ${host}`);
     egressDecisions.inc({ verdict: d.allowed ? 'allow' : 'deny', rule: d.rule ?? '(default deny)' });
     const entry = { host, port, verdict: d.allowed ? 'allow' : 'deny', rule: d.rule, target: d.target };
-    if (d.allowed) log.info(entry, `egress allowed: ${d.reason}`);
+    // Allowed at debug: an app's every call at info would fill the log ring and push its own lines out.
+    if (d.allowed) log.debug(entry, `egress allowed: ${d.reason}`);
     else log.warn(entry, `egress denied: ${d.reason}`);
     return d;
   }
@@ -203,18 +203,10 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
       slots--;
     };
     const deadline = Date.now() + settings.connect_timeout_ms;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new EgressTimeoutError(
-              `timed out after ${settings.connect_timeout_ms} ms connecting to ${target}:${port}`,
-            ),
-          ),
-        settings.connect_timeout_ms,
+    const timedOut = () =>
+      new EgressTimeoutError(
+        `timed out after ${settings.connect_timeout_ms} ms connecting to ${target}:${port}`,
       );
-    });
     let sock: Socket | undefined;
     let gaveUp = false;
     try {
@@ -226,12 +218,17 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
         },
         () => {},
       );
-      sock = await Promise.race([connecting, timeout]).catch((e: NodeJS.ErrnoException) => {
-        if (e instanceof EgressTimeoutError) throw e;
-        throw new EgressRelayUnreachableError(`cannot reach the host egress relay: ${e.code ?? e.message}`, {
-          cause: e,
-        });
-      });
+      sock = await withDeadline(connecting, settings.connect_timeout_ms, timedOut).catch(
+        (e: NodeJS.ErrnoException) => {
+          if (e instanceof EgressTimeoutError) throw e;
+          throw new EgressRelayUnreachableError(
+            `cannot reach the host egress relay: ${e.code ?? e.message}`,
+            {
+              cause: e,
+            },
+          );
+        },
+      );
       sock.write(relayFrame(target, port, decision));
       const frame = await readFrame(sock, Math.max(1, deadline - Date.now())).catch((e: Error) => {
         if (e instanceof FrameError && e.errno === 'ETIMEDOUT')
@@ -263,8 +260,6 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
       sock?.destroy();
       release();
       throw e;
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -453,7 +448,7 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
     rawReply(sock, refusal);
   });
 
-  const port = egress?.proxy_port ?? DEFAULT_PROXY_PORT;
+  const port = plan.port;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, '127.0.0.1', () => {
@@ -464,7 +459,7 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
   const bound = (server.address() as { port: number }).port;
   keepServing(server, log, 'egress proxy', { port: bound });
   const url = `http://127.0.0.1:${bound}/`;
-  log.info({ port: bound, allow: allow.length, deny: egress?.deny?.length ?? 0 }, 'egress proxy listening');
+  log.info({ port: bound, allow: plan.rules.allow, deny: plan.rules.deny }, 'egress proxy listening');
   return {
     port: bound,
     env: {

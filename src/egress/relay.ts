@@ -8,14 +8,23 @@
 // policy, the enclave's deny_ips after DNS) is defence in depth, never the enclave's protection.
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { connect as netConnect, type Server, type Socket } from 'node:net';
+import { withDeadline } from '../deadline.ts';
 import { RelayError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
+import {
+  formatIp,
+  formatRange,
+  type IpAddr,
+  type IpRange,
+  inRange,
+  parseIp,
+  parseRange,
+} from '../policy/address.ts';
+import { compilePolicy, normalizeHost, type Policy } from '../policy/policy.ts';
 import { keepServing } from '../server-errors.ts';
 import { joinSockets } from '../transport/tunnel.ts';
 import { EGRESS_VSOCK_PORT, type Transport } from '../transport/types.ts';
-import { formatIp, formatRange, type IpAddr, type IpRange, inRange, parseIp, parseRange } from './address.ts';
 import { boundedMemo } from './memo.ts';
-import { compilePolicy, normalizeHost, type Policy } from './policy.ts';
 import {
   type ConnectRequest,
   encodeResponse,
@@ -136,15 +145,10 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
     if (target.kind === 'ip')
       addrs = [{ addr: target.addr, dial: formatIp(target.addr), family: target.addr.family }];
     else {
-      const found = await Promise.race([
-        lookup(target.name),
-        new Promise<never>((_, reject) =>
-          setTimeout(
-            () => reject(Object.assign(new Error('DNS lookup timed out'), { code: 'ETIMEDOUT' })),
-            connectTimeoutMs,
-          ).unref(),
-        ),
-      ]);
+      // The timer is cleared once the lookup answers (it used to stay pending for connectTimeoutMs).
+      const found = await withDeadline(lookup(target.name), connectTimeoutMs, () =>
+        Object.assign(new Error('DNS lookup timed out'), { code: 'ETIMEDOUT' }),
+      );
       addrs = found.flatMap((f) => {
         const addr = parseIp(f.address);
         return addr ? [{ addr, dial: f.address, family: f.address.includes(':') ? 6 : 4 }] : [];
@@ -227,7 +231,7 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
   keepServing(server, log, 'egress relay', { port: opts.port ?? EGRESS_VSOCK_PORT });
   server.on('connection', (s: Socket) => {
     serve(s).catch((e) => {
-      log.error({ err: String(e) }, 'egress relay stream failed');
+      log.error({ err: e }, 'egress relay stream failed');
       s.destroy();
     });
   });

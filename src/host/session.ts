@@ -8,6 +8,7 @@
 // exited, 107 when a signal killed it, 108 when the enclave side failed (fatal status, status port lost), 109
 // when we were interrupted (SIGINT/SIGTERM) and terminated the enclave ourselves.
 
+import { hostRelayEnabled } from '../config/egress.ts';
 import type { Config } from '../config/types.ts';
 import { startEgressRelay } from '../egress/relay.ts';
 import { InterruptedError } from '../errors.ts';
@@ -89,7 +90,7 @@ export function exitCodeFor(s: AppStatus): number | null {
 export async function runHostSession(o: HostSessionOptions): Promise<number> {
   const log = o.logger;
   const teardown = new Teardown();
-  const cleanup = () => teardown.run((err) => log.warn({ err: err.message }, 'cleanup step failed'));
+  const cleanup = () => teardown.run((err) => log.warn({ err }, 'cleanup step failed'));
 
   let settle!: (o: Outcome) => void;
   const outcome = new Promise<Outcome>((r) => {
@@ -103,7 +104,7 @@ export async function runHostSession(o: HostSessionOptions): Promise<number> {
   });
 
   try {
-    if (o.config.manifest.egress) {
+    if (hostRelayEnabled(o.config.manifest)) {
       // enclaver-run listens on 17002 whenever the egress key exists (docs/reference/enclaver.md,
       // "Manifest").
       const relay = await startEgressRelay({

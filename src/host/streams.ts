@@ -139,6 +139,8 @@ export function followLogs(o: LogFollowOptions): LogFollower {
       ).catch(() => null);
       if (!sock) return;
       connected = true;
+      // Quiet is counted from the connection: the ring's replay may take a moment to arrive.
+      lastData = Date.now();
       const replaying = !first && tail.length > 0;
       first = false;
       await new Promise<void>((resolve) => {

@@ -6,61 +6,25 @@
 // backpressure and half-close. While the app is still starting (connection refused), the upstream connect
 // is retried with backoff for settings.ingress.upstream_retry_ms, then the client is dropped.
 // With `tls`, the TLS session ends here, so the parent instance only ever relays ciphertext.
-import { existsSync, readFileSync } from 'node:fs';
 import { connect as netConnect, type Server, type Socket } from 'node:net';
-import { resolve } from 'node:path';
 import { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
-import type { Config, IngressEntry } from '../config/types.ts';
+import { TLSSocket } from 'node:tls';
 import { ProxyHeaderError, TlsHandshakeError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { ingressConnections } from '../metrics.ts';
+import { type IngressPlan, type PortPlan, planIngress } from '../plan/ingress.ts';
 import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
 import { keepTlvs, readProxyV2 } from './proxy-protocol.ts';
 import { ConnectionSet, splice } from './splice.ts';
 
+export { type PortPlan, planIngress, resolveTlsMaterial, type TlsMaterial } from '../plan/ingress.ts';
+
 /** How long close() waits for in-flight connections before cutting them off. */
 const CLOSE_GRACE_MS = 10_000;
 /** A client that has not finished its TLS handshake (or PROXY header) by then is dropped. */
 const HANDSHAKE_TIMEOUT_MS = 30_000;
-
-export interface TlsMaterial {
-  keyPath: string;
-  certPath: string;
-}
-
-/**
- * Where the key and certificate of a TLS ingress port are. The manifest's tls.key_file/cert_file
- * (relative to the config dir) win; odyn ignored them and always read
- * <config-dir>/tls/server/<port>/{key,cert}.pem, so that is the fallback when the named files are absent.
- */
-export function resolveTlsMaterial(configDir: string, entry: IngressEntry): TlsMaterial {
-  const tls = entry.tls;
-  if (!tls) throw new Error(`ingress port ${entry.listen_port} has no tls block`);
-  const named = { keyPath: resolve(configDir, tls.key_file), certPath: resolve(configDir, tls.cert_file) };
-  if (existsSync(named.keyPath) && existsSync(named.certPath)) return named;
-  const dir = resolve(configDir, 'tls', 'server', String(entry.listen_port));
-  const legacy = { keyPath: resolve(dir, 'key.pem'), certPath: resolve(dir, 'cert.pem') };
-  if (existsSync(legacy.keyPath) && existsSync(legacy.certPath)) return legacy;
-  throw new Error(
-    `ingress port ${entry.listen_port}: TLS key/certificate not found at ${named.keyPath} and ${named.certPath}` +
-      ` nor at odyn's location ${legacy.keyPath} and ${legacy.certPath}`,
-  );
-}
-
-function loadSecureContext(configDir: string, entry: IngressEntry): SecureContext {
-  const m = resolveTlsMaterial(configDir, entry);
-  try {
-    return createSecureContext({ key: readFileSync(m.keyPath), cert: readFileSync(m.certPath) });
-  } catch (err) {
-    // Never echo key material: name the files and OpenSSL's reason only.
-    throw new Error(
-      `ingress port ${entry.listen_port}: cannot use TLS key ${m.keyPath} / certificate ${m.certPath}: ${(err as Error).message}`,
-    );
-  }
-}
 
 /** A plain JS duplex over a socket (reads through its JS buffer, including unshifted bytes). */
 function streamOver(sock: Socket): Duplex {
@@ -112,20 +76,8 @@ export async function connectUpstream(port: number, deadline: number, gone: () =
   }
 }
 
-export interface PortPlan {
-  port: number;
-  secureContext: SecureContext | null;
-  /** Overrides IngressOptions.proxyProtocol for this port (the metrics port never takes a header). */
-  proxyProtocol?: boolean;
-}
-
-export interface IngressOptions {
-  proxyProtocol: boolean;
-  /** PROXY v2 TLV types passed on to the app (ingress.proxy_protocol_tlvs); every other TLV is stripped. */
-  proxyTlvs?: readonly number[];
-  upstreamRetryMs: number;
-  closeGraceMs?: number;
-}
+/** Per-port and PROXY-protocol options of ingress (the plan's ingress part, without the ports). */
+export type IngressOptions = Omit<IngressPlan, 'ports'>;
 
 /** Starts ingress for the given ports; the supervisor calls startIngress, tests may call this directly. */
 export async function startIngressPorts(
@@ -187,7 +139,6 @@ export async function startIngressPorts(
       const stats = await splice(inbound, upstream);
       log.debug({ port, in: stats.aToB, out: stats.bToA, engine: stats.engine }, 'ingress connection closed');
     } catch (err) {
-      const msg = (err as Error).message;
       const result =
         err instanceof TlsHandshakeError
           ? 'tls_failed'
@@ -196,9 +147,9 @@ export async function startIngressPorts(
             : 'upstream_failed';
       ingressConnections.inc({ port: label, result });
       if (result === 'upstream_failed') {
-        log.warn({ port, err: msg }, `Connection to upstream (127.0.0.1:${port}) failed`);
+        log.warn({ port, err }, `Connection to upstream (127.0.0.1:${port}) failed`);
       } else {
-        log.info({ port, err: msg }, 'ingress connection dropped');
+        log.info({ port, err }, 'ingress connection dropped');
       }
       inbound.destroy();
       raw.destroy();
@@ -241,31 +192,8 @@ export async function startIngressPorts(
   };
 }
 
-/** Derives the per-port plan once (TLS contexts loaded at startup: a missing key fails the boot, not a client). */
-export function planIngress(config: Config): PortPlan[] {
-  const byPort = new Map<number, PortPlan>();
-  for (const entry of config.manifest.ingress ?? []) {
-    byPort.set(entry.listen_port, {
-      port: entry.listen_port,
-      secureContext: entry.tls ? loadSecureContext(config.configDir, entry) : null,
-    });
-  }
-  return [...byPort.values()];
-}
-
+/** Ingress as the supervisor starts it: the plan's ports (manifest ingress + metrics over vsock). */
 export async function startIngress(ctx: ServiceContext): Promise<Service> {
-  const { settings } = ctx.config;
-  const plans = planIngress(ctx.config);
-  // /healthz and /metrics (127.0.0.1:<api.metrics_port>, src/api/metrics-server.ts) are also reachable
-  // over the transport on the same port, so the host side can expose them (`cloister host --metrics-port`).
-  const metricsPort = settings.api.metrics_port;
-  if (metricsPort !== null && !plans.some((p) => p.port === metricsPort)) {
-    plans.push({ port: metricsPort, secureContext: null, proxyProtocol: false });
-  }
-  return startIngressPorts(ctx, plans, {
-    proxyProtocol: settings.ingress.proxy_protocol,
-    proxyTlvs: settings.ingress.proxy_protocol_tlvs,
-    upstreamRetryMs: settings.ingress.upstream_retry_ms,
-    closeGraceMs: settings.app.stop_grace_ms,
-  });
+  const { ports, ...opts } = ctx.plan?.ingress ?? planIngress(ctx.config);
+  return startIngressPorts(ctx, ports, opts);
 }

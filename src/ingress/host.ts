@@ -80,10 +80,7 @@ export async function startHostIngress(opts: HostIngressOptions): Promise<HostIn
         () => client.destroyed,
       );
     } catch (err) {
-      log.warn(
-        { port: enclavePort, err: (err as Error).message },
-        'cannot reach the enclave; client dropped',
-      );
+      log.warn({ port: enclavePort, err }, 'cannot reach the enclave; client dropped');
       client.destroy();
       return;
     }

@@ -256,7 +256,7 @@ export class CredentialChain {
         this.lastError = null;
         this.logger.info(
           { source: c.source, expires: c.expiration?.toISOString() ?? null },
-          'kms proxy: AWS credentials loaded',
+          'AWS credentials loaded',
         );
         for (const w of this.readyWaiters.splice(0)) w();
         this.schedule(this.refreshDelay(c));
@@ -267,7 +267,7 @@ export class CredentialChain {
     }
     this.failures++;
     this.lastError = errors.length ? errors.join('; ') : 'no source configured credentials';
-    this.logger.warn({ reason: this.lastError, attempt: this.failures }, 'kms proxy: no AWS credentials');
+    this.logger.warn({ reason: this.lastError, attempt: this.failures }, 'no AWS credentials');
     const backoff = Math.min(30_000, 500 * 2 ** Math.min(this.failures, 6));
     this.retryAt = this.clock.now() + backoff;
     this.schedule(backoff);

@@ -13,6 +13,7 @@
 // (signing and the call to KMS), startup.ts (configuration checks), credentials.ts, egress.ts.
 import type { KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { egressPolicy } from '../config/egress.ts';
 import {
   BodyTooLargeError,
   InternalError,
@@ -26,6 +27,7 @@ import { refuseOddRequests } from '../http/refuse.ts';
 import { listenOn, readLimitedBody } from '../http/server.ts';
 import type { Logger } from '../log/logger.ts';
 import { kmsCalls } from '../metrics.ts';
+import { planKms } from '../plan/index.ts';
 import { keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
 import { CredentialChain, type CredentialChainOptions } from './credentials.ts';
@@ -84,21 +86,20 @@ export async function startKmsProxy(
   ctx: ServiceContext,
   opts: KmsProxyOptions = {},
 ): Promise<KmsProxyService> {
-  const { manifest, settings } = ctx.config;
-  const log: Logger = ctx.logger.child({ svc: 'kms-proxy' });
-  const kp = manifest.kms_proxy;
+  const log: Logger = ctx.logger.child({ component: 'kms-proxy' });
+  const kp = ctx.plan ? ctx.plan.kms : planKms(ctx.config);
   if (!kp) throw new Error('kms_proxy is not configured in the manifest');
   // Given, not worked out from the manifest: the egress proxy may have bound another port than the
   // manifest's (0), or not run at all (nothing allowed).
   const egress = opts.egress ?? null;
-  const endpoints = kp.endpoints ?? {};
+  const { endpoints } = kp;
   warnAboutPolicy(
     log,
-    egress ? (manifest.egress ?? {}) : undefined,
+    egress ? egressPolicy(ctx.config.manifest) : null,
     endpoints,
     opts.credentials?.env ?? process.env,
   );
-  const readyWaitMs = settings.kms.ready_wait_ms;
+  const readyWaitMs = kp.settings.ready_wait_ms;
 
   // Background preparation: neither the key nor the credentials may delay the app's launch.
   const credentials = new CredentialChain({ egress, logger: log, ...opts.credentials });
@@ -107,7 +108,7 @@ export async function startKmsProxy(
   const upstream = new KmsUpstream({
     endpoints,
     egress,
-    timeoutMs: settings.kms.upstream_timeout_ms,
+    timeoutMs: kp.settings.upstream_timeout_ms,
     credentials: () => credentials.get(),
   });
 
@@ -192,7 +193,7 @@ export async function startKmsProxy(
     },
   );
   refuseOddRequests(server, (err) => renderKms(err, KMS_PROXY_PREFIX));
-  const port = opts.port ?? kp.listen_port;
+  const port = opts.port ?? kp.port;
   const bound = (await listenOn(server, port)).port;
   keepServing(server, log, 'kms proxy', { port: bound });
   const endpointUrl = `http://127.0.0.1:${bound}`;

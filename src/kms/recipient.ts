@@ -3,6 +3,7 @@
 // opened again (CiphertextForRecipient decrypted into the field the app's SDK expects).
 import { createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
+import { withDeadline } from '../deadline.ts';
 import { KmsAttestationError, KmsBadReplyError, KmsNotReadyError } from '../errors.ts';
 import type { Nsm } from '../nsm/types.ts';
 import { decryptEnvelope, spkiKeyId } from './cms.ts';
@@ -44,16 +45,14 @@ export class RecipientKeys {
   /** The key, waiting at most `ms` for it; KmsNotReadyError when it is not there in time. */
   async get(ms: number): Promise<RecipientKey> {
     if (this.key) return this.key;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error('the RSA recipient key is still being generated')), ms);
-    });
     try {
-      return await Promise.race([this.made, late]);
+      return await withDeadline(
+        this.made,
+        ms,
+        () => new Error('the RSA recipient key is still being generated'),
+      );
     } catch (err) {
       throw new KmsNotReadyError(`not ready: ${this.error ?? (err as Error).message}`, { cause: err });
-    } finally {
-      clearTimeout(timer);
     }
   }
 }

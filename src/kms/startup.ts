@@ -1,27 +1,23 @@
 // Start-up checks of the KMS proxy: warn, once and early, when the egress policy will refuse the KMS
 // endpoints or IMDS, so that the first failing call is not the first sign of a configuration mistake.
-import { compilePolicy } from '../egress/policy.ts';
+
 import type { Logger } from '../log/logger.ts';
+import type { Policy } from '../policy/policy.ts';
 import { defaultPort, kmsEndpoint } from './upstream.ts';
 
 /** `egress`: the rules of the egress proxy the KMS proxy goes through; undefined when none runs. */
 export function warnAboutPolicy(
   log: Logger,
-  egress: { allow?: string[]; deny?: string[] } | undefined,
+  /** The plan's compiled egress policy; null when egress is off. */
+  policy: Policy | null,
   endpoints: Record<string, string>,
   env: NodeJS.ProcessEnv,
 ): void {
-  if (!egress) {
+  if (!policy) {
     log.warn(
-      'kms proxy: no egress proxy runs (no egress.allow in the manifest); KMS and IMDS are dialled directly (no way out of a real enclave)',
+      'no egress proxy runs (no egress.allow in the manifest); KMS and IMDS are dialled directly (no way out of a real enclave)',
     );
     return;
-  }
-  let policy: ReturnType<typeof compilePolicy>;
-  try {
-    policy = compilePolicy(egress.allow ?? [], egress.deny ?? []);
-  } catch {
-    return; // the egress proxy reports invalid rules itself
   }
   const targets = Object.keys(endpoints).map((region) => ({
     what: `kms_proxy.endpoints.${region}`,
@@ -39,7 +35,7 @@ export function warnAboutPolicy(
     if (!d.allowed) {
       log.warn(
         { endpoint: `${host}:${defaultPort(t.url)}`, reason: d.reason },
-        `kms proxy: egress policy does not allow ${t.what}; KMS calls will fail until egress.allow lists it`,
+        `egress policy does not allow ${t.what}; KMS calls will fail until egress.allow lists it`,
       );
     }
   }
@@ -54,7 +50,7 @@ export function warnAboutPolicy(
     if (!d.allowed) {
       log.warn(
         { endpoint: imds.host, reason: d.reason },
-        'kms proxy: egress policy does not allow IMDS; the proxy will have no credentials',
+        'egress policy does not allow IMDS; the proxy will have no credentials',
       );
     }
   }

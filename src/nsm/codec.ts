@@ -3,17 +3,10 @@
 // string, struct variants as a 1-entry map {"Variant": {field: value, ...}} with fields in declaration
 // order, definite lengths, shortest integers, byte buffers as major type 2, None as null with the key
 // still present. Decoders accept a unit variant either as text or as a 1-key map.
-import { Decoder, Encoder } from 'cbor-x';
-import { type DescribeNsm, type Digest, NsmError } from './types.ts';
 
-/** Largest request the device takes (NSM_REQUEST_MAX_SIZE). */
-export const NSM_REQUEST_MAX_SIZE = 0x1000;
-/** Response buffer handed to the device (NSM_RESPONSE_MAX_SIZE). */
-export const NSM_RESPONSE_MAX_SIZE = 0x3000;
-/** user_data, nonce and public_key: the NSM accepts 1024 bytes each. */
-export const ATTESTATION_FIELD_MAX = 1024;
-/** GetRandom returns up to this many bytes. */
-export const GET_RANDOM_BYTES = 256;
+import { ATTESTATION_FIELD_MAX, NSM_REQUEST_MAX_SIZE } from '../constants.ts';
+import { cborDecode, cborEncode } from '../encoding/cbor.ts';
+import { type DescribeNsm, type Digest, NsmError } from './types.ts';
 
 export const NSM_ERROR_CODES = [
   'Success',
@@ -52,28 +45,7 @@ export type NsmResponse =
   | { type: 'GetRandom'; random: Uint8Array }
   | { type: 'Error'; code: string };
 
-// Plain objects keep insertion order, which is the field order serde emits; Uint8Array must stay a
-// plain byte string (no typed-array tag); Maps (never sent here) would otherwise get tag 259.
-const encoder = new Encoder({
-  useRecords: false,
-  mapsAsObjects: true,
-  variableMapSize: true,
-  tagUint8Array: false,
-  // Not in cbor-x's typings, but honoured: without it a Map is wrapped in tag 259.
-  ...{ useTag259ForMaps: false },
-});
-// Maps come back as Map so non-text keys survive; records/extensions are never expected.
-const decoder = new Decoder({ useRecords: false, mapsAsObjects: false });
-
-/** CBOR-encode a value the way serde_cbor does for the NSM types (and attestation payloads). */
-export function cborEncode(value: unknown): Buffer {
-  return encoder.encode(value);
-}
-
-/** Decode one CBOR item that must fill the whole buffer. */
-export function cborDecode(bytes: Uint8Array): unknown {
-  return decoder.decode(bytes);
-}
+export { cborDecode, cborEncode };
 
 function u16(what: string, n: number): number {
   if (!Number.isInteger(n) || n < 0 || n > 0xffff) {
@@ -125,7 +97,7 @@ export function encodeRequest(req: NsmRequest): Buffer {
     default:
       throw new NsmError('InvalidArgument', `unknown NSM request ${(req as { type: string }).type}`);
   }
-  const out = encoder.encode(value);
+  const out = cborEncode(value);
   if (out.length > NSM_REQUEST_MAX_SIZE) {
     throw new NsmError(
       'InputTooLarge',
@@ -140,11 +112,11 @@ export function encodeResponse(res: NsmResponse): Buffer {
   switch (res.type) {
     case 'LockPCR':
     case 'LockPCRs':
-      return encoder.encode(res.type);
+      return cborEncode(res.type);
     case 'Error':
-      return encoder.encode({ Error: res.code });
+      return cborEncode({ Error: res.code });
     case 'DescribeNSM':
-      return encoder.encode({
+      return cborEncode({
         DescribeNSM: {
           version_major: res.version_major,
           version_minor: res.version_minor,
@@ -156,13 +128,13 @@ export function encodeResponse(res: NsmResponse): Buffer {
         },
       });
     case 'DescribePCR':
-      return encoder.encode({ DescribePCR: { lock: res.lock, data: res.data } });
+      return cborEncode({ DescribePCR: { lock: res.lock, data: res.data } });
     case 'ExtendPCR':
-      return encoder.encode({ ExtendPCR: { data: res.data } });
+      return cborEncode({ ExtendPCR: { data: res.data } });
     case 'Attestation':
-      return encoder.encode({ Attestation: { document: res.document } });
+      return cborEncode({ Attestation: { document: res.document } });
     case 'GetRandom':
-      return encoder.encode({ GetRandom: { random: res.random } });
+      return cborEncode({ GetRandom: { random: res.random } });
   }
 }
 
@@ -204,7 +176,7 @@ function getUint(m: Map<unknown, unknown>, name: string, key: string): number {
 
 function parse(bytes: Uint8Array, what: string): unknown {
   try {
-    return decoder.decode(bytes);
+    return cborDecode(bytes);
   } catch (err) {
     throw new NsmError('InvalidResponse', `${what} is not valid CBOR: ${(err as Error).message}`);
   }
@@ -271,7 +243,7 @@ export function decodeRequest(bytes: Uint8Array): NsmRequest {
   }
   let value: unknown;
   try {
-    value = decoder.decode(bytes);
+    value = cborDecode(bytes);
   } catch (err) {
     throw new NsmError('InvalidArgument', `request is not valid CBOR: ${(err as Error).message}`);
   }

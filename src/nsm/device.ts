@@ -1,11 +1,9 @@
 // The real NSM: /dev/nsm through the native NSM_IOCTL_RAW call (docs/reference/nitro.md, "NSM device"). This
 // layer moves raw CBOR bytes only; the CBOR client (src/nsm/client.ts) encodes requests and decodes replies,
 // including the NSM's own {"Error": ...} answers, which arrive as successful ioctls.
+import { NSM_REQUEST_MAX_SIZE } from '../constants.ts';
 import { isNativeError, loadNative } from '../native.ts';
 import { NsmError } from './types.ts';
-
-export const NSM_REQUEST_MAX_SIZE = 4096;
-export const NSM_RESPONSE_MAX_SIZE = 12288;
 
 export interface NsmDevice {
   /** Sends one CBOR request; resolves with the device's reply (at most 12288 bytes). */

@@ -17,21 +17,13 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import * as pkijs from 'pkijs';
-import { derToPem, pemToDer } from '../attestation/x509.ts';
+import { ATTESTATION_FIELD_MAX, GET_RANDOM_BYTES, MAX_PCRS } from '../constants.ts';
+import { derToPem, pemToDer } from '../encoding/pem.ts';
 import { exportPkcs8, generateP384, importPkcs8, issueCertificate, KU } from './ca.ts';
 import { createNsmClient } from './client.ts';
-import {
-  ATTESTATION_FIELD_MAX,
-  cborEncode,
-  decodeRequest,
-  encodeResponse,
-  GET_RANDOM_BYTES,
-  type NsmRequest,
-  type NsmResponse,
-} from './codec.ts';
+import { cborEncode, decodeRequest, encodeResponse, type NsmRequest, type NsmResponse } from './codec.ts';
 import { type Nsm, NsmError } from './types.ts';
 
-export const MAX_PCRS = 32;
 /** PCRs 0..15 are locked from the start, as in a real enclave. */
 export const INITIALLY_LOCKED = 16;
 const PCR_BYTES = 48;

@@ -1,4 +1,5 @@
 // `cloister enclave`: the supervisor inside the enclave (odyn's command line; see args.ts).
+import { exitWhenClosed } from '../exit.ts';
 import { ENCLAVE_USAGE, parseEnclaveArgs, UsageError } from './args.ts';
 import { Supervisor } from './supervisor.ts';
 
@@ -16,6 +17,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const code = await new Supervisor(args).run();
-  // Services may leave handles (keep-alive sockets, timers) behind; the supervisor decided to exit.
-  process.exit(code);
+  // Every service, server and timer is closed by now: the process ends on its own.
+  exitWhenClosed('enclave', code);
+  return code;
 }

@@ -4,6 +4,7 @@
 // Every new reader gets the current status at once, then one line per change; cloister never closes it.
 import type { Server, Socket } from 'node:net';
 import { constants } from 'node:os';
+import { STATUS_LINE_MAX } from '../constants.ts';
 import type { ReaderLimit } from './reader-limit.ts';
 
 export type AppStatus =
@@ -23,8 +24,8 @@ export type AppStatus =
   | { status: 'signaled'; signal: number; signal_name: string }
   | { status: 'fatal'; error: string };
 
-/** enclaver-run reads status lines of at most 1024 bytes (docs/reference/enclaver.md, "Status port"). */
-export const STATUS_LINE_MAX = 1024;
+export { STATUS_LINE_MAX };
+
 /** A reader that stopped reading gets cut off rather than buffered without bound. */
 const MAX_QUEUED_BYTES = 64 * 1024;
 

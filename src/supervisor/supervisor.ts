@@ -15,11 +15,13 @@
 import type { Server } from 'node:net';
 import { findConfigFiles, loadConfig } from '../config/load.ts';
 import { type Config, DEFAULT_SETTINGS, type Settings } from '../config/types.ts';
+import { withDeadline } from '../deadline.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { LogRing } from '../log/ring.ts';
 import { LogSink, openConsoleEcho } from '../log/sink.ts';
 import { appRestarts, appState } from '../metrics.ts';
 import type { Nsm } from '../nsm/types.ts';
+import { buildPlan } from '../plan/index.ts';
 import { type ErrorLog, keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
 import { APP_LOG_PORT, createTransport, STATUS_PORT, type Transport } from '../transport/index.ts';
@@ -235,26 +237,29 @@ export class Supervisor {
       });
       this.reaper.start();
     } catch (err) {
-      this.logger.warn({ err: (err as Error).message }, 'orphaned processes will not be reaped');
+      this.logger.warn({ err }, 'orphaned processes will not be reaped');
     }
   }
 
-  private async startServices(ctx: ServiceContext): Promise<Record<string, string>> {
-    const { config } = ctx;
+  private async startServices(base: ServiceContext): Promise<Record<string, string>> {
+    // Every decision the services share, made once (src/plan/); a bad TLS key fails here, before any starts.
+    const plan = buildPlan(base.config);
+    const ctx: ServiceContext = { ...base, plan };
     // The KMS proxy goes out through the egress proxy: it gets the address the egress proxy bound.
     let egressPort: number | undefined;
-    const starts: [string, () => Promise<Service>][] = [
-      [
+    const starts: [string, () => Promise<Service>][] = [];
+    if (plan.egress) {
+      starts.push([
         'egress proxy',
         async () => {
           const svc = await (await import('../egress/proxy.ts')).startEgressProxy(ctx);
           egressPort = svc.port;
           return svc;
         },
-      ],
-      ['ingress', async () => (await import('../ingress/enclave.ts')).startIngress(ctx)],
-    ];
-    if (config.manifest.kms_proxy) {
+      ]);
+    }
+    starts.push(['ingress', async () => (await import('../ingress/enclave.ts')).startIngress(ctx)]);
+    if (plan.kms) {
       starts.push([
         'KMS proxy',
         async () =>
@@ -263,10 +268,10 @@ export class Supervisor {
           }),
       ]);
     }
-    if (config.manifest.api) {
+    if (plan.api) {
       starts.push(['attestation API', async () => (await import('../api/server.ts')).startApiServer(ctx)]);
     }
-    if (config.settings.api.metrics_port !== null) {
+    if (plan.metrics) {
       starts.push([
         'health and metrics server',
         async () => (await import('../api/metrics-server.ts')).startMetricsServer(ctx),
@@ -300,19 +305,14 @@ export class Supervisor {
     // Ingress waits for in-flight connections; a connection that never ends must not keep cloister up
     // for ever, so each close gets the app's grace period.
     const grace = this.appSettings.stop_grace_ms;
+    const late = new Error('late');
     for (const s of services) {
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<'timeout'>((r) => {
-        timer = setTimeout(() => r('timeout'), grace);
-      });
       try {
-        if ((await Promise.race([s.close(), timedOut])) === 'timeout') {
-          this.logger.warn({ graceMs: grace }, 'a service did not close within the grace period; going on');
-        }
+        await withDeadline(s.close(), grace, () => late);
       } catch (err) {
-        this.logger.warn({ err: (err as Error).message }, 'a service failed to close cleanly');
-      } finally {
-        clearTimeout(timer);
+        if (err === late)
+          this.logger.warn({ graceMs: grace }, 'a service did not close within the grace period; going on');
+        else this.logger.warn({ err }, 'a service failed to close cleanly');
       }
     }
     await this.nsm?.close().catch(() => {});

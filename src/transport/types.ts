@@ -2,16 +2,15 @@
 // objects either way, so backpressure, half-close and destroy behave exactly as Node's own.
 import type { Server, Socket } from 'node:net';
 
-/** VMADDR_CID_ANY: listen on every CID (what the enclave side does). */
-export const CID_ANY = 0xffffffff;
-/** VMADDR_CID_HOST: the parent instance as seen from inside the enclave. */
-export const CID_HOST = 2;
-/** CID used for the enclave in dev mode when none is configured. */
-export const DEV_ENCLAVE_CID = 16;
-
-export const STATUS_PORT = 17000;
-export const APP_LOG_PORT = 17001;
-export const EGRESS_VSOCK_PORT = 17002;
+// The CIDs and ports themselves are in src/constants.ts.
+export {
+  APP_LOG_PORT,
+  CID_ANY,
+  CID_HOST,
+  DEV_ENCLAVE_CID,
+  EGRESS_VSOCK_PORT,
+  STATUS_PORT,
+} from '../constants.ts';
 
 export interface Transport {
   readonly kind: 'vsock' | 'emulated' | 'hybrid';

@@ -2,30 +2,12 @@
 // `unshare -n`) reports a bad manifest or cloister.yaml with file, line and key path, and runs a good pair.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
+import { BASE_MANIFEST as BASE, configDirs } from '../../helpers/config-dirs.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'cloister-config-'));
-after(() => rmSync(root, { recursive: true, force: true }));
-let n = 0;
-
-/** A fresh directory holding the given enclaver.yaml (and cloister.yaml). */
-function configDir(manifest: string, settings?: string): string {
-  const dir = join(root, `c${n++}`);
-  mkdirSync(dir);
-  writeFileSync(join(dir, 'enclaver.yaml'), manifest);
-  if (settings !== undefined) writeFileSync(join(dir, 'cloister.yaml'), settings);
-  return dir;
-}
-
-const BASE = `version: v1
-name: app
-target: app:enclave
-sources:
-  app: app:latest
-`;
+const { configDir } = configDirs();
 
 describe('through the real CLI: cloister enclave --config-dir DIR -- true', () => {
   /** Starts the enclave side (in its own network namespace), emulated vsock, and collects its log. */

@@ -25,7 +25,6 @@ import {
 import { freePort } from '../../helpers/fixtures/ports.ts';
 
 const run = promisify(execFile);
-const canUnshare = spawnSync('unshare', ['-n', 'true']).status === 0;
 const FAKE = resolve('test/helpers/fixtures/fake-nitro-cli.sh');
 
 const APP = `
@@ -111,7 +110,7 @@ async function startHost(t: TestContext, extra: string[] = []): Promise<Setup> {
 
 const waitFor = (what: string, cond: () => boolean, s: Setup) => waitForChild(s, what, cond, 30_000);
 
-const opts = { skip: !canUnshare && 'needs unshare -n (root)', timeout: 60_000 };
+const opts = { timeout: 60_000 };
 
 test(
   'cloister host: logs shown whole, ingress works, the app exit code is the exit code',

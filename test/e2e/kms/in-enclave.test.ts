@@ -8,15 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { DecryptCommand, EncryptCommand } from '@aws-sdk/client-kms';
-import { canUnshare, startKmsHost } from '../../helpers/enclave-kms-host.ts';
+import { startKmsHost } from '../../helpers/enclave-kms-host.ts';
 import { exitWithin, spawnCloister } from '../../helpers/fixtures/child.ts';
 import { findTool } from '../../helpers/tools.ts';
 
 const PCR0 = '5e'.repeat(48);
 
-test('boto3 in `cloister enclave` (unshare -n) decrypts a PCR0-bound key through the proxy', {
-  skip: !canUnshare && 'needs unshare -n (root)',
-}, async (t) => {
+test('boto3 in `cloister enclave` (unshare -n) decrypts a PCR0-bound key through the proxy', {}, async (t) => {
   // Host side: a `cloister kms-emulator` process and the egress relay (test/helpers/enclave-kms-host.ts).
   const host = await startKmsHost(t);
   const keyId = await host.createPcr0Key(PCR0);
@@ -56,9 +54,7 @@ print('RESULT ' + json.dumps(out), flush=True)
   assert.ok(readFileSync(join(host.nsmState, 'root.pem'), 'utf8').includes('BEGIN CERTIFICATE'));
 });
 
-test('`cloister dev`: the aws CLI and boto3 in the emulated enclave use the proxy and the emulator', {
-  skip: !canUnshare && 'needs unshare -n (root)',
-}, async (t) => {
+test('`cloister dev`: the aws CLI and boto3 in the emulated enclave use the proxy and the emulator', {}, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'cloister-kms-dev-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(

@@ -2,10 +2,8 @@
 // offending node; good cases are the manifests Enclaver's own docs use, plus cloister.yaml.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   ConfigError,
   findConfigFiles,
@@ -14,19 +12,9 @@ import {
   mergeSettings,
 } from '../../../src/config/load.ts';
 import { DEFAULT_SETTINGS } from '../../../src/config/types.ts';
+import { BASE_MANIFEST as BASE, configDirs } from '../../helpers/config-dirs.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'cloister-config-'));
-after(() => rmSync(root, { recursive: true, force: true }));
-let n = 0;
-
-/** A fresh directory holding the given enclaver.yaml (and cloister.yaml). */
-function configDir(manifest: string, settings?: string): string {
-  const dir = join(root, `c${n++}`);
-  mkdirSync(dir);
-  writeFileSync(join(dir, 'enclaver.yaml'), manifest);
-  if (settings !== undefined) writeFileSync(join(dir, 'cloister.yaml'), settings);
-  return dir;
-}
+const { root, configDir } = configDirs();
 
 function load(manifest: string, settings?: string) {
   return loadConfig(findConfigFiles(configDir(manifest, settings)));
@@ -45,12 +33,6 @@ function loadError(manifest: string, settings?: string): ConfigError {
 }
 
 // Lines 1-5; each case's own lines start at 6.
-const BASE = `version: v1
-name: app
-target: app:enclave
-sources:
-  app: app:latest
-`;
 const EGRESS = `egress:
   allow: [169.254.169.254, kms.*.amazonaws.com]
 `;

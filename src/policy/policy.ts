@@ -40,7 +40,7 @@ export interface Policy {
    * IP ranges a name allowed by `decision` must not resolve to (P4, checked by the relay after DNS):
    * the IP deny rules that apply to `port`, plus loopback/unspecified when a wildcard let the name in.
    */
-  resolvedDenyRanges(decision: Decision, port: number): string[];
+  resolvedDenyRanges(decision: Decision, port: number): readonly string[];
 }
 
 interface Rule {
@@ -272,14 +272,22 @@ export function compilePolicy(allow: readonly string[], deny: readonly string[])
     return { allowed: false, rule: null, target: name, reason: `${shown} is not in the egress policy` };
   }
 
-  function resolvedDenyRanges(decision: Decision, port: number): string[] {
-    const out = denyRules
-      .filter((r) => r.range && (r.port === null || r.port === port))
-      .map((r) => formatRange(r.range!));
-    const decider =
-      decision.list === 'allow' ? allowRules.find((r) => r.index === decision.index) : undefined;
-    if (decider?.labels && decider.wildcard) for (const l of LOCAL_RANGES) out.push(formatRange(l));
-    return out;
+  // What the relay gets as deny_ips, prepared here once rather than per tunnel: the deny rules' ranges
+  // as text (in rule order), and the local ranges added when a wildcard name rule let the target in.
+  const denyRanges = denyRules
+    .filter((r) => r.range)
+    .map((r) => ({ port: r.port, text: formatRange(r.range!) }));
+  const localRanges = LOCAL_RANGES.map(formatRange);
+  const portless = denyRanges.every((r) => r.port === null);
+  const plain = Object.freeze(denyRanges.map((r) => r.text));
+  const withLocal = Object.freeze([...plain, ...localRanges]);
+  const wildcardAllow = new Set(allowRules.filter((r) => r.labels && r.wildcard).map((r) => r.index));
+
+  function resolvedDenyRanges(decision: Decision, port: number): readonly string[] {
+    const local = decision.list === 'allow' && wildcardAllow.has(decision.index!);
+    if (portless) return local ? withLocal : plain;
+    const out = denyRanges.filter((r) => r.port === null || r.port === port).map((r) => r.text);
+    return local ? [...out, ...localRanges] : out;
   }
 
   return { check, resolvedDenyRanges };

@@ -3,7 +3,7 @@
 // own tests (docs/reference/enclaver.md, "Egress policy") and every hole of "Policy holes in odyn".
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { compilePolicy, PolicyError } from '../../../src/egress/policy.ts';
+import { compilePolicy, PolicyError } from '../../../src/policy/policy.ts';
 
 type Case = [
   allow: string[],

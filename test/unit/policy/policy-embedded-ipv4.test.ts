@@ -3,8 +3,8 @@
 // the policy (what the proxy judges) and by the relay's deny_ips check (what a name resolves to).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { formatIp, inRange, parseIp, parseRange } from '../../../src/egress/address.ts';
-import { compilePolicy } from '../../../src/egress/policy.ts';
+import { formatIp, inRange, parseIp, parseRange } from '../../../src/policy/address.ts';
+import { compilePolicy } from '../../../src/policy/policy.ts';
 
 // [spelling, what it is folded to (null: stays IPv6, written canonically), why]
 const FORMS: [string, string, string][] = [

@@ -1,0 +1,83 @@
+// The runtime plan: every decision the services share, made once from the validated Config
+// (enclaver.yaml + cloister.yaml + flags) before any of them starts. Services get their part of it and
+// do not re-derive from the manifest what the plan already decided:
+//
+//   is egress on, and on which port         plan.egress (null: off), one answer for every service
+//   the egress policy                       plan.egress.policy, compiled once (src/config/egress.ts)
+//   the relay's deny ranges                 prepared inside the compiled policy, not per tunnel
+//   ingress ports, TLS contexts, PROXY v2   plan.ingress (src/plan/ingress.ts)
+//   which loopback servers run              plan.kms, plan.api, plan.metrics (null: not started)
+import { egressEnabled, egressPolicy } from '../config/egress.ts';
+import type { Config, Settings } from '../config/types.ts';
+import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
+import type { Policy } from '../policy/policy.ts';
+import { type IngressPlan, planIngress } from './ingress.ts';
+
+export type { IngressPlan, PortPlan } from './ingress.ts';
+
+export interface EgressPlan {
+  /** 127.0.0.1 port of the egress proxy: egress.proxy_port, else DEFAULT_EGRESS_PROXY_PORT. */
+  port: number;
+  policy: Policy;
+  /** How many allow and deny rules (for the start-up log line). */
+  rules: { allow: number; deny: number };
+  settings: Settings['egress'];
+}
+
+export interface KmsPlan {
+  /** kms_proxy.listen_port. */
+  port: number;
+  /** kms_proxy.endpoints: region -> endpoint override. */
+  endpoints: Record<string, string>;
+  settings: Settings['kms'];
+}
+
+export interface RuntimePlan {
+  /** null: egress is off (no allow rule), so no proxy runs and the app gets no proxy variables. */
+  egress: EgressPlan | null;
+  kms: KmsPlan | null;
+  /** The attestation API (api.listen_port), or null. */
+  api: { port: number } | null;
+  /** /healthz and /metrics (cloister.yaml api.metrics_port), or null. */
+  metrics: { port: number } | null;
+  ingress: IngressPlan;
+}
+
+/** The egress part alone (null when egress is off). */
+export function planEgress(config: Config): EgressPlan | null {
+  const m = config.manifest;
+  if (!egressEnabled(m)) return null;
+  return {
+    port: m.egress?.proxy_port ?? DEFAULT_EGRESS_PROXY_PORT,
+    policy: egressPolicy(m),
+    rules: { allow: m.egress?.allow?.length ?? 0, deny: m.egress?.deny?.length ?? 0 },
+    settings: config.settings.egress,
+  };
+}
+
+/** The KMS proxy part alone (null when the manifest has no kms_proxy). */
+export function planKms(config: Config): KmsPlan | null {
+  const kp = config.manifest.kms_proxy;
+  if (!kp) return null;
+  return {
+    port: kp.listen_port,
+    endpoints: kp.endpoints ?? {},
+    settings: config.settings.kms,
+  };
+}
+
+/** The whole plan. Throws when a TLS key or certificate of an ingress port cannot be loaded. */
+export function buildPlan(config: Config): RuntimePlan {
+  const egress = planEgress(config);
+  const { api } = config.manifest;
+  const metricsPort = config.settings.api.metrics_port;
+  return {
+    egress,
+    kms: planKms(config),
+    api: api ? { port: api.listen_port } : null,
+    metrics: metricsPort === null ? null : { port: metricsPort },
+    ingress: planIngress(config),
+  };
+}
+
+export { planIngress };
