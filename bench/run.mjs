@@ -2,7 +2,17 @@
 // Each prints its own table and writes bench/results/<name>.json; numbers go into BENCHMARKS.md by hand.
 import { spawnSync } from 'node:child_process';
 
-const ALL = ['startup', 'native', 'attestation', 'kms', 'interop-burst', 'ingress', 'egress', 'package'];
+const ALL = [
+  'startup',
+  'native',
+  'attestation',
+  'kms',
+  'interop-burst',
+  'ingress',
+  'egress',
+  'package',
+  'lab',
+];
 const picked = process.argv.slice(2);
 const names = picked.length > 0 ? picked : ALL;
 for (const name of names) {

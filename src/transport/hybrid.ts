@@ -37,35 +37,45 @@ export class HybridTransport implements Transport {
     return new Promise((resolve, reject) => {
       const sock = netConnect({ path: this.udsPath, allowHalfOpen: true });
       let ack = Buffer.alloc(0);
+      let settled = false;
       const fail = (err: Error & { code?: string }) => {
+        if (settled) return;
+        settled = true;
         sock.destroy();
         reject(err);
       };
-      const onData = (d: Buffer) => {
-        ack = Buffer.concat([ack, d]);
-        const nl = ack.indexOf(0x0a);
-        if (nl < 0) {
-          if (ack.length > MAX_ACK) fail(new Error('hybrid vsock: no acknowledgement line from the VMM'));
+      // The acknowledgement is read in paused mode ('readable' + read()), never with a 'data' listener: a
+      // stream paused after flowing stays paused for the caller's own 'data' listener, and one left flowing
+      // drops what arrives before the caller listens. Removing the 'readable' listener hands the stream
+      // over untouched.
+      const onReadable = () => {
+        for (let chunk = sock.read() as Buffer | null; chunk !== null; chunk = sock.read() as Buffer | null) {
+          ack = Buffer.concat([ack, chunk]);
+          const nl = ack.indexOf(0x0a);
+          if (nl < 0) {
+            if (ack.length > MAX_ACK) fail(new Error('hybrid vsock: no acknowledgement line from the VMM'));
+            continue;
+          }
+          sock.off('readable', onReadable);
+          sock.off('end', onEnd);
+          const line = ack.subarray(0, nl).toString('latin1');
+          if (!/^OK \d{1,10}$/.test(line)) {
+            return fail(
+              Object.assign(
+                new Error(`hybrid vsock: CONNECT ${port} refused by the VMM (${JSON.stringify(line)})`),
+                {
+                  code: 'ECONNREFUSED',
+                },
+              ),
+            );
+          }
+          // Anything after the line is the guest's first bytes: give them back to the stream.
+          if (ack.length > nl + 1) sock.unshift(ack.subarray(nl + 1));
+          settled = true;
+          sock.off('error', fail);
+          resolve(sock);
           return;
         }
-        sock.off('data', onData);
-        sock.off('end', onEnd);
-        sock.pause();
-        const line = ack.subarray(0, nl).toString('latin1');
-        // Anything after the line is the guest's first bytes: give them back to the stream.
-        if (ack.length > nl + 1) sock.unshift(ack.subarray(nl + 1));
-        if (!/^OK \d{1,10}$/.test(line)) {
-          return fail(
-            Object.assign(
-              new Error(`hybrid vsock: CONNECT ${port} refused by the VMM (${JSON.stringify(line)})`),
-              {
-                code: 'ECONNREFUSED',
-              },
-            ),
-          );
-        }
-        sock.off('error', fail);
-        resolve(sock);
       };
       // The VMM closes the connection when nothing listens on that guest port.
       const onEnd = () =>
@@ -75,7 +85,7 @@ export class HybridTransport implements Transport {
           }),
         );
       sock.once('error', fail);
-      sock.on('data', onData);
+      sock.on('readable', onReadable);
       sock.once('end', onEnd);
       sock.once('connect', () => sock.write(`CONNECT ${port}\n`));
     });

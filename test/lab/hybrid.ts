@@ -54,7 +54,7 @@ export async function startVsockDevice(work: string, memoryMb: number): Promise<
   if (!existsSync(bin)) installVhostDeviceVsock(bin);
   const socket = join(work, 'vhost-user-vsock.sock');
   const udsPath = join(work, 'vm.vsock');
-  const child = spawn(bin, ['--vm', `guest-cid=${GUEST_CID},socket=${socket},uds-path=${udsPath}`], {
+  const child = spawn(bin, ['--guest-cid', String(GUEST_CID), '--socket', socket, '--uds-path', udsPath], {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const end = Date.now() + 20_000;
@@ -83,6 +83,7 @@ export function serveHybridRequests(o: { results: string; bin: string; udsPath: 
   let stopped = false;
   const run = async () => {
     const port = await freePort();
+    const tlsPort = await freePort(); // every manifest port gets a free host port: this machine is shared
     let out = '';
     let err = '';
     host = spawn(
@@ -94,6 +95,8 @@ export function serveHybridRequests(o: { results: string; bin: string; udsPath: 
           join(o.results, 'config', 'enclaver.yaml'),
           '-p',
           `${port}:8080`,
+          '-p',
+          `${tlsPort}:8443`,
           '--listen-address',
           '127.0.0.1',
         ],

@@ -61,7 +61,8 @@ before(
       throw new Error(`${bin} is missing: run \`npm run build:binary\` (npm run test:lab does)`);
     const node = pinnedNode() as string;
     const pieces = guestPieces();
-    work = mkdtempSync(join(tmpdir(), 'cloister-lab-'));
+    // LAB_WORK_DIR: where bench/lab.ts wants the results (it reads the scenarios' notes afterwards).
+    work = process.env.LAB_WORK_DIR ?? mkdtempSync(join(tmpdir(), 'cloister-lab-'));
     results = join(work, 'results');
     writePid1Config(results);
     await prepareKms(results, bin);

@@ -1,6 +1,7 @@
 // The app cloister runs as PID 1's child in the "pid1" phase: plain HTTP on 127.0.0.1:8080 and :8443
 // (ingress terminates TLS for 8443), a few routes the scenarios drive, and a SIGTERM handler that
 // records when it was asked to stop and exits 42 after a short, graceful pause.
+import './first-instruction.ts'; // first: the bench-pid1-start timestamp
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';

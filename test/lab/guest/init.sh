@@ -24,5 +24,6 @@ say "pre scenarios"
 chroot /host "$NODE" "$REPO/test/lab/guest/driver.ts" pre
 say "pid1 scenarios; exec cloister as PID 1"
 setsid chroot /host "$NODE" "$REPO/test/lab/guest/driver.ts" pid1 < /dev/null &
+cut -d' ' -f1 /proc/uptime > /host/tmp/lab/uptime-at-exec
 # shellcheck disable=SC2086 # PID1_ARGS is a word list on purpose
 exec chroot /host "$BIN" $PID1_ARGS
