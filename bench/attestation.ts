@@ -21,7 +21,7 @@ interface Row {
 }
 
 const rows: Row[] = [];
-const VECTOR = new URL('../../shared/vectors/blocky_nitro_attestation.cbor', import.meta.url);
+const VECTOR = new URL('../test/vectors/blocky_nitro_attestation.cbor', import.meta.url);
 
 /** Run `fn` repeatedly for about `ms` (after a short warm-up); returns operations per second. */
 async function rate(ms: number, fn: (i: number) => Promise<unknown>): Promise<number> {

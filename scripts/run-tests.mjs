@@ -7,7 +7,8 @@
 //
 // A tier is a top-level folder of test/ with one row in TIERS. To add one (issue 12's lab, issue 13's
 // interop...), create test/<name>/ and add its row; a folder without a row is an error, so no test is
-// left out silently. test/helpers/ holds shared harnesses and fixtures, never tests.
+// left out silently. test/helpers/ holds shared harnesses and fixtures, test/vectors/ public test
+// vectors (provenance in its README); neither holds tests.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -54,7 +55,7 @@ const TIERS = [
   },
 ];
 
-const NOT_TIERS = new Set(['helpers']);
+const NOT_TIERS = new Set(['helpers', 'vectors']);
 
 function collect(dir) {
   const out = [];

@@ -10,7 +10,7 @@ import { verifyAttestation } from '../../src/attestation/verify.ts';
 import { openSoftwareNsm } from '../../src/nsm/software.ts';
 import { runRust, rustProgram } from './toolchains.ts';
 
-const vector = (name: string) => readFileSync(new URL(`vectors/${name}`, import.meta.url));
+const vector = (name: string) => readFileSync(new URL(`../vectors/${name}`, import.meta.url));
 const AWS_DOCS = [
   'evervault_valid-attestation-doc.cbor',
   'evervault_beta_valid-attestation-doc.cbor',

@@ -17,7 +17,7 @@ import { decryptEnvelope, spkiKeyId } from '../../src/kms/cms.ts';
 import { startHarness } from '../helpers/kms-harness.ts';
 import { runRust, rustProgram } from './toolchains.ts';
 
-const vector = (name: string) => readFileSync(new URL(`vectors/${name}`, import.meta.url));
+const vector = (name: string) => readFileSync(new URL(`../vectors/${name}`, import.meta.url));
 const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
 
 function rustOpen(cms: Uint8Array, pkcs8: Uint8Array): Buffer {

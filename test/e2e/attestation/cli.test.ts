@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { SoftwareNsm } from '../../../src/nsm/software.ts';
 
-const VECTORS = new URL('../../../../shared/vectors/', import.meta.url).pathname;
+const VECTORS = new URL('../../vectors/', import.meta.url).pathname;
 const BLOCKY = join(VECTORS, 'blocky_nitro_attestation.cbor');
 const BLOCKY_AT = '2024-09-07T14:37:40Z';
 

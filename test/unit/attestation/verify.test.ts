@@ -1,4 +1,4 @@
-// verifyAttestation against the six real AWS documents in ../shared/vectors (each valid only inside
+// verifyAttestation against the six real AWS documents in test/vectors (each valid only inside
 // its chain window), tampered copies of them, crafted malformed documents and the software NSM.
 import assert from 'node:assert/strict';
 import { createHash, createPrivateKey, KeyObject, sign } from 'node:crypto';
@@ -11,7 +11,7 @@ import { exportPkcs8, generateP384, issueCertificate, KU } from '../../../src/ns
 import { cborDecode, cborEncode } from '../../../src/nsm/codec.ts';
 import { SoftwareNsm } from '../../../src/nsm/software.ts';
 
-const vec = (name: string) => readFileSync(new URL(`../../../../shared/vectors/${name}`, import.meta.url));
+const vec = (name: string) => readFileSync(new URL(`../../vectors/${name}`, import.meta.url));
 
 /** File, a time inside its chain window (vectors/README.md), debug mode, payload map encoding. */
 const VECTORS = [

@@ -18,7 +18,7 @@ import {
 } from '../../../src/kms/cms.ts';
 import { buildEnvelope } from '../../../src/kms-emulator/recipient.ts';
 
-const V = join(import.meta.dirname, '../../../../shared/vectors');
+const V = join(import.meta.dirname, '../../vectors');
 const OID = {
   envelopedData: '1.2.840.113549.1.7.3',
   data: '1.2.840.113549.1.7.1',

@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { CmsError, decryptEnvelope, parseEnvelope, spkiKeyId } from '../../../src/kms/cms.ts';
 import { buildEnvelope } from '../../../src/kms-emulator/recipient.ts';
 
-const V = join(import.meta.dirname, '../../../../shared/vectors');
+const V = join(import.meta.dirname, '../../vectors');
 const vector = (name: string) => readFileSync(join(V, name));
 const enclaverKey = () => createPrivateKey(vector('enclaver_recipient_private_key.pem'));
 

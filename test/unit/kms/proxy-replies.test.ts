@@ -19,7 +19,7 @@ import type { Transport } from '../../../src/transport/types.ts';
 import { startHarness } from '../../helpers/kms-harness.ts';
 import { raw } from '../../helpers/raw-http.ts';
 
-const V = join(import.meta.dirname, '../../../../shared/vectors');
+const V = join(import.meta.dirname, '../../vectors');
 const AUTH = `AWS4-HMAC-SHA256 Credential=AKIDX/20260101/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=${'0'.repeat(64)}`;
 
 interface Seen {

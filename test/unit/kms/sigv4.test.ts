@@ -10,7 +10,7 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import { createKmsSigner, NodeSha256, readScope, signKmsRequest } from '../../../src/kms/sigv4.ts';
 import { canonicalRequest, verifySignature } from '../../../src/kms-emulator/sigv4-verify.ts';
 
-const V = join(import.meta.dirname, '../../../../shared/vectors/sigv4');
+const V = join(import.meta.dirname, '../../vectors/sigv4');
 const SECRET = 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY';
 const DATE = new Date('2015-08-30T12:36:00Z');
 

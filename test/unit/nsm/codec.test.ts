@@ -1,4 +1,4 @@
-// The NSM CBOR codec against the derived encodings in ../shared/vectors/nsm_cbor_examples.txt,
+// The NSM CBOR codec against the derived encodings in test/vectors/nsm_cbor_examples.txt,
 // byte for byte, and the client over a raw transport that answers with those bytes.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -13,10 +13,7 @@ import {
 } from '../../../src/nsm/codec.ts';
 import { NsmError } from '../../../src/nsm/types.ts';
 
-const EXAMPLES = readFileSync(
-  new URL('../../../../shared/vectors/nsm_cbor_examples.txt', import.meta.url),
-  'utf8',
-);
+const EXAMPLES = readFileSync(new URL('../../vectors/nsm_cbor_examples.txt', import.meta.url), 'utf8');
 
 /** The first hex token (>= 6 hex digits, no spaces) after `label` in the examples file. */
 function example(label: string): string {
