@@ -9,10 +9,6 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { keystream } from './bytes.ts';
 
 const RESULTS = '/tmp/lab';
-writeFileSync(
-  `${RESULTS}/app-started.json`,
-  JSON.stringify({ pid: process.pid, ppid: process.ppid, at: Date.now() }),
-);
 
 async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://app');
@@ -59,3 +55,8 @@ process.on('SIGTERM', () => {
   for (const s of servers) s.close();
   setTimeout(() => process.exit(42), 300);
 });
+// Last: once this file exists, SIGTERM is handled (zz-pid1-sigterm waits for it).
+writeFileSync(
+  `${RESULTS}/app-started.json`,
+  JSON.stringify({ pid: process.pid, ppid: process.ppid, at: Date.now() }),
+);
