@@ -5,7 +5,7 @@
 // deadline) fails with the tail of the console.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { before, test } from 'node:test';
@@ -38,18 +38,6 @@ for (const file of readdirSync(scenarioDir)
 let work: string;
 let results: string;
 let run: BootResult;
-
-/** The most recently changed file under `dir`: the binary under test must be newer. */
-function newestSource(dir: string): { path: string; mtimeMs: number } {
-  let best = { path: dir, mtimeMs: 0 };
-  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (!e.isFile()) continue;
-    const path = join(e.parentPath, e.name);
-    const m = statSync(path).mtimeMs;
-    if (m > best.mtimeMs) best = { path, mtimeMs: m };
-  }
-  return best;
-}
 
 function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
