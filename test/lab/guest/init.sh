@@ -11,13 +11,26 @@ while read -r m; do insmod "/lib/modules/$m.ko" || say "insmod $m failed"; done 
 
 opts=trans=virtio,version=9p2000.L,msize=512000
 mount -t 9p -o "$opts,ro,cache=loose" hostroot /host || { say "cannot mount the host root"; poweroff -f; }
+mkdir -p /results
+mount -t 9p -o "$opts" results /results || { say "cannot mount the results directory"; poweroff -f; }
+# REPO, NODE, BIN and the pid1 command line (PID1_ARGS), written by the host before the boot.
+. /results/lab.env
+# The guest's /tmp is a fresh tmpfs (the host root is read-only). A checkout, runtime or binary that lives under
+# the host's /tmp (CI may clone there) would vanish under it, so keep the host's /tmp at /hosttmp and bind each
+# of their top folders back into the tmpfs.
+mkdir -p /hosttmp
+mount --bind /host/tmp /hosttmp
 mount -t tmpfs -o mode=1777 tmp /host/tmp
+for p in "$REPO" "$NODE" "$BIN"; do
+  case "$p" in
+    /tmp/?*) top=${p#/tmp/}; top=${top%%/*}
+      mkdir -p "/host/tmp/$top" && mount --bind "/hosttmp/$top" "/host/tmp/$top" || say "cannot keep /tmp/$top" ;;
+  esac
+done
 mkdir /host/tmp/lab
-mount -t 9p -o "$opts" results /host/tmp/lab || { say "cannot mount the results directory"; poweroff -f; }
+mount --bind /results /host/tmp/lab
 for d in proc sys dev; do mount --bind "/$d" "/host/$d"; done
 
-# REPO, NODE, BIN and the pid1 command line (PID1_ARGS), written by the host before the boot.
-. /host/tmp/lab/lab.env
 # The enclave's state before anyone touches it: lo is down (IFF_UP clear).
 cat /sys/class/net/lo/flags > /host/tmp/lab/lo-flags-at-boot
 say "pre scenarios"
