@@ -86,6 +86,8 @@ test('a vsock connect that completes later resolves to a working socket', async 
 
 test('a worker thread that exits with vsock connects pending closes their fds and crashes nothing', async () => {
   // libuv closes the worker's handles after its copy of the addon may be unloaded: no addon code may run then.
-  const out = await child(['worker-exit']);
-  assert.deepEqual(out, { closedByExit: 5, after: 'ETIMEDOUT' });
+  const out = (await child(['worker-exit'])) as { closedByExit: number; after: string };
+  // The 5 stalled fds are closed by the exit (another runtime pipe closing meanwhile may add to the count).
+  assert.ok(out.closedByExit >= 5, `the worker's exit closed ${out.closedByExit} of its 5 stalled fds`);
+  assert.equal(out.after, 'ETIMEDOUT');
 });
