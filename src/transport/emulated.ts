@@ -28,15 +28,7 @@ export class EmulatedTransport implements Transport {
         code: 'EADDRINUSE',
       });
     }
-    rmSync(path, { force: true });
-    const server = createServer({ allowHalfOpen: true });
-    return new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(path, () => {
-        server.off('error', reject);
-        resolve(server);
-      });
-    });
+    return listenUnix(path);
   }
 
   connect(cid: number, port: number): Promise<Socket> {
@@ -53,6 +45,19 @@ export class EmulatedTransport implements Transport {
 }
 
 /** True when something accepts connections on the Unix socket at `path`. */
+/** A half-open-capable server on the Unix socket `path`, replacing a stale socket file left there. */
+export function listenUnix(path: string): Promise<Server> {
+  rmSync(path, { force: true });
+  const server = createServer({ allowHalfOpen: true });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
+  });
+}
+
 function isLive(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const probe = netConnect({ path });

@@ -6,8 +6,8 @@
 //   guest -> host:  the guest dials CID 2 port P; the VMM connects to <uds>_<P>, where we listen
 //
 // The socket belongs to one VM, so connect() ignores the CID it is given (the caller's --attach-cid).
-import { rmSync } from 'node:fs';
-import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { connect as netConnect, type Server, type Socket } from 'node:net';
+import { listenUnix } from './emulated.ts';
 import type { Transport } from './types.ts';
 
 /** The longest acknowledgement line we accept ("OK " + a u32 + "\n" is 14 bytes). */
@@ -21,16 +21,7 @@ export class HybridTransport implements Transport {
   }
 
   async listen(port: number): Promise<Server> {
-    const path = `${this.udsPath}_${port}`;
-    rmSync(path, { force: true });
-    const server = createServer({ allowHalfOpen: true });
-    return new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(path, () => {
-        server.off('error', reject);
-        resolve(server);
-      });
-    });
+    return listenUnix(`${this.udsPath}_${port}`);
   }
 
   connect(_cid: number, port: number): Promise<Socket> {
