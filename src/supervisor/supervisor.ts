@@ -24,6 +24,7 @@ import type { Nsm } from '../nsm/types.ts';
 import { buildPlan, type RuntimePlan } from '../plan/index.ts';
 import { type ErrorLog, keepServing } from '../server-errors.ts';
 import type { Service } from '../service.ts';
+import { LazyRamDir } from '../system/ram-dir.ts';
 import { APP_LOG_PORT, createTransport, STATUS_PORT, type Transport } from '../transport/index.ts';
 import { type AppExit, type AppOutput, launchApp, type OutputSource, type RunningApp } from './app.ts';
 import type { EnclaveArgs } from './args.ts';
@@ -99,6 +100,8 @@ export class Supervisor {
   private sink: LogSink | null = null;
   private logger!: Logger;
   private services: Service[] = [];
+  /** Files that must stay in RAM (boot secrets, attested TLS material); removed with the services. */
+  private ramDir: LazyRamDir | null = null;
   private nsm: Nsm | null = null;
   private reaper: Reaper | null = null;
   private app: RunningApp | null = null;
@@ -259,6 +262,8 @@ export class Supervisor {
     nsm: Nsm,
   ): Promise<Record<string, string>> {
     const logger = this.logger;
+    // Where files that must stay in RAM go: mounted or created on first use, removed when services close.
+    this.ramDir = new LazyRamDir(plan.ramDir);
     // The KMS proxy goes out through the egress proxy: it gets the address the egress proxy bound.
     let egress: { host: string; port: number } | null = null;
     const starts: [string, () => Promise<Service>][] = [];
@@ -343,6 +348,11 @@ export class Supervisor {
       }
     }
     await this.nsm?.close().catch(() => {});
+    // The services and the app are gone: nothing reads these files any more.
+    await this.ramDir
+      ?.close()
+      .catch((err: unknown) => this.logger.warn({ err }, 'could not remove the RAM directory'));
+    this.ramDir = null;
   }
 
   private async superviseApp(settings: Settings, env: NodeJS.ProcessEnv): Promise<void> {
