@@ -80,6 +80,11 @@ function loadWithFlags(args: EnclaveArgs): Config {
   return { ...config, settings: applyFlags(config.settings, args) };
 }
 
+/** JSON.stringify replacer for the stderr fallback: an Error has no enumerable message of its own. */
+function errorText(_key: string, value: unknown): unknown {
+  return value instanceof Error ? value.message : value;
+}
+
 function exitCodeOf(exit: AppExit): number {
   return exit.code ?? 128 + (exit.signal ?? 0);
 }
@@ -124,7 +129,7 @@ export class Supervisor {
     return (
       this.logger ?? {
         error: (fields: object, msg: string) =>
-          process.stderr.write(`cloister: ${msg} ${JSON.stringify(fields)}\n`),
+          process.stderr.write(`cloister: ${msg} ${JSON.stringify(fields, errorText)}\n`),
       }
     );
   }
@@ -154,7 +159,7 @@ export class Supervisor {
       const warn = (fields: Record<string, unknown>, msg: string) =>
         this.logger
           ? this.logger.warn(fields, msg)
-          : process.stderr.write(`cloister: ${msg} ${JSON.stringify(fields)}\n`);
+          : process.stderr.write(`cloister: ${msg} ${JSON.stringify(fields, errorText)}\n`);
       const max = settings.streams.max_readers;
       this.board.serve(status, new ReaderLimit(`status stream (vsock ${STATUS_PORT})`, max, warn));
       if (this.args.console) {
