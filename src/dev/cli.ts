@@ -15,6 +15,7 @@ import { join, resolve } from 'node:path';
 import { oneOf, splitAppArgv, UsageError } from '../cli-args.ts';
 import { egressEnabled } from '../config/egress.ts';
 import { loadConfig } from '../config/load.ts';
+import { exitWhenClosed } from '../exit.ts';
 import type { Config } from '../config/types.ts';
 import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
 import { ingressPorts, parseHostSideArgs } from '../host/args.ts';
@@ -93,8 +94,9 @@ function banner(
 
 export async function run(argv: string[]): Promise<number> {
   const code = await runDev(argv);
-  // Everything was stopped; a straggling handle must not hold the exit (stdout/stderr are synchronous).
-  process.exit(code);
+  // Everything was stopped by now (enclave side, emulator, relay, listeners): the process ends on its own.
+  exitWhenClosed('dev', code);
+  return code;
 }
 
 async function runDev(argv: string[]): Promise<number> {
