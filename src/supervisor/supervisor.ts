@@ -25,6 +25,7 @@ import { buildPlan, type RuntimePlan } from '../plan/index.ts';
 import { type ErrorLog, keepServing } from '../server-errors.ts';
 import type { Service } from '../service.ts';
 import { LazyRamDir } from '../system/ram-dir.ts';
+import { terminate } from '../terminate.ts';
 import { APP_LOG_PORT, createTransport, STATUS_PORT, type Transport } from '../transport/index.ts';
 import { type AppExit, type AppOutput, launchApp, type OutputSource, type RunningApp } from './app.ts';
 import type { EnclaveArgs } from './args.ts';
@@ -116,7 +117,6 @@ export class Supervisor {
   private lastExit: AppExit | null = null;
   private failed = false;
   private stopping = false;
-  private graceTimer: NodeJS.Timeout | undefined;
   private resolveStop!: () => void;
   private readonly stopRequested = new Promise<void>((r) => {
     this.resolveStop = r;
@@ -404,7 +404,6 @@ export class Supervisor {
       this.app = null;
       this.lastExit = exit;
       appState.set(0);
-      clearTimeout(this.graceTimer);
       this.logger.info(
         { pid: app.pid, code: exit.code, signal: exit.signalName },
         `Entrypoint ${describeExit(exit)}`,
@@ -483,14 +482,16 @@ export class Supervisor {
 
   /** Grace period, then SIGKILL for the whole group. `signal`: also send SIGTERM now. */
   private stopApp(app: RunningApp, signal = true): void {
-    if (signal) app.signalGroup('SIGTERM');
-    const grace = this.appSettings.stop_grace_ms;
-    clearTimeout(this.graceTimer);
-    this.graceTimer = setTimeout(() => {
-      if (this.app !== app) return;
-      this.logger.warn({ pid: app.pid, graceMs: grace }, 'the app did not stop in time; sending SIGKILL');
-      app.signalGroup('SIGKILL');
-    }, grace);
+    const graceMs = this.appSettings.stop_grace_ms;
+    void terminate(
+      { signal: (sig) => app.signalGroup(sig), exited: app.exited },
+      {
+        graceMs,
+        sigterm: signal,
+        onKill: () =>
+          this.logger.warn({ pid: app.pid, graceMs }, 'the app did not stop in time; sending SIGKILL'),
+      },
+    );
   }
 
   private fail(message: string): Promise<number> {
