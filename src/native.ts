@@ -15,7 +15,7 @@ export interface VsockAddress {
  * The interface version this code expects of the addon: CLOISTER_NATIVE_ABI in native/src/common.h.
  * Bump both together whenever a function is added, removed or changes shape.
  */
-export const NATIVE_ABI_VERSION = 2;
+export const NATIVE_ABI_VERSION = 3;
 
 /**
  * The addon's functions (native/src/*.c, one unit per concern). Failed syscalls throw (or reject with)
