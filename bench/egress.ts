@@ -141,11 +141,10 @@ function client(args: string[], input?: string): Promise<ClientOut> {
 
 const only = process.env.BENCH_EGRESS_PATHS?.split(',');
 const paths = (
-  [
-    ['direct', '-'],
-    ['tinyproxy', tinyAddr],
-    ...Object.entries(pairs).map(([name, p]) => [name, p.addr]),
-  ] as [string, string][]
+  [['direct', '-'], ['tinyproxy', tinyAddr], ...Object.entries(pairs).map(([name, p]) => [name, p.addr])] as [
+    string,
+    string,
+  ][]
 ).filter(([name]) => !only || only.includes(name));
 const gbit = (r: { bytes: number; seconds: number }) => (r.bytes * 8) / r.seconds / 1e9;
 const best = async (args: string[]) => {

@@ -11,6 +11,7 @@ import { connect as netConnect, type Server, type Socket } from 'node:net';
 import { withDeadline } from '../deadline.ts';
 import { RelayError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
+import type { NativeAddon } from '../native.ts';
 import {
   formatIp,
   formatRange,
@@ -22,7 +23,9 @@ import {
 } from '../policy/address.ts';
 import { compilePolicy, normalizeHost, type Policy } from '../policy/policy.ts';
 import { keepServing } from '../server-errors.ts';
-import { joinSockets } from '../transport/tunnel.ts';
+import { type AcceptedHandle, FastConnections, fastPathAddon, takeConnections } from '../transport/fast.ts';
+import { socketFromHandle } from '../transport/node-internals.ts';
+import { joinFds, joinSockets } from '../transport/tunnel.ts';
 import { EGRESS_VSOCK_PORT, type Transport } from '../transport/types.ts';
 import { boundedMemo } from './memo.ts';
 import {
@@ -31,6 +34,7 @@ import {
   FrameError,
   parseRequest,
   readFrame,
+  readFrameFd,
   toWireError,
 } from './protocol.ts';
 
@@ -67,6 +71,9 @@ const TARGET_MEMO_MAX = 1024;
 /** Distinct deny lists kept parsed (one enclave sends one or two). */
 const DENY_LIST_MEMO_MAX = 64;
 const EINVAL = 22;
+const ECANCELED = 125;
+/** The reply that opens a tunnel. */
+const RELAY_OK = encodeResponse({ ok: true });
 
 const systemLookup = (host: string) => dnsLookup(host, { all: true, verbatim: true });
 
@@ -126,7 +133,11 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
     }),
   );
 
-  async function dial(req: ConnectRequest): Promise<{ upstream: Socket; address: string }> {
+  /** Resolves and dials req's target (each allowed address in turn) with `connect`: a Socket or a raw fd. */
+  async function dial<S>(
+    req: ConnectRequest,
+    connect: (addr: string, family: number, port: number, timeoutMs: number) => Promise<S>,
+  ): Promise<{ upstream: S; address: string }> {
     const rawHost = req.host.startsWith('[') && req.host.endsWith(']') ? req.host.slice(1, -1) : req.host;
     if (req.port === 0) throw new RelayError(EINVAL, 'port 0 is not a destination');
     // `host` is Enclaver's name for the parent instance: its loopback.
@@ -184,12 +195,35 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
       }
       const address = a.dial;
       try {
-        return { upstream: await connectOnce(address, a.family, req.port, left), address };
+        return { upstream: await connect(address, a.family, req.port, left), address };
       } catch (e) {
         lastErr = e as NodeJS.ErrnoException;
       }
     }
     throw lastErr;
+  }
+
+  /** The {os_code, message} a failed request is answered with, logged once. */
+  function refusal(e: unknown, req: ConnectRequest | undefined): { os_code: number; message: string } {
+    const wire =
+      e instanceof RelayError
+        ? { os_code: e.osCode, message: e.message }
+        : e instanceof FrameError
+          ? { os_code: EINVAL, message: `bad request: ${e.message}` }
+          : toWireError(e as NodeJS.ErrnoException, req ? `${req.host}:${req.port}` : '');
+    log.info(
+      { host: req?.host, port: req?.port, os_code: wire.os_code, err: wire.message },
+      'egress relay refused',
+    );
+    return wire;
+  }
+
+  /** Answers a refused request with its Err frame and closes the stream. */
+  function refuse(sock: Socket, e: unknown, req: ConnectRequest | undefined): void {
+    const wire = refusal(e, req);
+    if (!sock.destroyed && sock.writable) sock.end(encodeResponse({ ok: false, ...wire }));
+    // Any bytes the enclave sent ahead are dropped with the stream.
+    sock.resume();
   }
 
   async function serve(sock: Socket): Promise<void> {
@@ -199,36 +233,68 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
     let req: ConnectRequest | undefined;
     try {
       req = parseRequest(await readFrame(sock, requestTimeoutMs));
-      const { upstream, address } = await dial(req);
+      const { upstream, address } = await dial(req, connectOnce);
       if (sock.destroyed) {
         upstream.destroy();
         return;
       }
       open.add(upstream);
       upstream.once('close', () => open.delete(upstream));
-      sock.write(encodeResponse({ ok: true }));
+      sock.write(RELAY_OK);
       log.debug({ host: req.host, port: req.port, address }, 'egress relay connected');
       joinSockets(sock, upstream, { idleTimeoutMs: opts.idleTimeoutMs });
     } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      const wire =
-        e instanceof RelayError
-          ? { os_code: e.osCode, message: e.message }
-          : e instanceof FrameError
-            ? { os_code: EINVAL, message: `bad request: ${e.message}` }
-            : toWireError(err, req ? `${req.host}:${req.port}` : '');
-      log.info(
-        { host: req?.host, port: req?.port, os_code: wire.os_code, err: wire.message },
-        'egress relay refused',
-      );
-      if (!sock.destroyed && sock.writable) sock.end(encodeResponse({ ok: false, ...wire }));
-      // Any bytes the enclave sent ahead are dropped with the stream.
-      sock.resume();
+      refuse(sock, e, req);
+    }
+  }
+
+  /**
+   * The fast path (transport/fast.ts): the request frame read exactly by the addon, the target dialled as
+   * a raw fd, the two joined by the pump with "Ok" as its greeting; no net.Socket unless it is refused.
+   */
+  async function serveFast(native: NativeAddon, fast: FastConnections, h: AcceptedHandle): Promise<void> {
+    let req: ConnectRequest | undefined;
+    let upstream: number | undefined;
+    const waited = fast.wait(h);
+    try {
+      req = parseRequest(await readFrameFd(native, h.fd, requestTimeoutMs));
+      waited();
+      const dialled = await dial(req, (addr, _family, port, ms) => native.tcpConnect(addr, port, ms));
+      upstream = dialled.upstream;
+      if (fast.closed) throw new RelayError(ECANCELED, 'the relay is closing');
+      let forget = () => {};
+      const cancel = joinFds(native, h.fd, upstream, {
+        idleTimeoutMs: opts.idleTimeoutMs,
+        greetA: RELAY_OK,
+        onClose: () => forget(),
+      });
+      forget = fast.tunnel(cancel);
+      log.debug({ host: req.host, port: req.port, address: dialled.address }, 'egress relay connected');
+      // The pump holds its own copies of both fds.
+      native.closeFd(upstream);
+      h.close();
+    } catch (e) {
+      waited();
+      if (upstream !== undefined) native.closeFd(upstream);
+      if (fast.closed) return void h.close();
+      const sock = socketFromHandle(h, { readable: true, writable: true, allowHalfOpen: true });
+      sock.on('error', () => sock.destroy());
+      refuse(sock, e, req);
     }
   }
 
   const server: Server = await opts.transport.listen(opts.port ?? EGRESS_VSOCK_PORT);
   keepServing(server, log, 'egress relay', { port: opts.port ?? EGRESS_VSOCK_PORT });
+  const native = fastPathAddon();
+  const fast = native ? new FastConnections(native) : null;
+  if (native && fast)
+    takeConnections(server, (h) => {
+      serveFast(native, fast, h).catch((e) => {
+        log.error({ err: e }, 'egress relay stream failed');
+        h.close();
+      });
+      return true;
+    });
   server.on('connection', (s: Socket) => {
     serve(s).catch((e) => {
       log.error({ err: e }, 'egress relay stream failed');
@@ -244,6 +310,7 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         for (const s of open) s.destroy();
+        fast?.closeAll();
       }),
   };
 }
