@@ -81,7 +81,7 @@ export interface NativeAddon {
   readFrame(fd: number, timeoutMs: number): Promise<Buffer>;
   /** Drops exactly n queued bytes (a peeked head); EAGAIN if fewer are there. */
   recvDiscard(fd: number, n: number): void;
-  /** Sends all of bytes at once or throws (EAGAIN if the socket took only part). */
+  /** Sends all of bytes at once or throws: EAGAIN if the socket took none or only part (the stream is then unusable). */
   sendAll(fd: number, bytes: Uint8Array): void;
   /** shutdown(SHUT_RDWR): wakes a wait on fd with EOF. */
   shutdownFd(fd: number): void;

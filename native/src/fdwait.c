@@ -378,8 +378,9 @@ static napi_value RecvDiscard(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// sendAll(fd, bytes): writes bytes now, all or nothing visible to the caller: throws EAGAIN if the
-// socket took only part (a request frame on a fresh connection always fits its send buffer).
+// sendAll(fd, bytes): writes bytes now or throws: EAGAIN if the socket took none or only part, after
+// which the stream is unusable (the caller closes it). A request frame on a fresh connection fits its
+// send buffer.
 static napi_value SendAll(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (!get_args(env, info, 2, argv)) return NULL;

@@ -31,6 +31,7 @@ typedef struct {
   bool grown;     // pipe enlarged to PUMP_PIPE_SIZE
   bool copy_in;   // the kernel refused splice from `from`: fill the pipe with read() + write()
   uint64_t bytes; // bytes written to `to`
+  uint64_t greet; // of which a greeting that went through the pipe (not tunnel bytes)
 } pump_dir;
 
 typedef struct {
@@ -118,6 +119,7 @@ static int pump_greet(pump *p, int to, const uint8_t *data, size_t len) {
   if (n < 0) return errno;
   if ((size_t)n != len - sent) return EMSGSIZE;  // more than an empty pipe holds: never a greeting
   d->in_pipe = len - sent;
+  d->greet = len - sent;
   return 0;
 }
 
@@ -146,8 +148,10 @@ static void pump_handle_closed(uv_handle_t *h) {
     argv[0] = make_errno_error(env, p->syscall, p->err);
   else
     napi_get_null(env, &argv[0]);
-  napi_create_double(env, (double)p->dir[0].bytes, &argv[1]);
-  napi_create_double(env, (double)p->dir[1].bytes, &argv[2]);
+  for (int i = 0; i < 2; i++) {
+    pump_dir *d = &p->dir[i];
+    napi_create_double(env, (double)(d->bytes > d->greet ? d->bytes - d->greet : 0), &argv[1 + i]);
+  }
   napi_value result;
   // make_callback (not call_function): runs the microtask and nextTick queues afterwards, as any
   // libuv-driven callback into JS must.
