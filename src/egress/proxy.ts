@@ -17,6 +17,7 @@ import {
   STATUS_CODES,
 } from 'node:http';
 import type { Socket } from 'node:net';
+import { ConnectionSet, closeServer, trackConnections } from '../connections.ts';
 import { withDeadline } from '../deadline.ts';
 import {
   BadRequestError,
@@ -39,16 +40,18 @@ import {
   toCloisterError,
 } from '../errors.ts';
 import { responseStarted } from '../http/refuse.ts';
+import { listenOn } from '../http/server.ts';
+import type { Logger } from '../log/logger.ts';
 import { egressBytes, egressDecisions, egressOpenTunnels } from '../metrics.ts';
 import type { NativeAddon } from '../native.ts';
-import { planEgress } from '../plan/index.ts';
+import type { EgressPlan } from '../plan/index.ts';
 import type { Decision } from '../policy/policy.ts';
 import { keepServing } from '../server-errors.ts';
-import type { Service, ServiceContext } from '../service.ts';
-import { type AcceptedHandle, FastConnections, fastPathAddon, takeConnections } from '../transport/fast.ts';
+import { type Service, serviceLifetime } from '../service.ts';
+import { type AcceptedHandle, FastConnection, fastPathAddon, takeConnections } from '../transport/fast.ts';
 import { socketFromHandle } from '../transport/node-internals.ts';
 import { joinFds, joinSockets } from '../transport/tunnel.ts';
-import { EGRESS_VSOCK_PORT } from '../transport/types.ts';
+import { EGRESS_VSOCK_PORT, type Transport } from '../transport/types.ts';
 import { parseConnectHead } from './connect-head.ts';
 import { boundedMemo } from './memo.ts';
 import { encodeRequest, fdLink, parseResponse, type RelayLink, readFrame } from './protocol.ts';
@@ -59,9 +62,19 @@ const CONNECT_OK = Buffer.from('HTTP/1.1 200 Connection established\r\n\r\n');
 /** Targets whose decision and relay frame are kept (an app dials a few; a prober costs recomputes only). */
 const TARGET_MEMO_MAX = 1024;
 
+export interface EgressProxyDeps {
+  /** Reaches the host relay (vsock 17002 at the plan's parentCid). */
+  transport: Transport;
+  logger: Logger;
+  /** Default 0: a tunnel has no end the proxy could wait for, so close() cuts tunnels off at once. */
+  closeGraceMs?: number;
+}
+
 export interface EgressProxyService extends Service {
-  /** The port actually bound (differs from the manifest's only when it asked for 0). */
-  port?: number;
+  env: Record<string, string>;
+  /** Where it listens, as bound (the port differs from the plan's only when it asked for 0). */
+  address: { host: string; port: number };
+  port: number;
 }
 
 /** Writes a complete error response on a raw socket (CONNECT, parse errors) and closes it. */
@@ -150,17 +163,14 @@ function forwardHeaders(raw: string[]): string[] {
   return out;
 }
 
-export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxyService> {
-  const plan = ctx.plan ? ctx.plan.egress : planEgress(ctx.config);
-  // Enclaver runs no proxy (and sets no proxy variables) unless something is allowed.
-  if (plan === null) return { close: async () => {} };
+export async function startEgressProxy(plan: EgressPlan, deps: EgressProxyDeps): Promise<EgressProxyService> {
   const { policy, settings } = plan;
-  const log = ctx.logger.child({ component: 'egress-proxy' });
+  const log = deps.logger.child({ component: 'egress-proxy' });
   // Tunnels open or being opened. A slot is taken before dialling and given back when the upstream
   // stream closes (or the dial fails), so a burst of CONNECTs can never open more than max_tunnels.
   let slots = 0;
-  /** Tunnel sockets: detached from the HTTP server once CONNECT succeeds, so close() destroys them itself. */
-  const live = new Set<Socket>();
+  /** Client connections (tunnels too, which the HTTP server lets go of) and upstream streams. */
+  const live = new ConnectionSet();
 
   // The policy is fixed for the proxy's life, so a decision depends on (host, port) alone, and the relay
   // frame on the decision alone: both are computed once per target, not per tunnel (memo.ts).
@@ -277,7 +287,7 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
   }
 
   const socketLink: RelayLink<Socket> = {
-    connect: () => ctx.transport.connect(ctx.config.settings.transport.parent_cid, EGRESS_VSOCK_PORT),
+    connect: () => deps.transport.connect(plan.parentCid, EGRESS_VSOCK_PORT),
     send: (s, frame) => void s.write(frame),
     readFrame,
     destroy: (s) => s.destroy(),
@@ -292,10 +302,7 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
   }
 
   function track(client: Socket, upstream: Socket): void {
-    live.add(client);
-    live.add(upstream);
-    client.once('close', () => live.delete(client));
-    upstream.once('close', () => live.delete(upstream));
+    live.add(client, upstream);
     egressOpenTunnels.inc();
     joinSockets(client, upstream, {
       idleTimeoutMs: settings.idle_timeout_ms,
@@ -365,6 +372,7 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
       where = { host, port, path: withoutQuery(path) };
       const { target, decision } = admit(host, port);
       const upstream = await openUpstream(target, port, decision);
+      live.add(upstream);
       egressOpenTunnels.inc();
       upstream.once('close', () => {
         egressOpenTunnels.dec();
@@ -478,25 +486,24 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
     rawReply(sock, refusal);
   });
 
-  const port = plan.port;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
+  const lifetime = serviceLifetime({
+    stopAccepting: () => closeServer(server),
+    connections: live,
+    graceMs: deps.closeGraceMs ?? 0,
   });
+  trackConnections(server, live, () => lifetime.closing);
+  const bound = (await listenOn(server, plan.port)).port;
+
   // The fast path (transport/fast.ts): a CONNECT whose complete head is in the first bytes is served
   // without Node's HTTP server or a net.Socket; every other connection goes to the server as before.
   const native = fastPathAddon();
-  const connectFd = ctx.transport.connectFd?.bind(ctx.transport);
-  const fast = native && connectFd ? new FastConnections(native) : null;
-  if (native && connectFd && fast) {
-    const relayLink = fdLink(native, (ms) =>
-      connectFd(ctx.config.settings.transport.parent_cid, EGRESS_VSOCK_PORT, ms),
-    );
+  const connectFd = deps.transport.connectFd?.bind(deps.transport);
+  if (native && connectFd) {
+    const relayLink = fdLink(native, (ms) => connectFd(plan.parentCid, EGRESS_VSOCK_PORT, ms));
     const deliver = takeConnections(server, (h) => {
-      void serveConnectFast(native, fast, relayLink, deliver, h);
+      const conn = new FastConnection(native, h);
+      live.add(conn);
+      void serveConnectFast(native, relayLink, deliver, conn);
       return true;
     });
   }
@@ -504,34 +511,40 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
   /** One accepted connection on the fast path, from its first bytes to a running tunnel or an answer. */
   async function serveConnectFast(
     native: NativeAddon,
-    fast: FastConnections,
     relayLink: RelayLink<number>,
     deliver: (h: AcceptedHandle) => void,
-    h: AcceptedHandle,
+    conn: FastConnection,
   ): Promise<void> {
+    const h = conn.handle;
     const reply = (err: CloisterError) => {
       const sock = socketFromHandle(h, { readable: true, writable: true });
       sock.on('error', () => sock.destroy());
+      live.add(sock);
+      conn.finish();
       rawReply(sock, err);
     };
-    const waited = fast.wait(h);
+    const drop = () => {
+      h.close();
+      conn.finish();
+    };
     let bytes: Buffer;
     try {
       bytes = await native.peekHead(h.fd, settings.max_header_bytes, settings.header_timeout_ms);
     } catch (e) {
-      waited();
-      if ((e as NodeJS.ErrnoException).code !== 'ETIMEDOUT' || fast.closed) return h.close();
+      if ((e as NodeJS.ErrnoException).code !== 'ETIMEDOUT' || conn.destroyed) return drop();
       // Nothing at all within header_timeout_ms: the 408 Node's server gives a slow head.
       const code = 'ERR_HTTP_REQUEST_TIMEOUT';
       const refusal = headRefusal(Object.assign(new Error('request timeout'), { code }));
       log.info({ code }, refusal.message);
       return reply(refusal);
     }
-    waited();
-    if (bytes.length === 0 || fast.closed) return h.close();
+    if (bytes.length === 0 || conn.destroyed) return drop();
     const head = parseConnectHead(bytes, settings.max_header_bytes);
     // Partial, not CONNECT, or anything unusual: Node's HTTP server reads the same bytes (only peeked).
-    if (!head) return deliver(h);
+    if (!head) {
+      conn.finish();
+      return deliver(h);
+    }
     let opened: { upstream: number; release: () => void } | undefined;
     try {
       native.recvDiscard(h.fd, head.length);
@@ -539,22 +552,22 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
       const { target, decision } = admit(host, port);
       opened = await openUpstreamVia(relayLink, target, port, decision);
       const { upstream, release } = opened;
-      if (fast.closed) throw new EgressRelayUnreachableError('the egress proxy is closing');
+      if (conn.destroyed) throw new EgressRelayUnreachableError('the egress proxy is closing');
       egressOpenTunnels.inc();
-      let forget = () => {};
-      const cancel = joinFds(native, h.fd, upstream, {
-        idleTimeoutMs: settings.idle_timeout_ms,
-        greetA: CONNECT_OK,
-        onClose: ({ aToB, bToA }) => {
-          forget();
-          release();
-          egressOpenTunnels.dec();
-          egressBytes.inc({ direction: 'up' }, aToB);
-          egressBytes.inc({ direction: 'down' }, bToA);
-          log.debug({ engine: 'splice', up: aToB, down: bToA }, 'tunnel closed');
-        },
-      });
-      forget = fast.tunnel(cancel);
+      conn.tunnel(
+        joinFds(native, h.fd, upstream, {
+          idleTimeoutMs: settings.idle_timeout_ms,
+          greetA: CONNECT_OK,
+          onClose: ({ aToB, bToA }) => {
+            release();
+            egressOpenTunnels.dec();
+            egressBytes.inc({ direction: 'up' }, aToB);
+            egressBytes.inc({ direction: 'down' }, bToA);
+            log.debug({ engine: 'splice', up: aToB, down: bToA }, 'tunnel closed');
+            conn.finish();
+          },
+        }),
+      );
       // The pump holds its own copies of both fds.
       native.closeFd(upstream);
       h.close();
@@ -565,16 +578,16 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
       }
       const err = toCloisterError(e);
       if (err.status >= 500) log.warn({ url: head.authority, status: err.status, err }, 'CONNECT failed');
-      if (fast.closed) return h.close();
+      if (conn.destroyed) return drop();
       reply(err);
     }
   }
 
-  const bound = (server.address() as { port: number }).port;
   keepServing(server, log, 'egress proxy', { port: bound });
   const url = `http://127.0.0.1:${bound}/`;
   log.info({ port: bound, allow: plan.rules.allow, deny: plan.rules.deny }, 'egress proxy listening');
   return {
+    address: { host: '127.0.0.1', port: bound },
     port: bound,
     env: {
       HTTP_PROXY: url,
@@ -584,12 +597,7 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
       NO_PROXY: 'localhost,127.0.0.1,::1',
       no_proxy: 'localhost,127.0.0.1,::1',
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-        for (const s of live) s.destroy();
-        fast?.closeAll();
-      }),
+    close: lifetime.close,
+    destroy: lifetime.destroy,
   };
 }

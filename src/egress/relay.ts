@@ -8,6 +8,7 @@
 // policy, the enclave's deny_ips after DNS) is defence in depth, never the enclave's protection.
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { connect as netConnect, type Server, type Socket } from 'node:net';
+import { ConnectionSet, closeServer, trackConnections } from '../connections.ts';
 import { withDeadline } from '../deadline.ts';
 import { RelayError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
@@ -23,7 +24,8 @@ import {
 } from '../policy/address.ts';
 import { compilePolicy, normalizeHost, type Policy } from '../policy/policy.ts';
 import { keepServing } from '../server-errors.ts';
-import { type AcceptedHandle, FastConnections, fastPathAddon, takeConnections } from '../transport/fast.ts';
+import { type Service, serviceLifetime } from '../service.ts';
+import { FastConnection, fastPathAddon, takeConnections } from '../transport/fast.ts';
 import { socketFromHandle } from '../transport/node-internals.ts';
 import { joinFds, joinSockets } from '../transport/tunnel.ts';
 import { EGRESS_VSOCK_PORT, type Transport } from '../transport/types.ts';
@@ -43,9 +45,8 @@ export interface LookupResult {
   family: number;
 }
 
-export interface RelayOptions {
-  transport: Transport;
-  logger: Logger;
+/** The relay's settings (cloister.yaml egress.* on the host side, or a test's). */
+export interface RelaySlice {
   /** Optional host-side policy rules (the enclave's policy is the one that counts). */
   allow?: string[];
   deny?: string[];
@@ -55,15 +56,19 @@ export interface RelayOptions {
   requestTimeoutMs?: number;
   /** Close a tunnel after this long without traffic (default 0 = never; the enclave side has its own). */
   idleTimeoutMs?: number;
-  /** Resolver (default: the system's, every A and AAAA record). Tests inject one to avoid real DNS. */
-  lookup?: (host: string) => Promise<LookupResult[]>;
   /** vsock port to listen on (default 17002). */
   port?: number;
 }
 
-export interface Relay {
-  close(): Promise<void>;
+export interface RelayDeps {
+  transport: Transport;
+  logger: Logger;
+  /** Resolver (default: the system's, every A and AAAA record). Tests inject one to avoid real DNS. */
+  lookup?: (host: string) => Promise<LookupResult[]>;
 }
+
+/** close() cuts tunnels off at once: a tunnel has no end the relay could wait for. */
+export type Relay = Service;
 
 const EACCES = 13;
 /** Distinct target hosts kept normalised. */
@@ -96,11 +101,11 @@ function connectOnce(addr: string, family: number, port: number, timeoutMs: numb
   });
 }
 
-export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
-  const log = opts.logger.child({ component: 'egress-relay' });
+export async function startEgressRelay(opts: RelaySlice, deps: RelayDeps): Promise<Relay> {
+  const log = deps.logger.child({ component: 'egress-relay' });
   const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
   const requestTimeoutMs = opts.requestTimeoutMs ?? 10_000;
-  const lookup = opts.lookup ?? systemLookup;
+  const lookup = deps.lookup ?? systemLookup;
   // Host-side policy: allow defaults to everything (names, IPs, the host itself) when only deny is given.
   const hostPolicy: Policy | null =
     opts.allow || opts.deny
@@ -119,7 +124,7 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
           opts.deny ?? [],
         )
       : null;
-  const open = new Set<Socket>();
+  const open = new ConnectionSet();
   // Host names normalised once each (IDN to ASCII, IP literals parsed): ~20 µs a tunnel otherwise.
   const normalizeTarget = boundedMemo(TARGET_MEMO_MAX, normalizeHost);
   // An enclave sends the same deny list with every request: parsed once per list (memo.ts), keyed by its
@@ -227,8 +232,6 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
   }
 
   async function serve(sock: Socket): Promise<void> {
-    open.add(sock);
-    sock.once('close', () => open.delete(sock));
     sock.on('error', () => sock.destroy());
     let req: ConnectRequest | undefined;
     try {
@@ -239,7 +242,6 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
         return;
       }
       open.add(upstream);
-      upstream.once('close', () => open.delete(upstream));
       sock.write(RELAY_OK);
       log.debug({ host: req.host, port: req.port, address }, 'egress relay connected');
       joinSockets(sock, upstream, { idleTimeoutMs: opts.idleTimeoutMs });
@@ -252,46 +254,57 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
    * The fast path (transport/fast.ts): the request frame read exactly by the addon, the target dialled as
    * a raw fd, the two joined by the pump with "Ok" as its greeting; no net.Socket unless it is refused.
    */
-  async function serveFast(native: NativeAddon, fast: FastConnections, h: AcceptedHandle): Promise<void> {
+  async function serveFast(native: NativeAddon, conn: FastConnection): Promise<void> {
+    const h = conn.handle;
     let req: ConnectRequest | undefined;
     let upstream: number | undefined;
-    const waited = fast.wait(h);
     try {
       req = parseRequest(await readFrameFd(native, h.fd, requestTimeoutMs));
-      waited();
       const dialled = await dial(req, (addr, _family, port, ms) => native.tcpConnect(addr, port, ms));
       upstream = dialled.upstream;
-      if (fast.closed) throw new RelayError(ECANCELED, 'the relay is closing');
-      let forget = () => {};
-      const cancel = joinFds(native, h.fd, upstream, {
-        idleTimeoutMs: opts.idleTimeoutMs,
-        greetA: RELAY_OK,
-        onClose: () => forget(),
-      });
-      forget = fast.tunnel(cancel);
+      if (conn.destroyed) throw new RelayError(ECANCELED, 'the relay is closing');
+      conn.tunnel(
+        joinFds(native, h.fd, upstream, {
+          idleTimeoutMs: opts.idleTimeoutMs,
+          greetA: RELAY_OK,
+          onClose: () => conn.finish(),
+        }),
+      );
       log.debug({ host: req.host, port: req.port, address: dialled.address }, 'egress relay connected');
       // The pump holds its own copies of both fds.
       native.closeFd(upstream);
       h.close();
     } catch (e) {
-      waited();
       if (upstream !== undefined) native.closeFd(upstream);
-      if (fast.closed) return void h.close();
+      if (conn.destroyed) {
+        h.close();
+        return conn.finish();
+      }
       const sock = socketFromHandle(h, { readable: true, writable: true, allowHalfOpen: true });
       sock.on('error', () => sock.destroy());
+      open.add(sock);
+      conn.finish();
       refuse(sock, e, req);
     }
   }
 
-  const server: Server = await opts.transport.listen(opts.port ?? EGRESS_VSOCK_PORT);
+  const server: Server = await deps.transport.listen(opts.port ?? EGRESS_VSOCK_PORT);
+  const lifetime = serviceLifetime({
+    stopAccepting: () => closeServer(server),
+    connections: open,
+    graceMs: 0,
+  });
+  trackConnections(server, open);
   keepServing(server, log, 'egress relay', { port: opts.port ?? EGRESS_VSOCK_PORT });
   const native = fastPathAddon();
-  const fast = native ? new FastConnections(native) : null;
-  if (native && fast)
+  if (native)
     takeConnections(server, (h) => {
-      serveFast(native, fast, h).catch((e) => {
+      const conn = new FastConnection(native, h);
+      open.add(conn);
+      serveFast(native, conn).catch((e) => {
         log.error({ err: e }, 'egress relay stream failed');
         h.close();
+        conn.finish();
       });
       return true;
     });
@@ -305,12 +318,5 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
     { port: opts.port ?? EGRESS_VSOCK_PORT, hostPolicy: hostPolicy !== null },
     'egress relay listening',
   );
-  return {
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const s of open) s.destroy();
-        fast?.closeAll();
-      }),
-  };
+  return { close: lifetime.close, destroy: lifetime.destroy };
 }

@@ -9,6 +9,7 @@
 //
 // CLOISTER_CONNECTION_PATH=node turns it off (every connection through net.Socket as before), for
 // before/after comparisons from one tree (bench/egress.ts, bench/ingress.ts) and as an escape hatch.
+import { EventEmitter } from 'node:events';
 import { loadNative, type NativeAddon } from '../native.ts';
 import type { AcceptedHandle } from './node-internals.ts';
 
@@ -26,42 +27,47 @@ export function fastPathAddon(): NativeAddon | null {
 }
 
 /**
- * What a service's fast path holds open: accepted handles not yet handed on (their waits can be woken)
- * and running tunnels (they can be cancelled). close() ends them all, as destroying the sockets did.
+ * One connection on the fast path, as a service's ConnectionSet (src/connections.ts) tracks it: 'close'
+ * once the fast path is done with it (its tunnel ended, or it was answered, closed or handed to Node,
+ * which then tracks the Socket it makes), and destroy() to cut it off: a wait on its first bytes is woken
+ * (it then reads EOF and lets go), a running tunnel is cancelled.
  */
-export class FastConnections {
-  private readonly waiting = new Set<AcceptedHandle>();
-  private readonly tunnels = new Set<() => void>();
-  closed = false;
+export class FastConnection extends EventEmitter {
+  destroyed = false;
+  private cancel: (() => void) | null = null;
+  private done = false;
 
-  constructor(private readonly native: NativeAddon) {}
-
-  /** A handle the fast path waits on (peek, frame); done() when it is handed on or closed. */
-  wait(h: AcceptedHandle): () => void {
-    this.waiting.add(h);
-    return () => this.waiting.delete(h);
+  constructor(
+    private readonly native: NativeAddon,
+    readonly handle: AcceptedHandle,
+  ) {
+    super();
   }
 
-  /** A running tunnel's cancel; the returned function forgets it when the tunnel ends. */
-  tunnel(cancel: () => void): () => void {
-    this.tunnels.add(cancel);
-    return () => this.tunnels.delete(cancel);
+  /** The connection's tunnel is running: destroy() cancels it (at once if destroy() came first). */
+  tunnel(cancel: () => void): void {
+    this.cancel = cancel;
+    if (this.destroyed) cancel();
   }
 
-  get size(): number {
-    return this.waiting.size + this.tunnels.size;
+  /** The fast path is done with the connection. */
+  finish(): void {
+    if (this.done) return;
+    this.done = true;
+    this.emit('close');
   }
 
-  /** Wakes every wait (it then reads EOF and lets go) and cancels every tunnel. */
-  closeAll(): void {
-    this.closed = true;
-    for (const h of this.waiting) {
-      try {
-        this.native.shutdownFd(h.fd);
-      } catch {
-        // already gone
-      }
+  destroy(): void {
+    if (this.destroyed || this.done) return;
+    this.destroyed = true;
+    if (this.cancel) {
+      this.cancel();
+      return;
     }
-    for (const cancel of [...this.tunnels]) cancel();
+    try {
+      this.native.shutdownFd(this.handle.fd);
+    } catch {
+      // the peer is gone already: the wait ends by itself
+    }
   }
 }
