@@ -7,8 +7,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { APP_LOG_PORT, STATUS_PORT } from '../constants.ts';
 import { ConfigError } from './errors.ts';
-import { checkPortClashes, manifestPorts, parseManifest } from './manifest.ts';
+import { checkPortClashes, egressEnabled, manifestPorts, parseManifest } from './manifest.ts';
 import { YamlSource } from './schema.ts';
+import { checkSecretsAgainstManifest } from './secrets.ts';
 import { parseSettings } from './settings.ts';
 import { type Config, DEFAULT_SETTINGS } from './types.ts';
 
@@ -89,6 +90,13 @@ export function loadConfig(opts: LoadOptions): Config {
         settingsSrc,
       );
     }
+    checkSecretsAgainstManifest(
+      settings.secrets,
+      manifest,
+      egressEnabled(manifest),
+      settingsSrc,
+      manifestSrc.file,
+    );
     errors.push(...settingsSrc.errors);
   }
   if (errors.length > 0) throw ConfigError.combine(errors);

@@ -21,13 +21,14 @@ import { LogRing } from '../log/ring.ts';
 import { LogSink, openConsoleEcho } from '../log/sink.ts';
 import { appRestarts, appState } from '../metrics.ts';
 import type { Nsm } from '../nsm/types.ts';
-import { buildPlan } from '../plan/index.ts';
+import { buildPlan, withSecretTlsKeys } from '../plan/index.ts';
 import { type ErrorLog, keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
 import { LazyRamDir } from '../system/ram-dir.ts';
 import { APP_LOG_PORT, createTransport, STATUS_PORT, type Transport } from '../transport/index.ts';
 import { type AppExit, type AppOutput, launchApp, type OutputSource, type RunningApp } from './app.ts';
 import type { EnclaveArgs } from './args.ts';
+import { loadBootSecrets } from './boot-secrets.ts';
 import { bootstrap } from './bootstrap.ts';
 import { lazyNsm } from './lazy-nsm.ts';
 import { LineJoiner } from './line-joiner.ts';
@@ -262,7 +263,33 @@ export class Supervisor {
         },
       ]);
     }
-    starts.push(['ingress', async () => (await import('../ingress/enclave.ts')).startIngress(ctx)]);
+    // Boot-time secrets: after egress (their way out), before ingress (a TLS key may be one) and the app.
+    let ingressCtx = ctx;
+    const secrets = plan.secrets;
+    if (secrets) {
+      starts.push([
+        'boot-time secrets',
+        async () => {
+          const ready = await loadBootSecrets({
+            plan: secrets,
+            deps: {
+              nsm: ctx.nsm,
+              egress: egressPort === undefined ? null : { host: '127.0.0.1', port: egressPort },
+              logger: ctx.logger,
+              ramDir: this.ramDir!,
+            },
+            app: base.config.settings.app,
+            logger: this.logger,
+            setStatus: (s) => this.board.set(s),
+            stopRequested: this.stopRequested,
+          });
+          ingressCtx = { ...ctx, plan: { ...plan, ingress: withSecretTlsKeys(plan.ingress, ready.tlsKeys) } };
+          for (const k of ready.tlsKeys.values()) k.fill(0);
+          return { env: ready.env, close: async () => {} };
+        },
+      ]);
+    }
+    starts.push(['ingress', async () => (await import('../ingress/enclave.ts')).startIngress(ingressCtx)]);
     if (plan.kms) {
       starts.push([
         'KMS proxy',
