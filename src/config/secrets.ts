@@ -123,7 +123,8 @@ export function toSecretSpecs(
     let ok = unique('name', item.name as string, `${p}.name`, `secret name "${item.name}"`);
     const s = item.source as Raw;
     // What the file says (an invalid value was already reported, and is missing from `s`).
-    const written = (path: string, keys: readonly string[]) => keys.filter((k) => src.nodes.has(`${path}.${k}`));
+    const written = (path: string, keys: readonly string[]) =>
+      keys.filter((k) => src.nodes.has(`${path}.${k}`));
     const kinds = written(`${p}.source`, SOURCE_KINDS);
     if (kinds.length !== 1) {
       src.report(

@@ -10,7 +10,7 @@ import type { SecretSource, SecretSpec } from '../../../src/config/types.ts';
 import { startEgressProxy } from '../../../src/egress/proxy.ts';
 import { isSecretError, type SecretError } from '../../../src/errors.ts';
 import { createLogger } from '../../../src/log/logger.ts';
-import type { SecretsPlan } from '../../../src/plan/index.ts';
+import { planEgress, type SecretsPlan } from '../../../src/plan/index.ts';
 import { loadSecrets, type SecretsDeps } from '../../../src/secrets/load.ts';
 import { LazyRamDir } from '../../../src/system/ram-dir.ts';
 import { EmulatedTransport } from '../../../src/transport/emulated.ts';
@@ -221,12 +221,13 @@ test('an optional secret that fails is skipped with its code; the required ones 
 test('a fetch the egress policy does not allow is refused by the egress proxy, for each service', async (t) => {
   // A second egress proxy on the same relay whose policy allows the KMS emulator only.
   const kmsPort = Number(new URL(h.emulator.url).port);
-  const proxy = await startEgressProxy({
-    config: makeConfig({ allow: [`127.0.0.1:${kmsPort}`], proxy_port: 0 }),
-    transport: new EmulatedTransport(`${h.dir}/vsock`, 16),
-    logger: createLogger({ level: 'silent' }),
-    nsm: h.nsm,
-  });
+  const proxy = await startEgressProxy(
+    planEgress(makeConfig({ allow: [`127.0.0.1:${kmsPort}`], proxy_port: 0 }))!,
+    {
+      transport: new EmulatedTransport(`${h.dir}/vsock`, 16),
+      logger: createLogger({ level: 'silent' }),
+    },
+  );
   t.after(() => proxy.close());
   const ram = new LazyRamDir({ path: null, mount: 'never' });
   t.after(() => ram.close());
@@ -252,7 +253,7 @@ test('a fetch the egress policy does not allow is refused by the egress proxy, f
       // KMS itself is allowed: an inline secret still arrives... but the required ones above fail the start.
       spec('inline', { kind: 'inline', ciphertext: ct.text.toString('base64') }, { env: 'D' }),
     ]),
-    deps(ram, { host: '127.0.0.1', port: proxy.port! }),
+    deps(ram, { host: '127.0.0.1', port: proxy.address.port }),
   ).then(
     () => assert.fail('resolved'),
     (e: unknown) => e as SecretError,
