@@ -71,6 +71,8 @@ export const ERROR_TABLE = {
   CLO_ERR_PROXY_HEADER: { status: null, kmsType: INTERNAL },
   CLO_ERR_TLS_HANDSHAKE: { status: null, kmsType: INTERNAL },
   CLO_ERR_EMULATOR_STATE: { status: null, kmsType: INTERNAL },
+  CLO_ERR_ATTESTED_TLS_ISSUE: { status: null, kmsType: INTERNAL },
+  CLO_ERR_ATTESTED_TLS_CONNECT: { status: null, kmsType: INTERNAL },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_TABLE;
@@ -416,7 +418,11 @@ export type AttestationCheck =
   | 'public_key'
   | 'user_data'
   | 'age'
-  | 'debug';
+  | 'debug'
+  // Attested TLS (src/attested-tls/): the certificate carries no readable document, or the document does
+  // not name the certificate's key.
+  | 'certificate'
+  | 'binding';
 
 /** An attestation document that does not verify; `check` names the step that failed. */
 export class AttestationError extends CloisterError {
@@ -450,6 +456,22 @@ export class StoreError extends CloisterError {
   override name = 'StoreError';
   constructor(message: string, options?: { cause?: unknown }) {
     super('CLO_ERR_EMULATOR_STATE', message, options);
+  }
+}
+
+/** The enclave could not issue its attested TLS certificate (the NSM failed, or too many nonce requests). */
+export class AttestedTlsIssueError extends CloisterError {
+  override name = 'AttestedTlsIssueError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CLO_ERR_ATTESTED_TLS_ISSUE', message, options);
+  }
+}
+
+/** `cloister attest connect|proxy` could not reach the enclave or finish a TLS handshake with it. */
+export class AttestedTlsConnectError extends CloisterError {
+  override name = 'AttestedTlsConnectError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CLO_ERR_ATTESTED_TLS_CONNECT', message, options);
   }
 }
 
