@@ -3,6 +3,7 @@ import type { Config } from './config/types.ts';
 import type { Logger } from './log/logger.ts';
 import type { Nsm } from './nsm/types.ts';
 import type { RuntimePlan } from './plan/index.ts';
+import type { LazyRamDir } from './system/ram-dir.ts';
 import type { Transport } from './transport/types.ts';
 
 export interface ServiceContext {
@@ -16,6 +17,11 @@ export interface ServiceContext {
    * plans its own part from `config` with the same functions.
    */
   plan?: RuntimePlan;
+  /**
+   * Where files that must stay in RAM go (plan.ramDir, src/system/ram-dir.ts): mounted or created on
+   * first use, removed when the services close. Absent in tests that do not need it.
+   */
+  ramDir?: LazyRamDir;
 }
 
 export interface Service {

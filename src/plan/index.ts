@@ -7,10 +7,12 @@
 //   the relay's deny ranges                 prepared inside the compiled policy, not per tunnel
 //   ingress ports, TLS contexts, PROXY v2   plan.ingress (src/plan/ingress.ts)
 //   which loopback servers run              plan.kms, plan.api, plan.metrics (null: not started)
+//   where files that must stay in RAM go    plan.ramDir (src/system/ram-dir.ts)
 import { egressEnabled, egressPolicy } from '../config/egress.ts';
 import type { Config, Settings } from '../config/types.ts';
 import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
 import type { Policy } from '../policy/policy.ts';
+import type { RamDirOptions } from '../system/ram-dir.ts';
 import { type IngressPlan, planIngress } from './ingress.ts';
 
 export type { IngressPlan, PortPlan } from './ingress.ts';
@@ -41,6 +43,8 @@ export interface RuntimePlan {
   /** /healthz and /metrics (cloister.yaml api.metrics_port), or null. */
   metrics: { port: number } | null;
   ingress: IngressPlan;
+  /** The RAM directory (cloister.yaml ram_dir): opened only when something writes a file there. */
+  ramDir: RamDirOptions;
 }
 
 /** The egress part alone (null when egress is off). */
@@ -66,6 +70,12 @@ export function planKms(config: Config): KmsPlan | null {
   };
 }
 
+/** Where files that must stay in RAM go (src/system/ram-dir.ts). */
+export function planRamDir(config: Config): RamDirOptions {
+  const r = config.settings.ram_dir;
+  return { path: r.path, mount: r.mount, sizeBytes: r.size_mb * 1024 * 1024 };
+}
+
 /** The whole plan. Throws when a TLS key or certificate of an ingress port cannot be loaded. */
 export function buildPlan(config: Config): RuntimePlan {
   const egress = planEgress(config);
@@ -77,6 +87,7 @@ export function buildPlan(config: Config): RuntimePlan {
     api: api ? { port: api.listen_port } : null,
     metrics: metricsPort === null ? null : { port: metricsPort },
     ingress: planIngress(config),
+    ramDir: planRamDir(config),
   };
 }
 

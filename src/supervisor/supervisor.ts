@@ -24,6 +24,7 @@ import type { Nsm } from '../nsm/types.ts';
 import { buildPlan } from '../plan/index.ts';
 import { type ErrorLog, keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
+import { LazyRamDir } from '../system/ram-dir.ts';
 import { APP_LOG_PORT, createTransport, STATUS_PORT, type Transport } from '../transport/index.ts';
 import { type AppExit, type AppOutput, launchApp, type OutputSource, type RunningApp } from './app.ts';
 import type { EnclaveArgs } from './args.ts';
@@ -91,6 +92,8 @@ export class Supervisor {
   private sink: LogSink | null = null;
   private logger!: Logger;
   private services: Service[] = [];
+  /** Files that must stay in RAM (boot secrets, attested TLS material); removed with the services. */
+  private ramDir: LazyRamDir | null = null;
   private nsm: Nsm | null = null;
   private reaper: Reaper | null = null;
   private app: RunningApp | null = null;
@@ -244,7 +247,8 @@ export class Supervisor {
   private async startServices(base: ServiceContext): Promise<Record<string, string>> {
     // Every decision the services share, made once (src/plan/); a bad TLS key fails here, before any starts.
     const plan = buildPlan(base.config);
-    const ctx: ServiceContext = { ...base, plan };
+    this.ramDir = new LazyRamDir(plan.ramDir);
+    const ctx: ServiceContext = { ...base, plan, ramDir: this.ramDir };
     // The KMS proxy goes out through the egress proxy: it gets the address the egress proxy bound.
     let egressPort: number | undefined;
     const starts: [string, () => Promise<Service>][] = [];
@@ -316,6 +320,11 @@ export class Supervisor {
       }
     }
     await this.nsm?.close().catch(() => {});
+    // The services and the app are gone: nothing reads these files any more.
+    await this.ramDir
+      ?.close()
+      .catch((err: unknown) => this.logger.warn({ err }, 'could not remove the RAM directory'));
+    this.ramDir = null;
   }
 
   private async superviseApp(settings: Settings, env: NodeJS.ProcessEnv): Promise<void> {
