@@ -7,6 +7,7 @@
 // Ingress asks for the TLS context per connection: the current one, or (a nonce in the server name,
 // sni-nonce.ts) a certificate made for this handshake whose document carries the client's nonce.
 import { createHash, KeyObject } from 'node:crypto';
+import { dirname } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { decodeDocument } from '../attestation/document.ts';
 import { derToPem } from '../encoding/pem.ts';
@@ -14,27 +15,16 @@ import { AttestedTlsIssueError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { attestedCertificates } from '../metrics.ts';
 import type { Nsm } from '../nsm/types.ts';
-import type { AppFileWriter } from './app-files.ts';
+import type { AttestedTlsPlan } from '../plan/attested-tls.ts';
+import type { RamDir } from '../system/ram-dir.ts';
 import { type AttestedKey, buildAttestedCertificate, generateAttestedKey } from './certificate.ts';
 import { nonceFromServername } from './sni-nonce.ts';
-
-/** The attested TLS part of the runtime plan (src/plan/attested-tls.ts). */
-export interface AttestedTlsPlan {
-  /** The served document is never older than this: the certificate is re-issued at 3/4 of it. */
-  maxAgeMs: number;
-  /** Subject CN of the certificate (the manifest's name). */
-  commonName: string;
-  /** subjectAltName dNSNames. */
-  dnsNames: string[];
-  /** Files for an app that terminates TLS itself, or null. */
-  files: { dir: string; reloadSignal: NodeJS.Signals | null } | null;
-}
 
 export interface AttestedTlsDeps {
   nsm: Nsm;
   logger: Logger;
-  /** Where the app's files are written (a RAM-filesystem directory); required when plan.files is set. */
-  files?: AppFileWriter;
+  /** Where the app's files are written (plan.files.dir inside it); required when plan.files is set. */
+  ramDir?: () => Promise<Pick<RamDir, 'writeFile'>>;
   /** Sends a signal to the app, if one runs (the supervisor's); absent: nobody to tell. */
   signalApp?: (signal: NodeJS.Signals) => void;
   /** Clock in ms, for tests. */
@@ -77,6 +67,8 @@ export interface AttestedTls {
   current(): Issued;
   /** Node's SNICallback: a nonce in the server name gets a certificate made now for it, else current(). */
   sniCallback(servername: string, cb: (err: Error | null, ctx?: SecureContext) => void): void;
+  /** Absolute paths of the app's files (plan.files), for its environment; null without files. */
+  files: { key: string; cert: string; chain: string; document: string } | null;
   /** Issue now (also what the timer does); resolves with the new certificate. */
   renew(): Promise<Issued>;
   close(): Promise<void>;
@@ -91,8 +83,9 @@ function sha256(b: Uint8Array): string {
 export async function startAttestedTls(plan: AttestedTlsPlan, deps: AttestedTlsDeps): Promise<AttestedTls> {
   const log = deps.logger.child({ component: 'attested-tls' });
   const now = deps.now ?? Date.now;
-  if (plan.files && !deps.files)
-    throw new Error('attested TLS: plan.files is set but no file writer was given');
+  if (plan.files && !deps.ramDir) {
+    throw new Error('attested TLS: plan.files is set but no RAM directory was given');
+  }
   const key: AttestedKey = await generateAttestedKey();
   const keyPem = KeyObject.from(key.keys.privateKey).export({ type: 'pkcs8', format: 'pem' }) as string;
 
@@ -128,14 +121,22 @@ export async function startAttestedTls(plan: AttestedTlsPlan, deps: AttestedTlsD
     };
   }
 
-  function writeFiles(cert: Issued): void {
-    const files = deps.files;
-    if (!plan.files || !files) return;
+  /** The app's files, each replaced atomically; resolves with their absolute paths. */
+  async function writeFiles(cert: Issued): Promise<AttestedTls['files']> {
+    const f = plan.files;
+    if (!f || !deps.ramDir) return null;
+    const dir = await deps.ramDir();
+    const owner = { uid: f.uid, gid: f.gid };
+    const put = (name: string, data: string | Uint8Array, mode: number) =>
+      dir.writeFile(`${f.dir}/${name}`, typeof data === 'string' ? Buffer.from(data) : data, {
+        ...owner,
+        mode,
+      });
     // Key first, certificate last: an app that reloads on seeing cert.pem change finds its key there.
-    files.write(APP_FILES.key, keyPem, 0o400);
-    files.write(APP_FILES.chain, cert.chainPem, 0o444);
-    files.write(APP_FILES.document, cert.document, 0o444);
-    files.write(APP_FILES.cert, cert.pem, 0o444);
+    const key = await put(APP_FILES.key, keyPem, 0o400);
+    const chain = await put(APP_FILES.chain, cert.chainPem, 0o444);
+    const document = await put(APP_FILES.document, cert.document, 0o444);
+    return { key, chain, document, cert: await put(APP_FILES.cert, cert.pem, 0o444) };
   }
 
   let renewals = 0;
@@ -143,14 +144,14 @@ export async function startAttestedTls(plan: AttestedTlsPlan, deps: AttestedTlsD
     attestedCertificates.inc({ kind: 'renewal', result: 'failed' });
     throw err;
   });
-  writeFiles(current);
+  const files = await writeFiles(current);
   attestedCertificates.inc({ kind: 'renewal', result: 'ok' });
   log.info(
     {
       sha256: sha256(current.der),
       publicKeySha256: sha256(key.spki),
       documentTime: new Date(current.documentTime).toISOString(),
-      files: plan.files?.dir ?? null,
+      files: files ? dirname(files.cert) : null,
     },
     'attested certificate issued',
   );
@@ -177,7 +178,7 @@ export async function startAttestedTls(plan: AttestedTlsPlan, deps: AttestedTlsD
         if (closed) return next;
         current = next;
         renewals++;
-        writeFiles(current);
+        await writeFiles(current);
         attestedCertificates.inc({ kind: 'renewal', result: 'ok' });
         log.info(
           {
@@ -231,6 +232,7 @@ export async function startAttestedTls(plan: AttestedTlsPlan, deps: AttestedTlsD
 
   return {
     current: () => current,
+    files,
     sniCallback(servername, cb) {
       const nonce = nonceFromServername(servername);
       if (!nonce) {

@@ -13,6 +13,7 @@
 //   - cloister gets SIGTERM/SIGINT: it stops the app (signal, grace period, SIGKILL), closes the services
 //     and exits, with the app's exit code (128+signal if a signal ended it).
 import type { Server } from 'node:net';
+import type { AttestedTls } from '../attested-tls/issuer.ts';
 import { findConfigFiles, loadConfig } from '../config/load.ts';
 import { type Config, DEFAULT_SETTINGS, type Settings } from '../config/types.ts';
 import { withDeadline } from '../deadline.ts';
@@ -21,6 +22,7 @@ import { LogRing } from '../log/ring.ts';
 import { LogSink, openConsoleEcho } from '../log/sink.ts';
 import { appRestarts, appState } from '../metrics.ts';
 import type { Nsm } from '../nsm/types.ts';
+import { attestedTlsEnv } from '../plan/attested-tls.ts';
 import { buildPlan } from '../plan/index.ts';
 import { type ErrorLog, keepServing } from '../server-errors.ts';
 import type { Service, ServiceContext } from '../service.ts';
@@ -247,7 +249,8 @@ export class Supervisor {
   private async startServices(base: ServiceContext): Promise<Record<string, string>> {
     // Every decision the services share, made once (src/plan/); a bad TLS key fails here, before any starts.
     const plan = buildPlan(base.config);
-    this.ramDir = new LazyRamDir(plan.ramDir);
+    const ramDir = new LazyRamDir(plan.ramDir);
+    this.ramDir = ramDir;
     const ctx: ServiceContext = { ...base, plan, ramDir: this.ramDir };
     // The KMS proxy goes out through the egress proxy: it gets the address the egress proxy bound.
     let egressPort: number | undefined;
@@ -262,7 +265,28 @@ export class Supervisor {
         },
       ]);
     }
-    starts.push(['ingress', async () => (await import('../ingress/enclave.ts')).startIngress(ctx)]);
+    // Attested TLS before ingress (its ports serve the certificate) and before the app (it reads the files).
+    let attestedTls: AttestedTls | undefined;
+    const attestedPlan = plan.attestedTls;
+    if (attestedPlan) {
+      starts.push([
+        'attested TLS',
+        async () => {
+          const a = await (await import('../attested-tls/issuer.ts')).startAttestedTls(attestedPlan, {
+            nsm: ctx.nsm,
+            logger: ctx.logger,
+            ramDir: () => ramDir.get(),
+            signalApp: (signal) => this.signalApp(signal),
+          });
+          attestedTls = a;
+          return { env: attestedTlsEnv(a.files), close: () => a.close() };
+        },
+      ]);
+    }
+    starts.push([
+      'ingress',
+      async () => (await import('../ingress/enclave.ts')).startIngress(ctx, { attestedTls }),
+    ]);
     if (plan.kms) {
       starts.push([
         'KMS proxy',
@@ -430,6 +454,17 @@ export class Supervisor {
         for (const joiner of joiners.values()) joiner.flush();
       },
     };
+  }
+
+  /** Sends `sig` to the app's own process (not its group: a wrapping shell would die of SIGHUP). */
+  private signalApp(sig: NodeJS.Signals): boolean {
+    const app = this.app;
+    if (!app) return false;
+    try {
+      return process.kill(app.pid, sig);
+    } catch {
+      return false; // ESRCH: it has just exited
+    }
   }
 
   private onSignal(sig: NodeJS.Signals): void {
