@@ -38,11 +38,11 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-/** `HOST:PORT` or `[v6]:PORT`. */
-export function parseHostPort(v: string, flag: string): { host: string; port: number } {
+/** `HOST:PORT` or `[v6]:PORT`; port 0 only where `minPort` allows it (--listen: any free port). */
+export function parseHostPort(v: string, flag: string, minPort = 1): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(v);
   const port = Number(m?.[3]);
-  if (!m || port < 1 || port > 65535) throw new UsageError(`${flag}: expected HOST:PORT, got '${v}'`);
+  if (!m || port < minPort || port > 65535) throw new UsageError(`${flag}: expected HOST:PORT, got '${v}'`);
   return { host: (m[1] ?? m[2])!, port };
 }
 
@@ -79,7 +79,7 @@ async function proxyCommand(argv: string[]): Promise<number> {
   if (positionals.length > 0)
     throw new UsageError(`proxy takes no positional argument, got '${positionals[0]}'`);
   if (!values.listen || !values.to) throw new UsageError('proxy needs --listen HOST:PORT and --to HOST:PORT');
-  const listen = parseHostPort(values.listen, '--listen');
+  const listen = parseHostPort(values.listen, '--listen', 0);
   const to = parseHostPort(values.to, '--to');
   const proxy = await startAttestProxy({
     listen,
