@@ -5,6 +5,7 @@
 //   cloister attest verify|describe ...           attestation documents
 //   cloister attest connect|proxy ...             attested TLS: verify an enclave's certificate, forward to it
 //   cloister kms-emulator ...                     a local KMS with attestation conditions
+//   cloister kms policy ...                       print or lint a key policy bound to measurements
 //   cloister version
 import { VERSION } from './version.ts';
 
@@ -17,6 +18,7 @@ const commands: Record<string, () => Promise<Command>> = {
   dev: async () => (await import('./dev/cli.ts')).run,
   attest: async () => (await import('./attested-tls/cli.ts')).run,
   'kms-emulator': async () => (await import('./kms-emulator/cli.ts')).run,
+  kms: async () => (await import('./key-policy/cli.ts')).run,
 };
 
 const USAGE = `usage: cloister <command> [options]
@@ -27,6 +29,7 @@ commands:
   dev          run both sides on this machine with emulated vsock, a software NSM and a KMS emulator
   attest       verify or describe attestation documents; connect to an enclave over attested TLS
   kms-emulator run a local KMS that enforces attestation conditions
+  kms policy   print a key policy that releases plaintexts only to the measured enclave; --lint one
   version      print the version
 `;
 

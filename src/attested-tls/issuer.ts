@@ -16,6 +16,7 @@ import type { Logger } from '../log/logger.ts';
 import { attestedCertificates } from '../metrics.ts';
 import type { Nsm } from '../nsm/types.ts';
 import type { AttestedTlsPlan } from '../plan/attested-tls.ts';
+import type { Service } from '../service.ts';
 import type { RamDir } from '../system/ram-dir.ts';
 import { type AttestedKey, buildAttestedCertificate, generateAttestedKey } from './certificate.ts';
 import { nonceFromServername } from './sni-nonce.ts';
@@ -62,7 +63,9 @@ const FRESH_QUEUE = 64;
 /** Clock skew allowed for clients whose clock is behind ours. */
 const NOT_BEFORE_SKEW_MS = 5 * 60_000;
 
-export interface AttestedTls {
+export interface AttestedTls extends Service {
+  /** The app's environment: CLOISTER_TLS_{KEY,CERT,CHAIN}_FILE when plan.files is set. */
+  readonly env: Record<string, string>;
   /** The current certificate (re-issued in place on renewal). */
   current(): Issued;
   /** Node's SNICallback: a nonce in the server name gets a certificate made now for it, else current(). */
@@ -71,8 +74,16 @@ export interface AttestedTls {
   files: { key: string; cert: string; chain: string; document: string } | null;
   /** Issue now (also what the timer does); resolves with the new certificate. */
   renew(): Promise<Issued>;
-  close(): Promise<void>;
-  destroy(err?: Error): void;
+}
+
+/** The app's environment naming its files (none without plan.files). */
+function filesEnv(files: AttestedTls['files']): Record<string, string> {
+  if (!files) return {};
+  return {
+    CLOISTER_TLS_KEY_FILE: files.key,
+    CLOISTER_TLS_CERT_FILE: files.cert,
+    CLOISTER_TLS_CHAIN_FILE: files.chain,
+  };
 }
 
 function sha256(b: Uint8Array): string {
@@ -157,6 +168,15 @@ export async function startAttestedTls(plan: AttestedTlsPlan, deps: AttestedTlsD
   );
 
   let closed = false;
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      closed = true;
+      clearTimeout(timer);
+      await renewing?.catch(() => {});
+    })();
+    return closing;
+  };
   let timer: NodeJS.Timeout | undefined;
   let renewing: Promise<Issued> | null = null;
 
@@ -252,14 +272,9 @@ export async function startAttestedTls(plan: AttestedTlsPlan, deps: AttestedTlsD
       );
     },
     renew,
-    async close() {
-      closed = true;
-      clearTimeout(timer);
-      await renewing?.catch(() => {});
-    },
-    destroy() {
-      closed = true;
-      clearTimeout(timer);
-    },
+    env: filesEnv(files),
+    close,
+    // Nothing to cut off: connections belong to ingress and the app. A renewal in flight ends on its own.
+    destroy: () => close(),
   };
 }

@@ -46,15 +46,3 @@ export function planAttestedTls(config: Config): AttestedTlsPlan | null {
       : null,
   };
 }
-
-/** The app's environment naming its attested TLS files (none without app_files). */
-export function attestedTlsEnv(
-  files: { key: string; cert: string; chain: string } | null,
-): Record<string, string> {
-  if (!files) return {};
-  return {
-    CLOISTER_TLS_KEY_FILE: files.key,
-    CLOISTER_TLS_CERT_FILE: files.cert,
-    CLOISTER_TLS_CHAIN_FILE: files.chain,
-  };
-}

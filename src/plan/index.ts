@@ -24,6 +24,8 @@ export type { IngressPlan, PortPlan } from './ingress.ts';
 export interface EgressPlan {
   /** 127.0.0.1 port of the egress proxy: egress.proxy_port, else DEFAULT_EGRESS_PROXY_PORT. */
   port: number;
+  /** The CID the host relay is dialled at (transport.parent_cid; 2, the parent instance, by default). */
+  parentCid: number;
   policy: Policy;
   /** How many allow and deny rules (for the start-up log line). */
   rules: { allow: number; deny: number };
@@ -35,6 +37,8 @@ export interface KmsPlan {
   port: number;
   /** kms_proxy.endpoints: region -> endpoint override. */
   endpoints: Record<string, string>;
+  /** The egress policy KMS and IMDS are reached through (for the start-up check); null when egress is off. */
+  egressPolicy: Policy | null;
   settings: Settings['kms'];
 }
 
@@ -59,6 +63,7 @@ export function planEgress(config: Config): EgressPlan | null {
   if (!egressEnabled(m)) return null;
   return {
     port: m.egress?.proxy_port ?? DEFAULT_EGRESS_PROXY_PORT,
+    parentCid: config.settings.transport.parent_cid,
     policy: egressPolicy(m),
     rules: { allow: m.egress?.allow?.length ?? 0, deny: m.egress?.deny?.length ?? 0 },
     settings: config.settings.egress,
@@ -72,6 +77,7 @@ export function planKms(config: Config): KmsPlan | null {
   return {
     port: kp.listen_port,
     endpoints: kp.endpoints ?? {},
+    egressPolicy: egressEnabled(config.manifest) ? egressPolicy(config.manifest) : null,
     settings: config.settings.kms,
   };
 }

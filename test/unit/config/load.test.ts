@@ -331,7 +331,8 @@ const bad: BadCase[] = [
     file: 'cloister.yaml',
     keyPath: 'foo',
     line: 3,
-    match: 'allowed keys: app, log, transport, egress, ingress, kms, streams, api, ram_dir, nsm, attested_tls',
+    match:
+      'allowed keys: app, log, transport, egress, ingress, kms, streams, api, ram_dir, nsm, attested_tls',
   },
   {
     name: 'settings: unknown key',
