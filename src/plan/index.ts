@@ -10,12 +10,16 @@
 //   where files that must stay in RAM go    plan.ramDir (src/system/ram-dir.ts)
 //   boot-time secrets, and which ingress     plan.secrets (src/secrets/); plan.ingress.ports[].keySecret
 //   TLS keys are among them
+//   attested TLS: renewal, names, app files  plan.attestedTls (src/plan/attested-tls.ts; null: off)
 import { egressEnabled, egressPolicy } from '../config/egress.ts';
 import type { Config, SecretSpec, Settings } from '../config/types.ts';
 import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
 import type { Policy } from '../policy/policy.ts';
 import type { RamDirOptions } from '../system/ram-dir.ts';
+import { type AttestedTlsPlan, planAttestedTls } from './attested-tls.ts';
 import { type IngressPlan, planIngress } from './ingress.ts';
+
+export type { AttestedTlsPlan } from './attested-tls.ts';
 
 export type { IngressPlan, PortPlan } from './ingress.ts';
 
@@ -66,6 +70,8 @@ export interface RuntimePlan {
   ramDir: RamDirOptions;
   /** Boot-time secrets (cloister.yaml secrets), or null when there are none. */
   secrets: SecretsPlan | null;
+  /** The enclave's attested TLS certificate (for ingress ports and the app's files), or null. */
+  attestedTls: AttestedTlsPlan | null;
 }
 
 /** The egress part alone (null when egress is off). */
@@ -125,6 +131,7 @@ export function buildPlan(config: Config): RuntimePlan {
     ingress: planIngress(config),
     ramDir: planRamDir(config),
     secrets: planSecrets(config),
+    attestedTls: planAttestedTls(config),
   };
 }
 

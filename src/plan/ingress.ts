@@ -5,10 +5,11 @@ import { resolve } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Config, IngressEntry } from '../config/types.ts';
 import { secretError } from '../errors.ts';
+import { attestedPorts } from './attested-tls.ts';
 
 export interface PortPlan {
   port: number;
-  /** null: plain TCP, or (with keySecret) TLS whose context is made once the secret is ready. */
+  /** TLS with the manifest's key and certificate (loaded once), or null (plain TCP, or see below). */
   secureContext: SecureContext | null;
   /**
    * The port's TLS key is a boot-time secret (cloister.yaml secrets[].targets.ingress_tls): its name and
@@ -16,6 +17,8 @@ export interface PortPlan {
    * ingress starts after that.
    */
   keySecret?: { name: string; cert: Buffer; certPath: string };
+  /** TLS with the enclave's attested certificate (src/attested-tls/), renewed while running. */
+  attestedTls?: boolean;
   /** Overrides IngressPlan.proxyProtocol for this port (the metrics port never takes a header). */
   proxyProtocol?: boolean;
 }
@@ -121,6 +124,7 @@ export function planIngress(config: Config): IngressPlan {
   for (const s of settings.secrets) {
     if (s.targets.ingress_tls !== undefined) secretKeys.set(s.targets.ingress_tls, s.name);
   }
+  const attested = attestedPorts(config);
   for (const entry of config.manifest.ingress ?? []) {
     const secret = entry.tls ? secretKeys.get(entry.listen_port) : undefined;
     if (secret !== undefined) {
@@ -143,6 +147,7 @@ export function planIngress(config: Config): IngressPlan {
     byPort.set(entry.listen_port, {
       port: entry.listen_port,
       secureContext: entry.tls ? loadSecureContext(config.configDir, entry) : null,
+      ...(attested.has(entry.listen_port) ? { attestedTls: true } : {}),
     });
   }
   const ports = [...byPort.values()];
