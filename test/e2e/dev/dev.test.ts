@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { formatReport, lintPolicy } from '../../../src/key-policy/lint.ts';
+import { DIST_CLI } from '../../helpers/build-outputs.ts';
 import { alive, spawnCloister, waitFor } from '../../helpers/fixtures/child.ts';
 import { writeSelfSigned } from '../../helpers/fixtures/tls.ts';
 
@@ -172,7 +173,7 @@ test(
 );
 
 test('cloister dev: usage errors exit 2 and say why', async () => {
-  const r = spawnSync(process.execPath, ['dist/cli.js', 'dev', '-f', 'examples/hello/enclaver.yaml'], {
+  const r = spawnSync(process.execPath, [DIST_CLI, 'dev', '-f', 'examples/hello/enclaver.yaml'], {
     encoding: 'utf8',
   });
   assert.equal(r.status, 2);

@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { promisify } from 'node:util';
+import { DIST_CLI } from '../../helpers/build-outputs.ts';
 import {
   alive,
   type Captured,
@@ -90,7 +91,7 @@ async function startHost(t: TestContext, extra: string[] = []): Promise<Setup> {
         ...process.env,
         FAKE_NITRO_STATE: state,
         FAKE_NITRO_NODE: process.execPath,
-        FAKE_NITRO_CLOISTER: resolve('dist/cli.js'),
+        FAKE_NITRO_CLOISTER: DIST_CLI,
         FAKE_NITRO_VSOCK_DIR: join(dir, 'vsock'),
       },
     },
@@ -191,7 +192,7 @@ test('cloister host --attach-cid: a host side restarts while the enclave keeps r
   assert.ok(enclave.child.exitCode === null && alive(enclave.child.pid!), 'nothing terminated the enclave');
 
   const bad = spawnSync(process.execPath, [
-    'dist/cli.js',
+    DIST_CLI,
     'host',
     '-f',
     manifest,

@@ -6,13 +6,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { DIST_CLI } from '../../helpers/build-outputs.ts';
 
 const ROLE = 'arn:aws:iam::111122223333:role/enclave';
 const ADMIN = 'arn:aws:iam::111122223333:role/key-admin';
 const PCR0 = '5a'.repeat(48);
 
 function cli(args: string[], input?: string) {
-  const r = spawnSync(process.execPath, ['dist/cli.js', 'kms', ...args], {
+  const r = spawnSync(process.execPath, [DIST_CLI, 'kms', ...args], {
     input,
     encoding: 'utf8',
     timeout: 30_000,
