@@ -24,6 +24,7 @@ import {
   waitFor as waitForChild,
 } from '../../helpers/fixtures/child.ts';
 import { freePort } from '../../helpers/fixtures/ports.ts';
+import { tempDir } from '../../helpers/fixtures/temp-dir.ts';
 
 const run = promisify(execFile);
 const FAKE = resolve('test/helpers/fixtures/fake-nitro-cli.sh');
@@ -166,8 +167,7 @@ test('cloister host: SIGTERM terminates the enclave and exits 109', opts, async 
 });
 
 test('cloister host --attach-cid: a host side restarts while the enclave keeps running', opts, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'cloister-attach-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'cloister-attach-');
   const manifest = join(dir, 'enclaver.yaml');
   writeFileSync(manifest, 'version: v1\nname: attach\ntarget: attach:latest\nsources:\n  app: app:latest\n');
   const vsock = ['--transport', 'emulated', '--vsock-dir', join(dir, 'vsock')];
