@@ -71,6 +71,11 @@ export const ERROR_TABLE = {
   CLO_ERR_PROXY_HEADER: { status: null, kmsType: INTERNAL },
   CLO_ERR_TLS_HANDSHAKE: { status: null, kmsType: INTERNAL },
   CLO_ERR_EMULATOR_STATE: { status: null, kmsType: INTERNAL },
+  CLO_ERR_SECRET_SOURCE: { status: null, kmsType: INTERNAL },
+  CLO_ERR_SECRET_DECRYPT: { status: null, kmsType: INTERNAL },
+  CLO_ERR_SECRET_TARGET: { status: null, kmsType: INTERNAL },
+  CLO_ERR_ATTESTED_TLS_ISSUE: { status: null, kmsType: INTERNAL },
+  CLO_ERR_ATTESTED_TLS_CONNECT: { status: null, kmsType: INTERNAL },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_TABLE;
@@ -416,7 +421,11 @@ export type AttestationCheck =
   | 'public_key'
   | 'user_data'
   | 'age'
-  | 'debug';
+  | 'debug'
+  // Attested TLS (src/attested-tls/): the certificate carries no readable document, or the document does
+  // not name the certificate's key.
+  | 'certificate'
+  | 'binding';
 
 /** An attestation document that does not verify; `check` names the step that failed. */
 export class AttestationError extends CloisterError {
@@ -450,6 +459,89 @@ export class StoreError extends CloisterError {
   override name = 'StoreError';
   constructor(message: string, options?: { cause?: unknown }) {
     super('CLO_ERR_EMULATOR_STATE', message, options);
+  }
+}
+
+/** Which step of a boot-time secret failed: getting its ciphertext, KMS's Decrypt, or placing it. */
+export type SecretStage = 'source' | 'decrypt' | 'target';
+
+/**
+ * What the three boot-time secret errors (src/secrets/) share. `secret` is the secret's name; `reason` the
+ * error code of what refused it: AWS's exception name (AccessDeniedException for a key policy whose
+ * attestation condition this image does not meet, NoSuchKey, ParameterNotFound...) or a CLO_ERR_* code
+ * (CLO_ERR_EGRESS_DENIED...). Never any part of the plaintext.
+ */
+abstract class SecretErrorBase extends CloisterError {
+  abstract readonly stage: SecretStage;
+  constructor(
+    code: ErrorCode,
+    readonly secret: string,
+    readonly reason: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+  }
+}
+
+/** A boot-time secret's ciphertext could not be read (file, S3, SSM, Secrets Manager, egress refusal). */
+export class SecretSourceError extends SecretErrorBase {
+  override name = 'SecretSourceError';
+  readonly stage = 'source';
+  constructor(secret: string, reason: string, message: string, options?: { cause?: unknown }) {
+    super('CLO_ERR_SECRET_SOURCE', secret, reason, message, options);
+  }
+}
+
+/** KMS did not decrypt a boot-time secret for this enclave (AccessDeniedException: the key policy's PCRs). */
+export class SecretDecryptError extends SecretErrorBase {
+  override name = 'SecretDecryptError';
+  readonly stage = 'decrypt';
+  constructor(secret: string, reason: string, message: string, options?: { cause?: unknown }) {
+    super('CLO_ERR_SECRET_DECRYPT', secret, reason, message, options);
+  }
+}
+
+/** A decrypted boot-time secret could not be placed (env, RAM file, ingress TLS key). */
+export class SecretTargetError extends SecretErrorBase {
+  override name = 'SecretTargetError';
+  readonly stage = 'target';
+  constructor(secret: string, reason: string, message: string, options?: { cause?: unknown }) {
+    super('CLO_ERR_SECRET_TARGET', secret, reason, message, options);
+  }
+}
+
+export type SecretError = SecretSourceError | SecretDecryptError | SecretTargetError;
+
+export function isSecretError(e: unknown): e is SecretError {
+  return e instanceof SecretErrorBase;
+}
+
+/** The error of `stage`. */
+export function secretError(
+  stage: SecretStage,
+  secret: string,
+  reason: string,
+  message: string,
+  options?: { cause?: unknown },
+): SecretError {
+  const C = { source: SecretSourceError, decrypt: SecretDecryptError, target: SecretTargetError }[stage];
+  return new C(secret, reason, message, options);
+}
+
+/** The enclave could not issue its attested TLS certificate (the NSM failed, or too many nonce requests). */
+export class AttestedTlsIssueError extends CloisterError {
+  override name = 'AttestedTlsIssueError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CLO_ERR_ATTESTED_TLS_ISSUE', message, options);
+  }
+}
+
+/** `cloister attest connect|proxy` could not reach the enclave or finish a TLS handshake with it. */
+export class AttestedTlsConnectError extends CloisterError {
+  override name = 'AttestedTlsConnectError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CLO_ERR_ATTESTED_TLS_CONNECT', message, options);
   }
 }
 

@@ -15,10 +15,13 @@ import {
   str,
   type YamlSource,
 } from './schema.ts';
+import { secretsSchema, toSecretSpecs } from './secrets.ts';
 import { DEFAULT_SETTINGS, type Settings } from './types.ts';
 
 /** Partial settings, section by section: what cloister.yaml or command-line flags provide. */
-export type SettingsOverrides = { [S in keyof Settings]?: Partial<Settings[S]> };
+export type SettingsOverrides = { [S in Exclude<keyof Settings, 'secrets'>]?: Partial<Settings[S]> } & {
+  secrets?: Settings['secrets'];
+};
 
 const ms = (min = 0) => int({ min, expected: `a duration in milliseconds (an integer >= ${min})` });
 
@@ -73,11 +76,20 @@ const settingsSchema = obj({
           ),
         ),
       ),
+      // Keyed by ingress port; that port must be in enclaver.yaml's ingress list (checked in load.ts).
+      ports: opt(
+        dict(
+          obj({ tls: opt(oneOf(['attested'])) }),
+          (k) => (/^[1-9]\d{0,4}$/.test(k) && Number(k) <= 65535 ? undefined : `"${k}" is not a port number`),
+          'a mapping of ingress ports to {tls: attested}',
+        ),
+      ),
     }),
   ),
   kms: opt(obj({ ready_wait_ms: opt(ms()), upstream_timeout_ms: opt(ms(1)) })),
   streams: opt(obj({ max_readers: opt(int({ min: 1, max: 1024 })) })),
   api: opt(obj({ metrics_port: opt(nullable(port())) })),
+  secrets: opt(secretsSchema),
   ram_dir: opt(
     obj({
       path: opt(nullable(str())),
@@ -102,6 +114,17 @@ const settingsSchema = obj({
       ),
     }),
   ),
+  attested_tls: opt(
+    obj({
+      // The NSM's own certificate under the document lives 3 h: a document older than 2 h could outlive it.
+      max_age_ms: opt(
+        int({ min: 1000, max: 7_200_000, expected: 'a duration in milliseconds (1000..7200000)' }),
+      ),
+      dns_names: opt(list(str())),
+      app_files: opt(bool()),
+      reload_signal: opt(nullable(oneOf(['SIGHUP', 'SIGUSR1', 'SIGUSR2']))),
+    }),
+  ),
 });
 
 /** Deep-enough merge: each section of `partial` over the same section of `base`; undefined keeps base. */
@@ -111,6 +134,11 @@ export function mergeSettings(base: Settings, partial: SettingsOverrides): Setti
     const over = partial[section];
     if (over === undefined) continue;
     if (!Object.hasOwn(base, section)) throw new Error(`unknown settings section "${section}"`);
+    if (Array.isArray(over)) {
+      // A list (secrets) replaces the default list whole.
+      (out as unknown as Record<string, unknown>)[section] = structuredClone(over);
+      continue;
+    }
     const target = out[section] as unknown as Record<string, unknown>;
     for (const [k, v] of Object.entries(over)) if (v !== undefined) target[k] = structuredClone(v);
   }
@@ -123,7 +151,9 @@ export function parseSettings(src: YamlSource, settingsDir: string): Settings {
   if (src.root === null) return structuredClone(DEFAULT_SETTINGS);
   const parsed = settingsSchema.parse(src.root, [], src);
   if (typeof parsed !== 'object') return structuredClone(DEFAULT_SETTINGS);
-  const s = mergeSettings(DEFAULT_SETTINGS, parsed as SettingsOverrides);
+  const { secrets, ...sections } = parsed as Record<string, unknown>;
+  const s = mergeSettings(DEFAULT_SETTINGS, sections as SettingsOverrides);
+  if (Array.isArray(secrets)) s.secrets = toSecretSpecs(secrets, src, settingsDir);
 
   if (s.app.restart_backoff_max_ms < s.app.restart_backoff_ms) {
     const at = src.nodes.has('app.restart_backoff_max_ms')

@@ -13,6 +13,7 @@
 //   - cloister gets SIGTERM/SIGINT: it stops the app (signal, grace period, SIGKILL), closes the services
 //     and exits, with the app's exit code (128+signal if a signal ended it).
 import type { Server } from 'node:net';
+import type { AttestedTls } from '../attested-tls/issuer.ts';
 import { findConfigFiles, loadConfig } from '../config/load.ts';
 import { type Config, DEFAULT_SETTINGS, type Settings } from '../config/types.ts';
 import { withDeadline } from '../deadline.ts';
@@ -21,13 +22,14 @@ import { LogRing } from '../log/ring.ts';
 import { LogSink, openConsoleEcho } from '../log/sink.ts';
 import { appRestarts, appState } from '../metrics.ts';
 import type { Nsm } from '../nsm/types.ts';
-import { buildPlan, type RuntimePlan } from '../plan/index.ts';
+import { buildPlan, type RuntimePlan, withSecretTlsKeys } from '../plan/index.ts';
 import { type ErrorLog, keepServing } from '../server-errors.ts';
 import type { Service } from '../service.ts';
 import { LazyRamDir } from '../system/ram-dir.ts';
 import { APP_LOG_PORT, createTransport, STATUS_PORT, type Transport } from '../transport/index.ts';
 import { type AppExit, type AppOutput, launchApp, type OutputSource, type RunningApp } from './app.ts';
 import type { EnclaveArgs } from './args.ts';
+import { loadBootSecrets } from './boot-secrets.ts';
 import { bootstrap } from './bootstrap.ts';
 import { lazyNsm } from './lazy-nsm.ts';
 import { LineJoiner } from './line-joiner.ts';
@@ -263,7 +265,8 @@ export class Supervisor {
   ): Promise<Record<string, string>> {
     const logger = this.logger;
     // Where files that must stay in RAM go: mounted or created on first use, removed when services close.
-    this.ramDir = new LazyRamDir(plan.ramDir);
+    const ramDir = new LazyRamDir(plan.ramDir);
+    this.ramDir = ramDir;
     // The KMS proxy goes out through the egress proxy: it gets the address the egress proxy bound.
     let egress: { host: string; port: number } | null = null;
     const starts: [string, () => Promise<Service>][] = [];
@@ -281,9 +284,54 @@ export class Supervisor {
         },
       ]);
     }
+    // Boot-time secrets: after egress (their way out), before ingress (a TLS key may be one) and the app.
+    let ingressPlan = plan.ingress;
+    const secrets = plan.secrets;
+    if (secrets) {
+      starts.push([
+        'boot-time secrets',
+        async () => {
+          const ready = await loadBootSecrets({
+            plan: secrets,
+            deps: { nsm, egress, logger, ramDir },
+            app: this.appSettings,
+            logger,
+            setStatus: (s) => this.board.set(s),
+            stopRequested: this.stopRequested,
+          });
+          ingressPlan = withSecretTlsKeys(plan.ingress, ready.tlsKeys);
+          for (const k of ready.tlsKeys.values()) k.fill(0);
+          const done = async () => {};
+          return { env: ready.env, close: done, destroy: done };
+        },
+      ]);
+    }
+    // Attested TLS before ingress (its ports serve the certificate) and before the app (it reads the files).
+    let attestedTls: AttestedTls | undefined;
+    const attestedPlan = plan.attestedTls;
+    if (attestedPlan) {
+      starts.push([
+        'attested TLS',
+        async () => {
+          const a = await (await import('../attested-tls/issuer.ts')).startAttestedTls(attestedPlan, {
+            nsm,
+            logger,
+            ramDir: () => ramDir.get(),
+            signalApp: (signal) => this.signalApp(signal),
+          });
+          attestedTls = a;
+          return a;
+        },
+      ]);
+    }
     starts.push([
       'ingress',
-      async () => (await import('../ingress/enclave.ts')).startIngress(plan.ingress, { transport, logger }),
+      async () =>
+        (await import('../ingress/enclave.ts')).startIngress(ingressPlan, {
+          transport,
+          logger,
+          attestedTls,
+        }),
     ]);
     if (plan.kms) {
       const slice = plan.kms;
@@ -458,6 +506,17 @@ export class Supervisor {
         for (const joiner of joiners.values()) joiner.flush();
       },
     };
+  }
+
+  /** Sends `sig` to the app's own process (not its group: a wrapping shell would die of SIGHUP). */
+  private signalApp(sig: NodeJS.Signals): boolean {
+    const app = this.app;
+    if (!app) return false;
+    try {
+      return process.kill(app.pid, sig);
+    } catch {
+      return false; // ESRCH: it has just exited
+    }
   }
 
   private onSignal(sig: NodeJS.Signals): void {
