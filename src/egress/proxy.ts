@@ -48,6 +48,7 @@ import { joinSockets } from '../transport/tunnel.ts';
 import { EGRESS_VSOCK_PORT } from '../transport/types.ts';
 import { boundedMemo } from './memo.ts';
 import { encodeRequest, parseResponse, readFrame } from './protocol.ts';
+import { startTransparent } from './transparent.ts';
 
 /** Targets whose decision and relay frame are kept (an app dials a few; a prober costs recomputes only). */
 const TARGET_MEMO_MAX = 1024;
@@ -172,9 +173,13 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
   }
 
   function decide(host: string, port: number): Decision {
-    const d = check(`${port} ${host}`);
+    return record(check(`${port} ${host}`), { host, port });
+  }
+
+  /** Counts and logs one decision: CONNECT, absolute-form and transparent connections alike. */
+  function record(d: Decision, fields: Record<string, unknown>): Decision {
     egressDecisions.inc({ verdict: d.allowed ? 'allow' : 'deny', rule: d.rule ?? '(default deny)' });
-    const entry = { host, port, verdict: d.allowed ? 'allow' : 'deny', rule: d.rule, target: d.target };
+    const entry = { ...fields, verdict: d.allowed ? 'allow' : 'deny', rule: d.rule, target: d.target };
     // Allowed at debug: an app's every call at info would fill the log ring and push its own lines out.
     if (d.allowed) log.debug(entry, `egress allowed: ${d.reason}`);
     else log.warn(entry, `egress denied: ${d.reason}`);
@@ -460,6 +465,23 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
   keepServing(server, log, 'egress proxy', { port: bound });
   const url = `http://127.0.0.1:${bound}/`;
   log.info({ port: bound, allow: plan.rules.allow, deny: plan.rules.deny }, 'egress proxy listening');
+  // Transparent egress (transparent.ts) shares this proxy's decisions, tunnel slots and tunnels.
+  const transparent = plan.transparent
+    ? await startTransparent(plan.transparent, {
+        policy,
+        check: (host: string, port: number) => check(`${port} ${host}`),
+        record,
+        openUpstream,
+        track,
+        connectRelay: () =>
+          ctx.transport.connect(ctx.config.settings.transport.parent_cid, EGRESS_VSOCK_PORT),
+        logger: log,
+        settings,
+      }).catch(async (e: unknown) => {
+        await new Promise<void>((r) => server.close(() => r()));
+        throw e;
+      })
+    : null;
   return {
     port: bound,
     env: {
@@ -470,11 +492,13 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
       NO_PROXY: 'localhost,127.0.0.1,::1',
       no_proxy: 'localhost,127.0.0.1,::1',
     },
-    close: () =>
-      new Promise<void>((resolve) => {
+    close: async () => {
+      await transparent?.close();
+      await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
         for (const s of live) s.destroy();
-      }),
+      });
+    },
   };
 }

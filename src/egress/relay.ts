@@ -6,7 +6,7 @@
 //
 // The host is untrusted from the enclave's point of view: everything this side enforces (its own
 // policy, the enclave's deny_ips after DNS) is defence in depth, never the enclave's protection.
-import { lookup as dnsLookup } from 'node:dns/promises';
+import { lookup as dnsLookup, resolve4 } from 'node:dns/promises';
 import { connect as netConnect, type Server, type Socket } from 'node:net';
 import { withDeadline } from '../deadline.ts';
 import { RelayError } from '../errors.ts';
@@ -27,9 +27,11 @@ import { EGRESS_VSOCK_PORT, type Transport } from '../transport/types.ts';
 import { boundedMemo } from './memo.ts';
 import {
   type ConnectRequest,
+  encodeResolveResponse,
   encodeResponse,
   FrameError,
-  parseRequest,
+  MAX_RESOLVED,
+  parseRelayRequest,
   readFrame,
   toWireError,
 } from './protocol.ts';
@@ -53,6 +55,11 @@ export interface RelayOptions {
   idleTimeoutMs?: number;
   /** Resolver (default: the system's, every A and AAAA record). Tests inject one to avoid real DNS. */
   lookup?: (host: string) => Promise<LookupResult[]>;
+  /**
+   * Answers the enclave's DNS stub (transparent egress, resolver: relay): IPv4 addresses with their TTL.
+   * Default: the system's DNS servers (c-ares, A records). Tests inject one to avoid real DNS.
+   */
+  resolve?: (name: string) => Promise<{ address: string; ttl: number }[]>;
   /** vsock port to listen on (default 17002). */
   port?: number;
 }
@@ -69,6 +76,9 @@ const DENY_LIST_MEMO_MAX = 64;
 const EINVAL = 22;
 
 const systemLookup = (host: string) => dnsLookup(host, { all: true, verbatim: true });
+const systemResolve = (name: string) => resolve4(name, { ttl: true });
+/** What a resolve reply says when DNS has no answer (RFC 2308: negative answers are cached this long). */
+const NEGATIVE_TTL_S = 30;
 
 function connectOnce(addr: string, family: number, port: number, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
@@ -94,6 +104,7 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
   const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
   const requestTimeoutMs = opts.requestTimeoutMs ?? 10_000;
   const lookup = opts.lookup ?? systemLookup;
+  const resolveName = opts.resolve ?? systemResolve;
   // Host-side policy: allow defaults to everything (names, IPs, the host itself) when only deny is given.
   const hostPolicy: Policy | null =
     opts.allow || opts.deny
@@ -198,7 +209,9 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
     sock.on('error', () => sock.destroy());
     let req: ConnectRequest | undefined;
     try {
-      req = parseRequest(await readFrame(sock, requestTimeoutMs));
+      const request = parseRelayRequest(await readFrame(sock, requestTimeoutMs));
+      if ('resolve' in request) return void (await answerResolve(sock, request.resolve));
+      req = request;
       const { upstream, address } = await dial(req);
       if (sock.destroyed) {
         upstream.destroy();
@@ -225,6 +238,30 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
       // Any bytes the enclave sent ahead are dropped with the stream.
       sock.resume();
     }
+  }
+
+  /** One resolve request (the enclave's DNS stub): IPv4 addresses and the smallest TTL, then close. */
+  async function answerResolve(sock: Socket, rawName: string): Promise<void> {
+    const target = normalizeTarget(rawName);
+    if ('error' in target || target.kind !== 'name')
+      throw new RelayError(EINVAL, `cannot resolve '${rawName}': not a host name`);
+    let reply: Parameters<typeof encodeResolveResponse>[0];
+    try {
+      const found = await withDeadline(resolveName(target.name), connectTimeoutMs, () =>
+        Object.assign(new Error('DNS lookup timed out'), { code: 'ETIMEDOUT' }),
+      );
+      const addresses = [...new Set(found.map((f) => f.address))].slice(0, MAX_RESOLVED);
+      const ttl = found.length === 0 ? NEGATIVE_TTL_S : Math.min(...found.map((f) => f.ttl));
+      reply = { ok: true, addresses, ttl };
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      // No such name, or no A record: an answer, not a failure (the stub says NXDOMAIN / no data).
+      if (code === 'ENOTFOUND' || code === 'ENODATA')
+        reply = { ok: true, addresses: [], ttl: NEGATIVE_TTL_S, nxdomain: code === 'ENOTFOUND' };
+      else throw e;
+    }
+    log.debug({ resolve: target.name, addresses: reply.addresses.length }, 'egress relay resolved');
+    if (!sock.destroyed && sock.writable) sock.end(encodeResolveResponse(reply));
   }
 
   const server: Server = await opts.transport.listen(opts.port ?? EGRESS_VSOCK_PORT);

@@ -331,7 +331,7 @@ const bad: BadCase[] = [
     file: 'cloister.yaml',
     keyPath: 'foo',
     line: 3,
-    match: 'allowed keys: app, log, transport, egress, ingress, kms, streams, api, nsm',
+    match: 'allowed keys: app, log, transport, egress, transparent, ingress, kms, streams, api, nsm',
   },
   {
     name: 'settings: unknown key',
@@ -690,6 +690,11 @@ egress:
   idle_timeout_ms: 60000
   max_header_bytes: 8192
   max_tunnels: 100
+transparent:
+  enabled: true
+  resolver: doh
+  doh_url: https://dns.example/dns-query
+  doh_ca_file: ca.pem
 ingress:
   upstream_retry_ms: 1000
   proxy_protocol: true
@@ -729,6 +734,12 @@ nsm:
         idle_timeout_ms: 60000,
         max_header_bytes: 8192,
         max_tunnels: 100,
+      },
+      transparent: {
+        enabled: true,
+        resolver: 'doh',
+        doh_url: 'https://dns.example/dns-query',
+        doh_ca_file: join(dir, 'ca.pem'),
       },
       ingress: { upstream_retry_ms: 1000, proxy_protocol: true, proxy_protocol_tlvs: [1, 0xea] },
       kms: { ready_wait_ms: 2000, upstream_timeout_ms: 5000 },
