@@ -211,7 +211,12 @@ export async function startDnsStub(
   opts: { host?: string; port?: number; logger: Logger },
 ): Promise<DnsStub> {
   const host = opts.host ?? '127.0.0.1';
-  const tcp: Server = createServer({ allowHalfOpen: false }, (sock) => serveTcp(sock, answer));
+  const open = new Set<Socket>();
+  const tcp: Server = createServer({ allowHalfOpen: false }, (sock) => {
+    open.add(sock);
+    sock.once('close', () => open.delete(sock));
+    serveTcp(sock, answer);
+  });
   await new Promise<void>((resolve, reject) => {
     tcp.once('error', reject);
     tcp.listen(opts.port ?? 53, host, () => resolve());
@@ -241,6 +246,7 @@ export async function startDnsStub(
       new Promise<void>((resolve) => {
         udp.close();
         tcp.close(() => resolve());
+        for (const s of open) s.destroy();
       }),
   };
 }
