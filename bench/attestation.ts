@@ -9,10 +9,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startApiServer } from '../src/api/server.ts';
 import { clearVerifierCaches, verifyAttestation } from '../src/attestation/verify.ts';
-import { DEFAULT_SETTINGS } from '../src/config/types.ts';
 import { createLogger } from '../src/log/logger.ts';
 import { SoftwareNsm } from '../src/nsm/software.ts';
-import type { Transport } from '../src/transport/types.ts';
 
 interface Row {
   name: string;
@@ -73,17 +71,7 @@ rows.push({
 });
 
 // API: a real server on loopback, wrk as the client (GET form and odyn's POST form).
-const api = await startApiServer({
-  config: {
-    manifestPath: '/dev/null',
-    configDir: '/dev/null',
-    manifest: { version: 'v1', name: 'bench', target: 'x', sources: { app: 'x' }, api: { listen_port: 0 } },
-    settings: DEFAULT_SETTINGS,
-  },
-  transport: {} as Transport,
-  logger: createLogger({ level: 'silent' }),
-  nsm,
-});
+const api = await startApiServer({ port: 0 }, { logger: createLogger({ level: 'silent' }), nsm });
 const dir = mkdtempSync(join(tmpdir(), 'cloister-bench-att-'));
 try {
   const url = `http://127.0.0.1:${api.port}/v1/attestation`;

@@ -6,32 +6,28 @@ import { DEFAULT_SETTINGS } from '../src/config/types.ts';
 import { startEgressProxy } from '../src/egress/proxy.ts';
 import { startEgressRelay } from '../src/egress/relay.ts';
 import { createLogger } from '../src/log/logger.ts';
-import type { Nsm } from '../src/nsm/types.ts';
+import { planEgress } from '../src/plan/index.ts';
 import { EmulatedTransport } from '../src/transport/emulated.ts';
 
 const [role, dir, allow] = process.argv.slice(2);
 const logger = createLogger({ level: (process.env.BENCH_LOG_LEVEL as 'warn' | undefined) ?? 'warn' });
 if (role === 'relay') {
-  await startEgressRelay({ transport: new EmulatedTransport(dir!, 2), logger });
+  await startEgressRelay({}, { transport: new EmulatedTransport(dir!, 2), logger });
   process.stdout.write('ready\n');
 } else {
-  const svc = await startEgressProxy({
-    config: {
-      manifestPath: '',
-      configDir: '',
-      manifest: {
-        version: 'v1',
-        name: 'bench',
-        target: 't',
-        sources: { app: 'a' },
-        egress: { allow: [allow!], proxy_port: 0 },
-      },
-      settings: DEFAULT_SETTINGS,
+  const plan = planEgress({
+    manifestPath: '',
+    configDir: '',
+    manifest: {
+      version: 'v1',
+      name: 'bench',
+      target: 't',
+      sources: { app: 'a' },
+      egress: { allow: [allow!], proxy_port: 0 },
     },
-    transport: new EmulatedTransport(dir!, 16),
-    logger,
-    nsm: {} as Nsm,
-  });
+    settings: DEFAULT_SETTINGS,
+  })!;
+  const svc = await startEgressProxy(plan, { transport: new EmulatedTransport(dir!, 16), logger });
   process.stdout.write(`${svc.port}\n`);
 }
 process.on('SIGTERM', () => process.exit(0));

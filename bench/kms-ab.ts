@@ -26,19 +26,30 @@ function quantile(sorted: number[], q: number): number {
 const h = await startHarness();
 const closers: Array<() => Promise<unknown>> = [() => h.close()];
 try {
-  // The other checkout's proxy, started as that code expects: older code reads the egress proxy's port
-  // from the manifest, newer code takes it as an option; both are given.
+  // The other checkout's proxy, started as that code expects: `startKmsProxy(plan slice, deps)` since the
+  // service contract (src/service.ts); before it, `startKmsProxy(ctx, opts)`, where older code read the
+  // egress proxy's port from the manifest and newer code took it as an option (both are given).
   const other = (await import(pathToFileURL(resolve(otherDir, 'src/kms/proxy.ts')).href)) as {
-    startKmsProxy: (ctx: unknown, opts: unknown) => Promise<Service>;
+    startKmsProxy: (a: unknown, b: unknown) => Promise<Service>;
   };
-  const { config } = h.context;
+  const { config } = h;
   const manifest = h.egress
     ? { ...config.manifest, egress: { ...config.manifest.egress, proxy_port: h.egress.port } }
     : config.manifest;
-  const otherProxy = await other.startKmsProxy(
-    { ...h.context, config: { ...config, manifest } },
-    { port: 0, egress: h.egress, credentials: { env: h.proxyEnv } },
+  const otherTakesSlice = await import(pathToFileURL(resolve(otherDir, 'src/service.ts')).href).then(
+    (m: Record<string, unknown>) => 'serviceLifetime' in m,
   );
+  const otherProxy = otherTakesSlice
+    ? await other.startKmsProxy(h.kmsPlan, {
+        logger: h.logger,
+        nsm: h.nsm,
+        egress: h.egress,
+        credentials: { env: h.proxyEnv },
+      })
+    : await other.startKmsProxy(
+        { config: { ...config, manifest }, transport: null, logger: h.logger, nsm: h.nsm },
+        { port: 0, egress: h.egress, credentials: { env: h.proxyEnv } },
+      );
   closers.push(() => otherProxy.close());
   const otherClient = new KMSClient({
     region: REGION,

@@ -4,6 +4,7 @@
 //   cloister dev -f enclaver.yaml -- app...       both sides on one machine
 //   cloister attest verify|describe ...           attestation documents
 //   cloister kms-emulator ...                     a local KMS with attestation conditions
+//   cloister kms policy ...                       print or lint a key policy bound to measurements
 //   cloister version
 import { VERSION } from './version.ts';
 
@@ -16,6 +17,7 @@ const commands: Record<string, () => Promise<Command>> = {
   dev: async () => (await import('./dev/cli.ts')).run,
   attest: async () => (await import('./attestation/cli.ts')).run,
   'kms-emulator': async () => (await import('./kms-emulator/cli.ts')).run,
+  kms: async () => (await import('./key-policy/cli.ts')).run,
 };
 
 const USAGE = `usage: cloister <command> [options]
@@ -26,6 +28,7 @@ commands:
   dev          run both sides on this machine with emulated vsock, a software NSM and a KMS emulator
   attest       verify or describe attestation documents
   kms-emulator run a local KMS that enforces attestation conditions
+  kms policy   print a key policy that releases plaintexts only to the measured enclave; --lint one
   version      print the version
 `;
 

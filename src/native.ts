@@ -15,7 +15,7 @@ export interface VsockAddress {
  * The interface version this code expects of the addon: CLOISTER_NATIVE_ABI in native/src/common.h.
  * Bump both together whenever a function is added, removed or changes shape.
  */
-export const NATIVE_ABI_VERSION = 3;
+export const NATIVE_ABI_VERSION = 4;
 
 /**
  * The addon's functions (native/src/*.c, one unit per concern). Failed syscalls throw (or reject with)
@@ -46,6 +46,10 @@ export interface NativeAddon {
   seedEntropy(bytes: Uint8Array): { credited: boolean };
   setChildSubreaper(): void;
   reapZombie(pid: number): number | null;
+  /** mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, options). Needs CAP_SYS_ADMIN. */
+  mountTmpfs(target: string, options: string): void;
+  /** umount2(target, MNT_DETACH). */
+  unmount(target: string): void;
   /**
    * Joins two connected stream sockets in the kernel (splice through a pipe per direction, driven by
    * the event loop). The fds are dup()ed; the caller stops reading its own and closes them after

@@ -1,13 +1,16 @@
 // System calls Node does not offer: closeFd, makePipe (one pipe for the app's stdout and stderr),
-// bringUpLoopback, seedEntropy, setChildSubreaper, reapZombie. All quick and synchronous.
+// bringUpLoopback, seedEntropy, setChildSubreaper, reapZombie, mountTmpfs and unmount (the RAM
+// directory, src/system/ram-dir.ts). All quick and synchronous.
 #include "common.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -156,6 +159,67 @@ static napi_value ReapZombie(napi_env env, napi_callback_info info) {
   return v;
 }
 
+// Reads a JS string argument into a malloc'd, NUL-terminated buffer (freed by the caller). Refuses
+// an embedded NUL: the kernel would silently cut the path or option string there.
+static char *arg_string(napi_env env, napi_value v, const char *what) {
+  size_t len;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s must be a string", what);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+    return NULL;
+  }
+  char *buf = malloc(len + 1);
+  if (!buf) {
+    throw_errno(env, "malloc", ENOMEM);
+    return NULL;
+  }
+  napi_get_value_string_utf8(env, v, buf, len + 1, &len);
+  if (strlen(buf) != len) {
+    free(buf);
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s must not contain a NUL character", what);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", msg);
+    return NULL;
+  }
+  return buf;
+}
+
+// mountTmpfs(target, options): mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+// options), e.g. "size=16m,mode=0711,noswap". Needs CAP_SYS_ADMIN (root in the enclave, or a test in
+// its own mount namespace); the caller decides when to try.
+static napi_value MountTmpfs(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  char *target = arg_string(env, argv[0], "target");
+  if (!target) return NULL;
+  char *options = arg_string(env, argv[1], "options");
+  if (!options) {
+    free(target);
+    return NULL;
+  }
+  int r = mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, options);
+  int e = errno;
+  free(target);
+  free(options);
+  if (r < 0) return throw_errno(env, "mount", e);
+  return undefined(env);
+}
+
+// unmount(target): umount2(target, MNT_DETACH): gone from the namespace at once, freed when the last
+// open file on it closes.
+static napi_value Unmount(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  char *target = arg_string(env, argv[0], "target");
+  if (!target) return NULL;
+  int r = umount2(target, MNT_DETACH);
+  int e = errno;
+  free(target);
+  if (r < 0) return throw_errno(env, "umount2", e);
+  return undefined(env);
+}
+
 bool init_system(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       FUNCTION("closeFd", CloseFd),
@@ -164,6 +228,8 @@ bool init_system(napi_env env, napi_value exports) {
       FUNCTION("seedEntropy", SeedEntropy),
       FUNCTION("setChildSubreaper", SetChildSubreaper),
       FUNCTION("reapZombie", ReapZombie),
+      FUNCTION("mountTmpfs", MountTmpfs),
+      FUNCTION("unmount", Unmount),
   };
   return define_functions(env, exports, props, sizeof props / sizeof props[0]);
 }

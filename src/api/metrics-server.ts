@@ -2,6 +2,7 @@
 // the port is null. Loopback only: inside the enclave only the app (or an ingress port the manifest
 // forwards on purpose) can reach it.
 import { createServer } from 'node:http';
+import { ConnectionSet, closeServer, trackConnections } from '../connections.ts';
 import {
   BadRequestError,
   type CloisterError,
@@ -12,19 +13,29 @@ import {
 } from '../errors.ts';
 import { refuseOddRequests } from '../http/refuse.ts';
 import { listenOn, requestUrl } from '../http/server.ts';
+import type { Logger } from '../log/logger.ts';
 import { appState, registry } from '../metrics.ts';
 import { keepServing } from '../server-errors.ts';
-import type { Service, ServiceContext } from '../service.ts';
+import { type Service, serviceLifetime } from '../service.ts';
 
-export interface MetricsService extends Service {
-  /** The bound port, or null when metrics are off. */
-  port: number | null;
+/** The plan's part: cloister.yaml api.metrics_port (RuntimePlan.metrics; null there means off). */
+export interface MetricsSlice {
+  port: number;
 }
 
-export async function startMetricsServer(ctx: ServiceContext): Promise<MetricsService> {
-  const port = ctx.config.settings.api.metrics_port;
-  if (port === null || port === undefined) return { port: null, close: async () => {} };
-  const log = ctx.logger.child({ component: 'metrics' });
+export interface MetricsDeps {
+  logger: Logger;
+  /** Default 0: a scrape in flight is cut off (nothing is lost by it). */
+  closeGraceMs?: number;
+}
+
+export interface MetricsService extends Service {
+  /** The bound port. */
+  port: number;
+}
+
+export async function startMetricsServer(slice: MetricsSlice, deps: MetricsDeps): Promise<MetricsService> {
+  const log = deps.logger.child({ component: 'metrics' });
 
   const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
     const reply = (status: number, type: string, body: string, headers: Record<string, string> = {}) => {
@@ -75,15 +86,15 @@ export async function startMetricsServer(ctx: ServiceContext): Promise<MetricsSe
     );
   });
   refuseOddRequests(server, renderJson);
-  const bound = (await listenOn(server, port)).port;
+  const connections = new ConnectionSet();
+  const lifetime = serviceLifetime({
+    stopAccepting: () => closeServer(server),
+    connections,
+    graceMs: deps.closeGraceMs ?? 0,
+  });
+  trackConnections(server, connections, () => lifetime.closing);
+  const bound = (await listenOn(server, slice.port)).port;
   keepServing(server, log, 'metrics', { port: bound });
   log.info({ port: bound }, 'metrics listening');
-  return {
-    port: bound,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return { port: bound, close: lifetime.close, destroy: lifetime.destroy };
 }

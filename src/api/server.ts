@@ -12,6 +12,7 @@ import { createPublicKey } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { documentToJson } from '../attestation/describe.ts';
 import { decodeDocument } from '../attestation/document.ts';
+import { ConnectionSet, closeServer, trackConnections } from '../connections.ts';
 import { ATTESTATION_FIELD_MAX } from '../constants.ts';
 import { pemBlocks } from '../encoding/pem.ts';
 import {
@@ -27,18 +28,32 @@ import {
 } from '../errors.ts';
 import { refuseOddRequests } from '../http/refuse.ts';
 import { listenOn, readLimitedBody, requestUrl } from '../http/server.ts';
+import type { Logger } from '../log/logger.ts';
 import { attestationRequests } from '../metrics.ts';
-import type { AttestationRequest } from '../nsm/types.ts';
+import type { AttestationRequest, Nsm } from '../nsm/types.ts';
 import { keepServing } from '../server-errors.ts';
-import type { Service, ServiceContext } from '../service.ts';
+import { type Service, serviceLifetime } from '../service.ts';
 
 export const ATTESTATION_PATH = '/v1/attestation';
 /** Three 1024-byte fields as base64 and a PEM fit many times over. */
 const MAX_BODY_BYTES = 64 * 1024;
+/** How long close() lets requests in flight finish. */
 const CLOSE_GRACE_MS = 5000;
 
+/** The plan's part: api.listen_port (RuntimePlan.api). */
+export interface ApiSlice {
+  port: number;
+}
+
+export interface ApiDeps {
+  logger: Logger;
+  /** Opened lazily by the supervisor: the API must not wait for it at start. */
+  nsm: Nsm;
+  closeGraceMs?: number;
+}
+
 export interface ApiService extends Service {
-  /** The port actually bound (differs from the manifest's only when it asked for 0). */
+  /** The port actually bound (differs from the plan's only when it asked for 0). */
   port: number;
 }
 
@@ -157,10 +172,8 @@ function wantsJson(req: IncomingMessage, params: URLSearchParams): boolean {
   return /\bapplication\/json\b/i.test(accept) && !/\bapplication\/cbor\b/i.test(accept);
 }
 
-export async function startApiServer(ctx: ServiceContext): Promise<ApiService> {
-  const port = ctx.config.manifest.api?.listen_port;
-  if (port === undefined) throw new Error('api.listen_port is not set in the manifest');
-  const log = ctx.logger.child({ component: 'api' });
+export async function startApiServer(slice: ApiSlice, deps: ApiDeps): Promise<ApiService> {
+  const log = deps.logger.child({ component: 'api' });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = requestUrl(req.url);
@@ -173,7 +186,7 @@ export async function startApiServer(ctx: ServiceContext): Promise<ApiService> {
 
     let doc: Uint8Array;
     try {
-      doc = await ctx.nsm.attestation(attReq);
+      doc = await deps.nsm.attestation(attReq);
     } catch (err) {
       throw new NsmUnavailableError(`NSM attestation failed: ${(err as Error).message}`, { cause: err });
     }
@@ -204,22 +217,17 @@ export async function startApiServer(ctx: ServiceContext): Promise<ApiService> {
     });
   });
   refuseOddRequests(server, renderJson, (err) => log.debug({ err }, 'malformed HTTP request'));
+  const connections = new ConnectionSet();
+  const lifetime = serviceLifetime({
+    stopAccepting: () => closeServer(server),
+    connections,
+    graceMs: deps.closeGraceMs ?? CLOSE_GRACE_MS,
+  });
+  trackConnections(server, connections, () => lifetime.closing);
 
-  const bound = (await listenOn(server, port)).port;
+  const bound = (await listenOn(server, slice.port)).port;
   keepServing(server, log, 'attestation API', { port: bound });
   log.info({ port: bound }, 'attestation API listening');
 
-  return {
-    port: bound,
-    close: () =>
-      new Promise<void>((resolve) => {
-        const timer = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);
-        timer.unref();
-        server.close(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-        server.closeIdleConnections();
-      }),
-  };
+  return { port: bound, close: lifetime.close, destroy: lifetime.destroy };
 }

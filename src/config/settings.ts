@@ -99,6 +99,13 @@ const settingsSchema = obj({
   kms: opt(obj({ ready_wait_ms: opt(ms()), upstream_timeout_ms: opt(ms(1)) })),
   streams: opt(obj({ max_readers: opt(int({ min: 1, max: 1024 })) })),
   api: opt(obj({ metrics_port: opt(nullable(port())) })),
+  ram_dir: opt(
+    obj({
+      path: opt(nullable(str())),
+      mount: opt(oneOf(['auto', 'never'])),
+      size_mb: opt(int({ min: 1, max: 1024 * 1024 })),
+    }),
+  ),
   nsm: opt(
     obj({
       kind: opt(oneOf(['device', 'software'])),
@@ -158,5 +165,6 @@ export function parseSettings(src: YamlSource, settingsDir: string): Settings {
     const at = src.nodes.has('transparent.resolver') ? 'transparent.resolver' : 'transparent';
     src.report(src.nodes.get(at), at, 'resolver: doh needs transparent.doh_url');
   }
+  s.ram_dir.path = abs(s.ram_dir.path);
   return s;
 }

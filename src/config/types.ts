@@ -110,6 +110,17 @@ export interface Settings {
     /** Port for /healthz and /metrics inside the enclave (null = off). */
     metrics_port: number | null;
   };
+  ram_dir: {
+    /**
+     * Where files that must stay in RAM go (boot-time secrets, attested TLS material); null: a fresh
+     * private directory under /dev/shm, removed at exit (what `cloister dev` uses).
+     */
+    path: string | null;
+    /** `auto`: mount a tmpfs there when running as root (the enclave); `never`: use it as it is. */
+    mount: 'auto' | 'never';
+    /** Size limit of the tmpfs cloister mounts, in MiB. */
+    size_mb: number;
+  };
   nsm: {
     /** `device`: /dev/nsm (a real enclave). `software`: the software NSM (dev mode, tests). */
     kind: 'device' | 'software';
@@ -145,6 +156,7 @@ export const DEFAULT_SETTINGS: Settings = {
   kms: { ready_wait_ms: 10000, upstream_timeout_ms: 30000 },
   streams: { max_readers: 8 },
   api: { metrics_port: null },
+  ram_dir: { path: '/run/cloister', mount: 'auto', size_mb: 16 },
   nsm: { kind: 'device', device_path: '/dev/nsm', state_dir: null, pcrs: {} },
 };
 

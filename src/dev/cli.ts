@@ -20,6 +20,7 @@ import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
 import { ingressPorts, parseHostSideArgs } from '../host/args.ts';
 import { type LaunchedEnclave, runHostSession, type SessionReadyInfo, Teardown } from '../host/session.ts';
 import type { HostPortMapping } from '../ingress/host.ts';
+import { keyPolicy } from '../key-policy/generate.ts';
 import { startKmsEmulator } from '../kms-emulator/server.ts';
 import { createLogger } from '../log/logger.ts';
 import { loadOrCreateRoot } from '../nsm/software.ts';
@@ -45,6 +46,27 @@ exit status: the app's exit code; 107 if a signal killed it; 108 if the enclave 
 109 if interrupted (Ctrl-C).
 `;
 
+// Who the emulator sees: the enclave side's credentials are a session of an instance role, as on EC2, so
+// the key policy dev prints names a role and the emulator enforces it against the proxy's calls.
+const DEV_ACCOUNT = '111122223333';
+const DEV_ROLE = `arn:aws:iam::${DEV_ACCOUNT}:role/cloister-dev-enclave`;
+const DEV_ROLE_SESSION = `arn:aws:sts::${DEV_ACCOUNT}:assumed-role/cloister-dev-enclave/i-cloister-dev`;
+
+/** The key-policy line of the banner: a policy `cloister kms policy --lint` accepts, bound to PCR0. */
+function policyLine(pcrs: Record<string, string>): string | null {
+  const pcr0 = pcrs['0'];
+  if (!pcr0) return null;
+  try {
+    // The administrator is the dev account (every principal the emulator accepts: this run's credentials).
+    return JSON.stringify(
+      keyPolicy({ role: DEV_ROLE, admin: `arn:aws:iam::${DEV_ACCOUNT}:root`, pcrs: { 0: pcr0 } }),
+    );
+  } catch (err) {
+    // nsm.pcrs in cloister.yaml set PCR0 to something no policy should pin (all zeros...).
+    return `none: ${(err as Error).message}`;
+  }
+}
+
 function canUnshare(): boolean {
   return spawnSync('unshare', ['-n', 'true'], { stdio: 'ignore' }).status === 0;
 }
@@ -57,6 +79,7 @@ function banner(
     nsmRoot: string;
     pcrs: Record<string, string>;
     kms: string | null;
+    realKms: boolean;
     notes: string[];
   },
 ): string {
@@ -81,10 +104,11 @@ function banner(
   if (info.metrics) lines.push(`  metrics     http://${info.metrics.address}:${info.metrics.port}/metrics`);
   lines.push(`  NSM root    ${extra.nsmRoot} (software NSM; trust it instead of AWS's root)`);
   for (const [i, v] of Object.entries(extra.pcrs)) lines.push(`  PCR${i}        ${v}`);
-  const pcr0 = extra.pcrs['0'];
-  if (pcr0) {
+  const policy = policyLine(extra.pcrs);
+  if (policy) lines.push(`  key policy  ${policy}`);
+  if (policy && extra.realKms) {
     lines.push(
-      `  key policy  {"Effect":"Allow","Principal":{"AWS":"*"},"Action":"kms:Decrypt","Resource":"*","Condition":{"StringEqualsIgnoreCase":{"kms:RecipientAttestation:PCR0":"${pcr0}"}}}`,
+      `  note        for AWS KMS, name your instance role and administrator: cloister kms policy --role ARN --admin ARN --pcr 0=${extra.pcrs['0']}`,
     );
   }
   for (const n of extra.notes) lines.push(`  note        ${n}`);
@@ -170,8 +194,9 @@ async function runDev(argv: string[]): Promise<number> {
         host: '127.0.0.1',
         port: 0,
         attestationRootPem: readFileSync(nsmRoot, 'utf8'),
-        credentials: [creds],
+        credentials: [{ ...creds, principal: DEV_ROLE_SESSION }],
         region,
+        accountId: DEV_ACCOUNT,
         logger: createLogger({ name: 'kms-emulator', level }),
       });
       teardown.add(() => emu.close());
@@ -263,7 +288,14 @@ async function runDev(argv: string[]): Promise<number> {
       launch,
       onReady: (info) =>
         process.stderr.write(
-          banner(config, info, { isolate, nsmRoot, pcrs, kms: kmsUrl, notes: derived.notes }),
+          banner(config, info, {
+            isolate,
+            nsmRoot,
+            pcrs,
+            kms: kmsUrl,
+            realKms: !!config.manifest.kms_proxy && values.kms === 'aws',
+            notes: derived.notes,
+          }),
         ),
     });
     return code;

@@ -3,7 +3,8 @@
 //   - kms_proxy.endpoints[region] -> the KMS emulator (unless --kms aws);
 //   - egress.allow gets the emulator's 127.0.0.1:<port> if the policy would refuse it (and says so);
 //   - ingress tls paths made absolute (the scratch dir has no tls/);
-//   - settings: emulated transport, software NSM with the dev PCRs, quieter logs.
+//   - settings: emulated transport, software NSM with the dev PCRs, quieter logs, the RAM directory
+//     under /dev/shm (no tmpfs mounted on this machine).
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -80,6 +81,8 @@ export function deriveEnclaveConfig(o: DeriveOptions): Derived {
   s.transport = { kind: 'emulated', dir: o.vsockDir, enclave_cid: o.enclaveCid, parent_cid: CID_HOST };
   s.nsm = { ...s.nsm, kind: 'software', state_dir: o.nsmState, pcrs: o.pcrs };
   s.log.level = o.logLevel;
+  // No mount on the developer's machine: a private directory under /dev/shm, removed at exit.
+  s.ram_dir = { ...s.ram_dir, path: null, mount: 'never' };
   mkdirSync(o.dir, { recursive: true });
   // yaml's stringify drops undefined keys; the schema accepts every key we write back.
   writeFileSync(join(o.dir, 'enclaver.yaml'), stringify(m));

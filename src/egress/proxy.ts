@@ -17,6 +17,7 @@ import {
   STATUS_CODES,
 } from 'node:http';
 import type { Socket } from 'node:net';
+import { ConnectionSet, closeServer, trackConnections } from '../connections.ts';
 import { withDeadline } from '../deadline.ts';
 import {
   BadRequestError,
@@ -39,13 +40,15 @@ import {
   toCloisterError,
 } from '../errors.ts';
 import { responseStarted } from '../http/refuse.ts';
+import { listenOn } from '../http/server.ts';
+import type { Logger } from '../log/logger.ts';
 import { egressBytes, egressDecisions, egressOpenTunnels } from '../metrics.ts';
-import { planEgress } from '../plan/index.ts';
+import type { EgressPlan } from '../plan/index.ts';
 import type { Decision } from '../policy/policy.ts';
 import { keepServing } from '../server-errors.ts';
-import type { Service, ServiceContext } from '../service.ts';
+import { type Service, serviceLifetime } from '../service.ts';
 import { joinSockets } from '../transport/tunnel.ts';
-import { EGRESS_VSOCK_PORT } from '../transport/types.ts';
+import { EGRESS_VSOCK_PORT, type Transport } from '../transport/types.ts';
 import { boundedMemo } from './memo.ts';
 import { encodeRequest, parseResponse, readFrame } from './protocol.ts';
 import { startTransparent } from './transparent.ts';
@@ -53,9 +56,19 @@ import { startTransparent } from './transparent.ts';
 /** Targets whose decision and relay frame are kept (an app dials a few; a prober costs recomputes only). */
 const TARGET_MEMO_MAX = 1024;
 
+export interface EgressProxyDeps {
+  /** Reaches the host relay (vsock 17002 at the plan's parentCid). */
+  transport: Transport;
+  logger: Logger;
+  /** Default 0: a tunnel has no end the proxy could wait for, so close() cuts tunnels off at once. */
+  closeGraceMs?: number;
+}
+
 export interface EgressProxyService extends Service {
-  /** The port actually bound (differs from the manifest's only when it asked for 0). */
-  port?: number;
+  env: Record<string, string>;
+  /** Where it listens, as bound (the port differs from the plan's only when it asked for 0). */
+  address: { host: string; port: number };
+  port: number;
 }
 
 /** Writes a complete error response on a raw socket (CONNECT, parse errors) and closes it. */
@@ -144,17 +157,14 @@ function forwardHeaders(raw: string[]): string[] {
   return out;
 }
 
-export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxyService> {
-  const plan = ctx.plan ? ctx.plan.egress : planEgress(ctx.config);
-  // Enclaver runs no proxy (and sets no proxy variables) unless something is allowed.
-  if (plan === null) return { close: async () => {} };
+export async function startEgressProxy(plan: EgressPlan, deps: EgressProxyDeps): Promise<EgressProxyService> {
   const { policy, settings } = plan;
-  const log = ctx.logger.child({ component: 'egress-proxy' });
+  const log = deps.logger.child({ component: 'egress-proxy' });
   // Tunnels open or being opened. A slot is taken before dialling and given back when the upstream
   // stream closes (or the dial fails), so a burst of CONNECTs can never open more than max_tunnels.
   let slots = 0;
-  /** Tunnel sockets: detached from the HTTP server once CONNECT succeeds, so close() destroys them itself. */
-  const live = new Set<Socket>();
+  /** Client connections (tunnels too, which the HTTP server lets go of) and upstream streams. */
+  const live = new ConnectionSet();
 
   // The policy is fixed for the proxy's life, so a decision depends on (host, port) alone, and the relay
   // frame on the decision alone: both are computed once per target, not per tunnel (memo.ts).
@@ -215,7 +225,7 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
     let sock: Socket | undefined;
     let gaveUp = false;
     try {
-      const connecting = ctx.transport.connect(ctx.config.settings.transport.parent_cid, EGRESS_VSOCK_PORT);
+      const connecting = deps.transport.connect(plan.parentCid, EGRESS_VSOCK_PORT);
       // A stream that connects after we gave up must not leak.
       connecting.then(
         (s) => {
@@ -269,10 +279,7 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
   }
 
   function track(client: Socket, upstream: Socket): void {
-    live.add(client);
-    live.add(upstream);
-    client.once('close', () => live.delete(client));
-    upstream.once('close', () => live.delete(upstream));
+    live.add(client, upstream);
     egressOpenTunnels.inc();
     joinSockets(client, upstream, {
       idleTimeoutMs: settings.idle_timeout_ms,
@@ -342,6 +349,7 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
       where = { host, port, path: withoutQuery(path) };
       const { target, decision } = admit(host, port);
       const upstream = await openUpstream(target, port, decision);
+      live.add(upstream);
       egressOpenTunnels.inc();
       upstream.once('close', () => {
         egressOpenTunnels.dec();
@@ -453,36 +461,39 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
     rawReply(sock, refusal);
   });
 
-  const port = plan.port;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
+  let transparent: { close(): Promise<void> } | null = null;
+  const lifetime = serviceLifetime({
+    // Transparent mode's rules and listeners go first: the app's new connections then fail at once.
+    stopAccepting: async () => {
+      await transparent?.close();
+      return closeServer(server);
+    },
+    connections: live,
+    graceMs: deps.closeGraceMs ?? 0,
   });
-  const bound = (server.address() as { port: number }).port;
+  trackConnections(server, live, () => lifetime.closing);
+  const bound = (await listenOn(server, plan.port)).port;
   keepServing(server, log, 'egress proxy', { port: bound });
   const url = `http://127.0.0.1:${bound}/`;
   log.info({ port: bound, allow: plan.rules.allow, deny: plan.rules.deny }, 'egress proxy listening');
   // Transparent egress (transparent.ts) shares this proxy's decisions, tunnel slots and tunnels.
-  const transparent = plan.transparent
-    ? await startTransparent(plan.transparent, {
-        policy,
-        check: (host: string, port: number) => check(`${port} ${host}`),
-        record,
-        openUpstream,
-        track,
-        connectRelay: () =>
-          ctx.transport.connect(ctx.config.settings.transport.parent_cid, EGRESS_VSOCK_PORT),
-        logger: log,
-        settings,
-      }).catch(async (e: unknown) => {
-        await new Promise<void>((r) => server.close(() => r()));
-        throw e;
-      })
-    : null;
+  if (plan.transparent)
+    transparent = await startTransparent(plan.transparent, {
+      policy,
+      check: (host: string, port: number) => check(`${port} ${host}`),
+      record,
+      openUpstream,
+      track,
+      connections: live,
+      connectRelay: () => deps.transport.connect(plan.parentCid, EGRESS_VSOCK_PORT),
+      logger: log,
+      settings,
+    }).catch(async (e: unknown) => {
+      await lifetime.destroy();
+      throw e;
+    });
   return {
+    address: { host: '127.0.0.1', port: bound },
     port: bound,
     env: {
       HTTP_PROXY: url,
@@ -492,13 +503,7 @@ export async function startEgressProxy(ctx: ServiceContext): Promise<EgressProxy
       NO_PROXY: 'localhost,127.0.0.1,::1',
       no_proxy: 'localhost,127.0.0.1,::1',
     },
-    close: async () => {
-      await transparent?.close();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-        for (const s of live) s.destroy();
-      });
-    },
+    close: lifetime.close,
+    destroy: lifetime.destroy,
   };
 }

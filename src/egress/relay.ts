@@ -8,6 +8,7 @@
 // policy, the enclave's deny_ips after DNS) is defence in depth, never the enclave's protection.
 import { lookup as dnsLookup, resolve4 } from 'node:dns/promises';
 import { connect as netConnect, type Server, type Socket } from 'node:net';
+import { ConnectionSet, closeServer, trackConnections } from '../connections.ts';
 import { withDeadline } from '../deadline.ts';
 import { RelayError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
@@ -22,6 +23,7 @@ import {
 } from '../policy/address.ts';
 import { compilePolicy, normalizeHost, type Policy } from '../policy/policy.ts';
 import { keepServing } from '../server-errors.ts';
+import { type Service, serviceLifetime } from '../service.ts';
 import { joinSockets } from '../transport/tunnel.ts';
 import { EGRESS_VSOCK_PORT, type Transport } from '../transport/types.ts';
 import { boundedMemo } from './memo.ts';
@@ -41,9 +43,8 @@ export interface LookupResult {
   family: number;
 }
 
-export interface RelayOptions {
-  transport: Transport;
-  logger: Logger;
+/** The relay's settings (cloister.yaml egress.* on the host side, or a test's). */
+export interface RelaySlice {
   /** Optional host-side policy rules (the enclave's policy is the one that counts). */
   allow?: string[];
   deny?: string[];
@@ -53,6 +54,13 @@ export interface RelayOptions {
   requestTimeoutMs?: number;
   /** Close a tunnel after this long without traffic (default 0 = never; the enclave side has its own). */
   idleTimeoutMs?: number;
+  /** vsock port to listen on (default 17002). */
+  port?: number;
+}
+
+export interface RelayDeps {
+  transport: Transport;
+  logger: Logger;
   /** Resolver (default: the system's, every A and AAAA record). Tests inject one to avoid real DNS. */
   lookup?: (host: string) => Promise<LookupResult[]>;
   /**
@@ -60,13 +68,10 @@ export interface RelayOptions {
    * Default: the system's DNS servers (c-ares, A records). Tests inject one to avoid real DNS.
    */
   resolve?: (name: string) => Promise<{ address: string; ttl: number }[]>;
-  /** vsock port to listen on (default 17002). */
-  port?: number;
 }
 
-export interface Relay {
-  close(): Promise<void>;
-}
+/** close() cuts tunnels off at once: a tunnel has no end the relay could wait for. */
+export type Relay = Service;
 
 const EACCES = 13;
 /** Distinct target hosts kept normalised. */
@@ -99,12 +104,12 @@ function connectOnce(addr: string, family: number, port: number, timeoutMs: numb
   });
 }
 
-export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
-  const log = opts.logger.child({ component: 'egress-relay' });
+export async function startEgressRelay(opts: RelaySlice, deps: RelayDeps): Promise<Relay> {
+  const log = deps.logger.child({ component: 'egress-relay' });
   const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
   const requestTimeoutMs = opts.requestTimeoutMs ?? 10_000;
-  const lookup = opts.lookup ?? systemLookup;
-  const resolveName = opts.resolve ?? systemResolve;
+  const lookup = deps.lookup ?? systemLookup;
+  const resolveName = deps.resolve ?? systemResolve;
   // Host-side policy: allow defaults to everything (names, IPs, the host itself) when only deny is given.
   const hostPolicy: Policy | null =
     opts.allow || opts.deny
@@ -123,7 +128,7 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
           opts.deny ?? [],
         )
       : null;
-  const open = new Set<Socket>();
+  const open = new ConnectionSet();
   // Host names normalised once each (IDN to ASCII, IP literals parsed): ~20 µs a tunnel otherwise.
   const normalizeTarget = boundedMemo(TARGET_MEMO_MAX, normalizeHost);
   // An enclave sends the same deny list with every request: parsed once per list (memo.ts), keyed by its
@@ -204,8 +209,6 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
   }
 
   async function serve(sock: Socket): Promise<void> {
-    open.add(sock);
-    sock.once('close', () => open.delete(sock));
     sock.on('error', () => sock.destroy());
     let req: ConnectRequest | undefined;
     try {
@@ -218,7 +221,6 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
         return;
       }
       open.add(upstream);
-      upstream.once('close', () => open.delete(upstream));
       sock.write(encodeResponse({ ok: true }));
       log.debug({ host: req.host, port: req.port, address }, 'egress relay connected');
       joinSockets(sock, upstream, { idleTimeoutMs: opts.idleTimeoutMs });
@@ -264,7 +266,13 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
     if (!sock.destroyed && sock.writable) sock.end(encodeResolveResponse(reply));
   }
 
-  const server: Server = await opts.transport.listen(opts.port ?? EGRESS_VSOCK_PORT);
+  const server: Server = await deps.transport.listen(opts.port ?? EGRESS_VSOCK_PORT);
+  const lifetime = serviceLifetime({
+    stopAccepting: () => closeServer(server),
+    connections: open,
+    graceMs: 0,
+  });
+  trackConnections(server, open);
   keepServing(server, log, 'egress relay', { port: opts.port ?? EGRESS_VSOCK_PORT });
   server.on('connection', (s: Socket) => {
     serve(s).catch((e) => {
@@ -276,11 +284,5 @@ export async function startEgressRelay(opts: RelayOptions): Promise<Relay> {
     { port: opts.port ?? EGRESS_VSOCK_PORT, hostPolicy: hostPolicy !== null },
     'egress relay listening',
   );
-  return {
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const s of open) s.destroy();
-      }),
-  };
+  return { close: lifetime.close, destroy: lifetime.destroy };
 }

@@ -15,6 +15,7 @@ import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Settings } from '../config/types.ts';
+import type { ConnectionSet } from '../connections.ts';
 import { toCloisterError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { udpDropped } from '../metrics.ts';
@@ -41,6 +42,8 @@ export interface EgressGateway {
   openUpstream(target: string, port: number, decision: Decision): Promise<Socket>;
   /** Joins the app's socket and the upstream (tunnel engine, idle timeout, metrics). */
   track(client: Socket, upstream: Socket): void;
+  /** The proxy's live connections: a redirected connection is held there from its accept. */
+  connections: ConnectionSet;
   /** A fresh vsock stream to the host relay (resolve requests). */
   connectRelay(): Promise<Socket>;
   logger: Logger;
@@ -220,6 +223,7 @@ export async function startTransparent(
 
   async function onConnection(client: Socket): Promise<void> {
     client.on('error', () => client.destroy());
+    gw.connections.add(client);
     let dest: { address: string; port: number };
     try {
       dest = system.originalDestination(handleFd(client) ?? -1);

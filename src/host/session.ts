@@ -107,11 +107,10 @@ export async function runHostSession(o: HostSessionOptions): Promise<number> {
     if (hostRelayEnabled(o.config.manifest)) {
       // enclaver-run listens on 17002 whenever the egress key exists (docs/reference/enclaver.md,
       // "Manifest").
-      const relay = await startEgressRelay({
-        transport: o.transport,
-        logger: log,
-        connectTimeoutMs: o.config.settings.egress.connect_timeout_ms,
-      });
+      const relay = await startEgressRelay(
+        { connectTimeoutMs: o.config.settings.egress.connect_timeout_ms },
+        { transport: o.transport, logger: log },
+      );
       teardown.add(() => relay.close());
     }
 
@@ -128,14 +127,10 @@ export async function runHostSession(o: HostSessionOptions): Promise<number> {
     const ports = o.ingress.ports;
     let ingress: HostIngress | null = null;
     if (ports.length > 0) {
-      ingress = await startHostIngress({
-        transport: o.transport,
-        enclaveCid: enclave.cid,
-        logger: log,
-        ports,
-        listenAddress: o.ingress.listenAddress,
-        proxyProtocol: o.ingress.proxyProtocol,
-      });
+      ingress = await startHostIngress(
+        { ports, listenAddress: o.ingress.listenAddress, proxyProtocol: o.ingress.proxyProtocol },
+        { transport: o.transport, enclaveCid: enclave.cid, logger: log },
+      );
       const ing = ingress;
       teardown.add(() => ing.close());
     }
@@ -143,13 +138,13 @@ export async function runHostSession(o: HostSessionOptions): Promise<number> {
     const metricsPort = o.config.settings.api.metrics_port;
     if (o.metricsHostPort !== undefined) {
       if (metricsPort === null) throw new Error('--metrics-port needs api.metrics_port in cloister.yaml');
-      const m = await startHostIngress({
-        transport: o.transport,
-        enclaveCid: enclave.cid,
-        logger: log,
-        ports: [{ enclavePort: metricsPort, hostPort: o.metricsHostPort }],
-        listenAddress: o.ingress.listenAddress,
-      });
+      const m = await startHostIngress(
+        {
+          ports: [{ enclavePort: metricsPort, hostPort: o.metricsHostPort }],
+          listenAddress: o.ingress.listenAddress,
+        },
+        { transport: o.transport, enclaveCid: enclave.cid, logger: log },
+      );
       teardown.add(() => m.close());
       metrics = m.addresses().get(metricsPort) ?? null;
     }

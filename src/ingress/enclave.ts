@@ -10,18 +10,20 @@ import { connect as netConnect, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TLSSocket } from 'node:tls';
+import { ConnectionSet, closeServer } from '../connections.ts';
 import { ProxyHeaderError, TlsHandshakeError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { ingressConnections } from '../metrics.ts';
-import { type IngressPlan, type PortPlan, planIngress } from '../plan/ingress.ts';
+import type { IngressPlan, PortPlan } from '../plan/ingress.ts';
 import { keepServing } from '../server-errors.ts';
-import type { Service, ServiceContext } from '../service.ts';
+import { type Service, serviceLifetime } from '../service.ts';
+import type { Transport } from '../transport/types.ts';
 import { keepTlvs, readProxyV2 } from './proxy-protocol.ts';
-import { ConnectionSet, splice } from './splice.ts';
+import { splice } from './splice.ts';
 
 export { type PortPlan, planIngress, resolveTlsMaterial, type TlsMaterial } from '../plan/ingress.ts';
 
-/** How long close() waits for in-flight connections before cutting them off. */
+/** How long close() waits for in-flight connections when the plan names no grace (closeGraceMs). */
 const CLOSE_GRACE_MS = 10_000;
 /** A client that has not finished its TLS handshake (or PROXY header) by then is dropped. */
 const HANDSHAKE_TIMEOUT_MS = 30_000;
@@ -76,19 +78,25 @@ export async function connectUpstream(port: number, deadline: number, gone: () =
   }
 }
 
-/** Per-port and PROXY-protocol options of ingress (the plan's ingress part, without the ports). */
-export type IngressOptions = Omit<IngressPlan, 'ports'>;
+export interface IngressDeps {
+  /** Where the host side's connections arrive (vsock, or its emulation). */
+  transport: Transport;
+  logger: Logger;
+}
 
-/** Starts ingress for the given ports; the supervisor calls startIngress, tests may call this directly. */
-export async function startIngressPorts(
-  ctx: Pick<ServiceContext, 'transport' | 'logger'>,
-  plans: PortPlan[],
-  opts: IngressOptions,
-): Promise<Service> {
-  const log: Logger = ctx.logger.child({ component: 'ingress' });
+/** Serves the plan's ingress ports (the manifest's, plus the metrics port when the plan lists it). */
+export async function startIngress(opts: IngressPlan, deps: IngressDeps): Promise<Service> {
+  const plans: PortPlan[] = opts.ports;
+  const log: Logger = deps.logger.child({ component: 'ingress' });
   const conns = new ConnectionSet();
   const tlvTypes = new Set(opts.proxyTlvs ?? []);
   const servers: Server[] = [];
+  const lifetime = serviceLifetime({
+    // Stop accepting now; each server's close callback comes once its connections are gone.
+    stopAccepting: () => Promise.all(servers.map(closeServer)),
+    connections: conns,
+    graceMs: opts.closeGraceMs ?? CLOSE_GRACE_MS,
+  });
 
   const handle = async (plan: PortPlan, raw: Socket) => {
     const { port, secureContext } = plan;
@@ -159,7 +167,7 @@ export async function startIngressPorts(
 
   try {
     for (const plan of plans) {
-      const server = await ctx.transport.listen(plan.port);
+      const server = await deps.transport.listen(plan.port);
       servers.push(server);
       // A plain port's bytes stay in the kernel until the splice pump moves them: Node never starts
       // reading (no readStart/readStop per connection, no request read into JS only to be written
@@ -175,25 +183,8 @@ export async function startIngressPorts(
       log.info({ port: plan.port, tls: plan.secureContext !== null }, 'ingress listening');
     }
   } catch (err) {
-    for (const s of servers) s.close();
+    await lifetime.destroy();
     throw err;
   }
-
-  let closing: Promise<void> | null = null;
-  return {
-    close() {
-      closing ??= (async () => {
-        // Stop accepting now; server.close()'s callback would wait for every open connection.
-        for (const s of servers) s.close();
-        await conns.drain(opts.closeGraceMs ?? CLOSE_GRACE_MS);
-      })();
-      return closing;
-    },
-  };
-}
-
-/** Ingress as the supervisor starts it: the plan's ports (manifest ingress + metrics over vsock). */
-export async function startIngress(ctx: ServiceContext): Promise<Service> {
-  const { ports, ...opts } = ctx.plan?.ingress ?? planIngress(ctx.config);
-  return startIngressPorts(ctx, ports, opts);
+  return { close: lifetime.close, destroy: lifetime.destroy };
 }

@@ -8,11 +8,13 @@
 // The parent instance is untrusted: it only ever moves bytes, ciphertext when the port terminates TLS inside.
 import { createServer, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ConnectionSet, closeServer } from '../connections.ts';
 import type { Logger } from '../log/logger.ts';
 import { keepServing } from '../server-errors.ts';
+import { type Service, serviceLifetime } from '../service.ts';
 import type { Transport } from '../transport/types.ts';
 import { encodeProxyV2 } from './proxy-protocol.ts';
-import { ConnectionSet, splice } from './splice.ts';
+import { splice } from './splice.ts';
 
 export interface HostPortMapping {
   /** Port inside the enclave (the vsock port and the app's 127.0.0.1 port). */
@@ -21,23 +23,28 @@ export interface HostPortMapping {
   hostPort?: number;
 }
 
-export interface HostIngressOptions {
-  transport: Transport;
-  enclaveCid: number;
-  logger: Logger;
+/** What to forward and how (from the command line and cloister.yaml). */
+export interface HostIngressSlice {
   ports: HostPortMapping[];
   /** Address the TCP listeners bind; Enclaver binds 0.0.0.0. */
   listenAddress?: string;
   proxyProtocol?: boolean;
   /** How long to keep retrying the enclave while it boots before dropping a client. */
   connectRetryMs?: number;
+  /** How long close() lets connections in flight finish (default 5 s). */
   closeGraceMs?: number;
 }
 
-export interface HostIngress {
+export interface HostIngressDeps {
+  transport: Transport;
+  /** The enclave whose ports are forwarded. */
+  enclaveCid: number;
+  logger: Logger;
+}
+
+export interface HostIngress extends Service {
   /** Host port actually bound, per enclave port. */
   addresses(): Map<number, { address: string; port: number }>;
-  close(): Promise<void>;
 }
 
 async function connectEnclave(
@@ -59,11 +66,17 @@ async function connectEnclave(
   }
 }
 
-export async function startHostIngress(opts: HostIngressOptions): Promise<HostIngress> {
-  const log = opts.logger.child({ component: 'ingress-host' });
+export async function startHostIngress(opts: HostIngressSlice, deps: HostIngressDeps): Promise<HostIngress> {
+  const log = deps.logger.child({ component: 'ingress-host' });
   const conns = new ConnectionSet();
   const servers = new Map<number, Server>();
   const retryMs = opts.connectRetryMs ?? 10_000;
+  const lifetime = serviceLifetime({
+    // Stop accepting now; each server's close callback comes once its connections are gone.
+    stopAccepting: () => Promise.all([...servers.values()].map(closeServer)),
+    connections: conns,
+    graceMs: opts.closeGraceMs ?? 5000,
+  });
 
   const handle = async (enclavePort: number, client: Socket) => {
     conns.add(client);
@@ -73,8 +86,8 @@ export async function startHostIngress(opts: HostIngressOptions): Promise<HostIn
     let upstream: Socket;
     try {
       upstream = await connectEnclave(
-        opts.transport,
-        opts.enclaveCid,
+        deps.transport,
+        deps.enclaveCid,
         enclavePort,
         Date.now() + retryMs,
         () => client.destroyed,
@@ -118,11 +131,10 @@ export async function startHostIngress(opts: HostIngressOptions): Promise<HostIn
       );
     }
   } catch (err) {
-    for (const s of servers.values()) s.close();
+    await lifetime.destroy();
     throw new Error(`ingress: cannot listen: ${(err as Error).message}`);
   }
 
-  let closing: Promise<void> | null = null;
   return {
     addresses() {
       const out = new Map<number, { address: string; port: number }>();
@@ -132,13 +144,7 @@ export async function startHostIngress(opts: HostIngressOptions): Promise<HostIn
       }
       return out;
     },
-    close() {
-      closing ??= (async () => {
-        // Stop accepting now; server.close()'s callback would wait for every open connection.
-        for (const s of [...servers.values()]) s.close();
-        await conns.drain(opts.closeGraceMs ?? 5000);
-      })();
-      return closing;
-    },
+    close: lifetime.close,
+    destroy: lifetime.destroy,
   };
 }

@@ -55,38 +55,3 @@ export function splice(a: Duplex, b: Duplex): Promise<SpliceStats> {
     b.pipe(a);
   });
 }
-
-/** Tracks live connections so close() can wait for them, then cut off the stragglers. */
-export class ConnectionSet {
-  private readonly live = new Set<Duplex>();
-  private drained: (() => void) | null = null;
-
-  add(...streams: Duplex[]): void {
-    for (const s of streams) {
-      this.live.add(s);
-      s.once('close', () => {
-        this.live.delete(s);
-        if (this.live.size === 0) this.drained?.();
-      });
-    }
-  }
-
-  get size(): number {
-    return this.live.size;
-  }
-
-  /** Waits up to graceMs for every connection to finish, then destroys what is left. */
-  async drain(graceMs: number): Promise<void> {
-    if (this.live.size === 0) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, graceMs);
-      timer.unref();
-      this.drained = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-    for (const s of this.live) s.destroy();
-    this.live.clear();
-  }
-}

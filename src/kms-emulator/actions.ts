@@ -21,7 +21,7 @@ export interface ActionContext {
   store: KeyStore;
   /** Verifies a Recipient's attestation document; throws KmsError when it cannot be trusted. */
   verifyRecipient: (doc: Buffer) => Promise<VerifiedRecipient>;
-  /** The caller, for AccessDenied messages. */
+  /** The caller: key policies' Principal elements are matched against it; named in AccessDenied messages. */
   principal: string;
 }
 
@@ -126,7 +126,12 @@ function authorize(
   action: string,
   recipient: VerifiedRecipient | null = null,
 ): void {
-  const decision = evaluatePolicy(parsePolicy(key.policy), `kms:${action}`, conditionContext(recipient));
+  const decision = evaluatePolicy(
+    parsePolicy(key.policy),
+    `kms:${action}`,
+    conditionContext(recipient),
+    ctx.principal,
+  );
   if (!decision.allowed) {
     throw new KmsError(
       'AccessDeniedException',

@@ -20,6 +20,9 @@ export interface EmulatorCredentials {
   secretAccessKey: string;
   /** If set, requests with this key id must carry it as X-Amz-Security-Token. */
   sessionToken?: string;
+  /** Who signs with these credentials, as key policies name it (default `arn:aws:iam::<account>:user/<id>`);
+   *  an instance's credentials are a role session, `arn:aws:sts::<account>:assumed-role/<role>/<instance>`. */
+  principal?: string;
 }
 
 export interface KmsEmulatorOptions {
@@ -110,7 +113,8 @@ export async function startKmsEmulator(opts: KmsEmulatorOptions): Promise<KmsEmu
       let principal = `arn:aws:iam::${accountId}:user/kms-emulator`;
       if (lookup) {
         const scope = await verifySignature({ method: 'POST', path, headers: req.headers, body, lookup });
-        principal = `arn:aws:iam::${accountId}:user/${scope.accessKeyId}`;
+        principal =
+          lookup(scope.accessKeyId)?.principal ?? `arn:aws:iam::${accountId}:user/${scope.accessKeyId}`;
       } else if (!/^AWS4-HMAC-SHA256 Credential=/.test(req.headers.authorization ?? '')) {
         throw new KmsError('MissingAuthenticationTokenException', 'Missing Authentication Token', 400);
       }

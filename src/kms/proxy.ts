@@ -13,7 +13,7 @@
 // (signing and the call to KMS), startup.ts (configuration checks), credentials.ts, egress.ts.
 import type { KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { egressPolicy } from '../config/egress.ts';
+import { ConnectionSet, closeServer, trackConnections } from '../connections.ts';
 import {
   BodyTooLargeError,
   InternalError,
@@ -27,9 +27,10 @@ import { refuseOddRequests } from '../http/refuse.ts';
 import { listenOn, readLimitedBody } from '../http/server.ts';
 import type { Logger } from '../log/logger.ts';
 import { kmsCalls } from '../metrics.ts';
-import { planKms } from '../plan/index.ts';
+import type { Nsm } from '../nsm/types.ts';
+import type { KmsPlan } from '../plan/index.ts';
 import { keepServing } from '../server-errors.ts';
-import type { Service, ServiceContext } from '../service.ts';
+import { type Service, serviceLifetime } from '../service.ts';
 import { CredentialChain, type CredentialChainOptions } from './credentials.ts';
 import type { EgressProxy } from './egress.ts';
 import { KMS_PROXY_PREFIX, sendJson, sendProxyError } from './errors.ts';
@@ -49,6 +50,8 @@ const REQUEST_TIMEOUT_MS = 30_000;
 // An idle kept-alive connection stays open 65 s, longer than most clients keep one idle, so the client
 // usually closes it first: a request sent just as the server closes would fail with ECONNRESET.
 const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+/** How long close() lets KMS calls in flight finish. */
+const CLOSE_GRACE_MS = 2000;
 
 const MAX_BODY = 1 << 20;
 const HOP_BY_HOP = new Set([
@@ -62,16 +65,18 @@ const HOP_BY_HOP = new Set([
   'trailer',
 ]);
 
-export interface KmsProxyOptions {
+export interface KmsProxyDeps {
+  logger: Logger;
+  /** Opened lazily by the supervisor: attestation documents are asked for per call. */
+  nsm: Nsm;
   /** Where the egress proxy listens, as it bound (the supervisor passes it). Absent or null: no egress
    *  proxy runs, and KMS and IMDS are dialled directly (tests, a host-side run; no way out of an enclave). */
   egress?: EgressProxy | null;
   /** Test hook: credential chain options (e.g. another env). */
   credentials?: Partial<CredentialChainOptions>;
-  /** Listen port override (default kms_proxy.listen_port; 0 = ephemeral). */
-  port?: number;
   /** Test hook: use this RSA private key instead of a fresh one (e.g. a published vector's key). */
   recipientKey?: KeyObject;
+  closeGraceMs?: number;
 }
 
 export interface KmsProxyService extends Service {
@@ -82,23 +87,13 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
   return readLimitedBody(req, MAX_BODY, () => new BodyTooLargeError(`request body over ${MAX_BODY} bytes`));
 }
 
-export async function startKmsProxy(
-  ctx: ServiceContext,
-  opts: KmsProxyOptions = {},
-): Promise<KmsProxyService> {
-  const log: Logger = ctx.logger.child({ component: 'kms-proxy' });
-  const kp = ctx.plan ? ctx.plan.kms : planKms(ctx.config);
-  if (!kp) throw new Error('kms_proxy is not configured in the manifest');
+export async function startKmsProxy(kp: KmsPlan, opts: KmsProxyDeps): Promise<KmsProxyService> {
+  const log: Logger = opts.logger.child({ component: 'kms-proxy' });
   // Given, not worked out from the manifest: the egress proxy may have bound another port than the
   // manifest's (0), or not run at all (nothing allowed).
   const egress = opts.egress ?? null;
   const { endpoints } = kp;
-  warnAboutPolicy(
-    log,
-    egress ? egressPolicy(ctx.config.manifest) : null,
-    endpoints,
-    opts.credentials?.env ?? process.env,
-  );
+  warnAboutPolicy(log, egress ? kp.egressPolicy : null, endpoints, opts.credentials?.env ?? process.env);
   const readyWaitMs = kp.settings.ready_wait_ms;
 
   // Background preparation: neither the key nor the credentials may delay the app's launch.
@@ -143,7 +138,7 @@ export async function startKmsProxy(
       await credentialsReady();
       const input = call.input;
       const key = input ? await keys.get(Math.max(0, deadline - performance.now())) : null;
-      const outBody = input && key ? await timed('nsm', () => withRecipient(input, key, ctx.nsm)) : body;
+      const outBody = input && key ? await timed('nsm', () => withRecipient(input, key, opts.nsm)) : body;
       const signed = await timed('sign', () =>
         upstream.sign(call.region, call.target, outBody).catch((err: Error) => {
           // The only thing signing waits on is the credential chain (expired and not refreshable).
@@ -193,8 +188,24 @@ export async function startKmsProxy(
     },
   );
   refuseOddRequests(server, (err) => renderKms(err, KMS_PROXY_PREFIX));
-  const port = opts.port ?? kp.port;
-  const bound = (await listenOn(server, port)).port;
+  const connections = new ConnectionSet();
+  const lifetime = serviceLifetime({
+    stopAccepting: () => {
+      credentials.close();
+      return closeServer(server);
+    },
+    connections,
+    graceMs: opts.closeGraceMs ?? CLOSE_GRACE_MS,
+    release: () => upstream.close(),
+  });
+  trackConnections(server, connections, () => lifetime.closing);
+  let bound: number;
+  try {
+    bound = (await listenOn(server, kp.port)).port;
+  } catch (err) {
+    await lifetime.destroy();
+    throw err;
+  }
   keepServing(server, log, 'kms proxy', { port: bound });
   const endpointUrl = `http://127.0.0.1:${bound}`;
   log.info(
@@ -204,15 +215,8 @@ export async function startKmsProxy(
   return {
     port: bound,
     env: { AWS_KMS_ENDPOINT: endpointUrl, AWS_ENDPOINT_URL_KMS: endpointUrl },
-    close: async () => {
-      credentials.close();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-        setTimeout(() => server.closeAllConnections(), 2000).unref();
-      });
-      upstream.close();
-    },
+    close: lifetime.close,
+    destroy: lifetime.destroy,
   };
 }
 

@@ -7,11 +7,13 @@
 //   the relay's deny ranges                 prepared inside the compiled policy, not per tunnel
 //   ingress ports, TLS contexts, PROXY v2   plan.ingress (src/plan/ingress.ts)
 //   which loopback servers run              plan.kms, plan.api, plan.metrics (null: not started)
+//   where files that must stay in RAM go    plan.ramDir (src/system/ram-dir.ts)
 import { egressEnabled, egressPolicy } from '../config/egress.ts';
 import type { Config, Settings } from '../config/types.ts';
 import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
 import { TransparentSetupError } from '../errors.ts';
 import type { Policy } from '../policy/policy.ts';
+import type { RamDirOptions } from '../system/ram-dir.ts';
 import { type IngressPlan, planIngress } from './ingress.ts';
 
 export type { IngressPlan, PortPlan } from './ingress.ts';
@@ -25,6 +27,8 @@ export interface TransparentPlan {
 export interface EgressPlan {
   /** 127.0.0.1 port of the egress proxy: egress.proxy_port, else DEFAULT_EGRESS_PROXY_PORT. */
   port: number;
+  /** The CID the host relay is dialled at (transport.parent_cid; 2, the parent instance, by default). */
+  parentCid: number;
   policy: Policy;
   /** How many allow and deny rules (for the start-up log line). */
   rules: { allow: number; deny: number };
@@ -37,6 +41,8 @@ export interface KmsPlan {
   port: number;
   /** kms_proxy.endpoints: region -> endpoint override. */
   endpoints: Record<string, string>;
+  /** The egress policy KMS and IMDS are reached through (for the start-up check); null when egress is off. */
+  egressPolicy: Policy | null;
   settings: Settings['kms'];
 }
 
@@ -49,6 +55,8 @@ export interface RuntimePlan {
   /** /healthz and /metrics (cloister.yaml api.metrics_port), or null. */
   metrics: { port: number } | null;
   ingress: IngressPlan;
+  /** The RAM directory (cloister.yaml ram_dir): opened only when something writes a file there. */
+  ramDir: RamDirOptions;
 }
 
 /** The egress part alone (null when egress is off). */
@@ -58,6 +66,7 @@ export function planEgress(config: Config): EgressPlan | null {
   const policy = egressPolicy(m);
   return {
     port: m.egress?.proxy_port ?? DEFAULT_EGRESS_PROXY_PORT,
+    parentCid: config.settings.transport.parent_cid,
     policy,
     rules: { allow: m.egress?.allow?.length ?? 0, deny: m.egress?.deny?.length ?? 0 },
     settings: config.settings.egress,
@@ -88,8 +97,15 @@ export function planKms(config: Config): KmsPlan | null {
   return {
     port: kp.listen_port,
     endpoints: kp.endpoints ?? {},
+    egressPolicy: egressEnabled(config.manifest) ? egressPolicy(config.manifest) : null,
     settings: config.settings.kms,
   };
+}
+
+/** Where files that must stay in RAM go (src/system/ram-dir.ts). */
+export function planRamDir(config: Config): RamDirOptions {
+  const r = config.settings.ram_dir;
+  return { path: r.path, mount: r.mount, sizeBytes: r.size_mb * 1024 * 1024 };
 }
 
 /** The whole plan. Throws when a TLS key or certificate of an ingress port cannot be loaded. */
@@ -103,6 +119,7 @@ export function buildPlan(config: Config): RuntimePlan {
     api: api ? { port: api.listen_port } : null,
     metrics: metricsPort === null ? null : { port: metricsPort },
     ingress: planIngress(config),
+    ramDir: planRamDir(config),
   };
 }
 

@@ -21,9 +21,10 @@ import { LogRing } from '../log/ring.ts';
 import { LogSink, openConsoleEcho } from '../log/sink.ts';
 import { appRestarts, appState } from '../metrics.ts';
 import type { Nsm } from '../nsm/types.ts';
-import { buildPlan } from '../plan/index.ts';
+import { buildPlan, type RuntimePlan } from '../plan/index.ts';
 import { type ErrorLog, keepServing } from '../server-errors.ts';
-import type { Service, ServiceContext } from '../service.ts';
+import type { Service } from '../service.ts';
+import { LazyRamDir } from '../system/ram-dir.ts';
 import { APP_LOG_PORT, createTransport, STATUS_PORT, type Transport } from '../transport/index.ts';
 import { type AppExit, type AppOutput, launchApp, type OutputSource, type RunningApp } from './app.ts';
 import type { EnclaveArgs } from './args.ts';
@@ -47,6 +48,14 @@ export const FORWARDED_SIGNALS: NodeJS.Signals[] = [
 ];
 const MIN_RING_BYTES = 128 * 1024;
 const STOP_SIGNALS = new Set<NodeJS.Signals>(['SIGTERM', 'SIGINT']);
+/** How long past its grace period a service's close() may run before it is destroyed. */
+const CLOSE_OVERRUN_MS = 1000;
+
+class ServiceCloseTimeout extends Error {
+  constructor() {
+    super('the service did not close within the grace period');
+  }
+}
 
 /** Command-line flags win over cloister.yaml. */
 export function applyFlags(settings: Settings, args: EnclaveArgs): Settings {
@@ -91,6 +100,8 @@ export class Supervisor {
   private sink: LogSink | null = null;
   private logger!: Logger;
   private services: Service[] = [];
+  /** Files that must stay in RAM (boot secrets, attested TLS material); removed with the services. */
+  private ramDir: LazyRamDir | null = null;
   private nsm: Nsm | null = null;
   private reaper: Reaper | null = null;
   private app: RunningApp | null = null;
@@ -203,10 +214,10 @@ export class Supervisor {
     if (this.stopping) return this.shutdown();
 
     // 3. Services.
-    const ctx: ServiceContext = { config, transport, logger: this.logger, nsm: this.nsm };
     let env: Record<string, string>;
     try {
-      env = await this.startServices(ctx);
+      // Every decision the services share, made once; a bad TLS key fails here, before any starts.
+      env = await this.startServices(buildPlan(config), transport, this.nsm);
     } catch (err) {
       await this.closeServices();
       return this.fail((err as Error).message);
@@ -241,40 +252,58 @@ export class Supervisor {
     }
   }
 
-  private async startServices(base: ServiceContext): Promise<Record<string, string>> {
-    // Every decision the services share, made once (src/plan/); a bad TLS key fails here, before any starts.
-    const plan = buildPlan(base.config);
-    const ctx: ServiceContext = { ...base, plan };
+  /**
+   * Starts the services the plan asks for, in odyn's order, each with its slice of the plan and what it
+   * needs from the others (src/service.ts). Returns the environment variables they give the app.
+   */
+  private async startServices(
+    plan: RuntimePlan,
+    transport: Transport,
+    nsm: Nsm,
+  ): Promise<Record<string, string>> {
+    const logger = this.logger;
+    // Where files that must stay in RAM go: mounted or created on first use, removed when services close.
+    this.ramDir = new LazyRamDir(plan.ramDir);
     // The KMS proxy goes out through the egress proxy: it gets the address the egress proxy bound.
-    let egressPort: number | undefined;
+    let egress: { host: string; port: number } | null = null;
     const starts: [string, () => Promise<Service>][] = [];
     if (plan.egress) {
+      const slice = plan.egress;
       starts.push([
         'egress proxy',
         async () => {
-          const svc = await (await import('../egress/proxy.ts')).startEgressProxy(ctx);
-          egressPort = svc.port;
+          const svc = await (await import('../egress/proxy.ts')).startEgressProxy(slice, {
+            transport,
+            logger,
+          });
+          egress = svc.address;
           return svc;
         },
       ]);
     }
-    starts.push(['ingress', async () => (await import('../ingress/enclave.ts')).startIngress(ctx)]);
+    starts.push([
+      'ingress',
+      async () => (await import('../ingress/enclave.ts')).startIngress(plan.ingress, { transport, logger }),
+    ]);
     if (plan.kms) {
+      const slice = plan.kms;
       starts.push([
         'KMS proxy',
-        async () =>
-          (await import('../kms/proxy.ts')).startKmsProxy(ctx, {
-            egress: egressPort === undefined ? null : { host: '127.0.0.1', port: egressPort },
-          }),
+        async () => (await import('../kms/proxy.ts')).startKmsProxy(slice, { logger, nsm, egress }),
       ]);
     }
     if (plan.api) {
-      starts.push(['attestation API', async () => (await import('../api/server.ts')).startApiServer(ctx)]);
+      const slice = plan.api;
+      starts.push([
+        'attestation API',
+        async () => (await import('../api/server.ts')).startApiServer(slice, { logger, nsm }),
+      ]);
     }
     if (plan.metrics) {
+      const slice = plan.metrics;
       starts.push([
         'health and metrics server',
-        async () => (await import('../api/metrics-server.ts')).startMetricsServer(ctx),
+        async () => (await import('../api/metrics-server.ts')).startMetricsServer(slice, { logger }),
       ]);
     }
     const env: Record<string, string> = {};
@@ -302,20 +331,28 @@ export class Supervisor {
     // Reverse order, as odyn (API, KMS, ingress — which waits for in-flight connections — then egress).
     const services = this.services.reverse();
     this.services = [];
-    // Ingress waits for in-flight connections; a connection that never ends must not keep cloister up
-    // for ever, so each close gets the app's grace period.
+    // Each close() has its own grace (ingress: the app's stop_grace_ms). A close that overruns it anyway
+    // (a bug) must not keep cloister up for ever: it is destroyed.
     const grace = this.appSettings.stop_grace_ms;
-    const late = new Error('late');
     for (const s of services) {
       try {
-        await withDeadline(s.close(), grace, () => late);
+        await withDeadline(s.close(), grace + CLOSE_OVERRUN_MS, () => new ServiceCloseTimeout());
       } catch (err) {
-        if (err === late)
-          this.logger.warn({ graceMs: grace }, 'a service did not close within the grace period; going on');
-        else this.logger.warn({ err }, 'a service failed to close cleanly');
+        if (err instanceof ServiceCloseTimeout) {
+          this.logger.warn(
+            { graceMs: grace },
+            'a service did not close within the grace period; destroying it',
+          );
+          await s.destroy(err).catch(() => {});
+        } else this.logger.warn({ err }, 'a service failed to close cleanly');
       }
     }
     await this.nsm?.close().catch(() => {});
+    // The services and the app are gone: nothing reads these files any more.
+    await this.ramDir
+      ?.close()
+      .catch((err: unknown) => this.logger.warn({ err }, 'could not remove the RAM directory'));
+    this.ramDir = null;
   }
 
   private async superviseApp(settings: Settings, env: NodeJS.ProcessEnv): Promise<void> {

@@ -11,9 +11,9 @@ import type { TestContext } from 'node:test';
 import type { Config } from '../../src/config/types.ts';
 import { DEFAULT_SETTINGS, type Settings } from '../../src/config/types.ts';
 import { type EgressProxyService, startEgressProxy } from '../../src/egress/proxy.ts';
-import { type RelayOptions, startEgressRelay } from '../../src/egress/relay.ts';
+import { type RelayDeps, type RelaySlice, startEgressRelay } from '../../src/egress/relay.ts';
 import { createLogger, type Logger } from '../../src/log/logger.ts';
-import type { Nsm } from '../../src/nsm/types.ts';
+import { planEgress } from '../../src/plan/index.ts';
 import { EmulatedTransport } from '../../src/transport/emulated.ts';
 import { writeSelfSigned } from './fixtures/tls.ts';
 
@@ -50,7 +50,7 @@ export async function startPath(
   egress: { allow?: string[]; deny?: string[] },
   opts: {
     settings?: Partial<Settings['egress']>;
-    relay?: Partial<RelayOptions>;
+    relay?: RelaySlice & Pick<RelayDeps, 'lookup'>;
     noRelay?: boolean;
     /** The proxy's logger (default: silent). */
     logger?: Logger;
@@ -58,18 +58,17 @@ export async function startPath(
 ): Promise<Path> {
   const vsockDir = tempDir(t, 'cloister-vsock-');
   if (!opts.noRelay) {
-    const relay = await startEgressRelay({
+    const { lookup, ...relaySlice } = opts.relay ?? {};
+    const relay = await startEgressRelay(relaySlice, {
       transport: new EmulatedTransport(vsockDir, 2),
       logger: quietLogger(),
-      ...opts.relay,
+      lookup,
     });
     t.after(() => relay.close());
   }
-  const proxy = await startEgressProxy({
-    config: makeConfig({ ...egress, proxy_port: 0 }, opts.settings),
+  const proxy = await startEgressProxy(planEgress(makeConfig({ ...egress, proxy_port: 0 }, opts.settings))!, {
     transport: new EmulatedTransport(vsockDir, 16),
     logger: opts.logger ?? quietLogger(),
-    nsm: {} as Nsm,
   });
   t.after(() => proxy.close());
   return { proxy, proxyPort: proxy.port!, proxyUrl: proxy.env!.HTTPS_PROXY!, vsockDir };

@@ -68,10 +68,10 @@ export async function startKmsHost(t: Scope): Promise<KmsHost> {
   );
   await waitFor(emu, 'the emulator URL', () => /^http:\/\//m.test(emu.out()), 15_000);
   const emulatorUrl = emu.out().split('\n')[0]!.trim();
-  const relay = await startEgressRelay({
-    transport: new EmulatedTransport(vsockDir, CID_HOST),
-    logger: createLogger({ level: 'silent' }),
-  });
+  const relay = await startEgressRelay(
+    {},
+    { transport: new EmulatedTransport(vsockDir, CID_HOST), logger: createLogger({ level: 'silent' }) },
+  );
   t.after(() => relay.close());
   const kms = new KMSClient({
     region: REGION,

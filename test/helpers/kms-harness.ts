@@ -9,16 +9,16 @@ import { type Config, DEFAULT_SETTINGS, type Manifest, type Settings } from '../
 import { startEgressProxy } from '../../src/egress/proxy.ts';
 import { startEgressRelay } from '../../src/egress/relay.ts';
 import type { EgressProxy } from '../../src/kms/egress.ts';
-import { type KmsProxyOptions, startKmsProxy } from '../../src/kms/proxy.ts';
+import { type KmsProxyDeps, startKmsProxy } from '../../src/kms/proxy.ts';
 import {
   type EmulatorCredentials,
   type KmsEmulator,
   startKmsEmulator,
 } from '../../src/kms-emulator/server.ts';
-import { createLogger } from '../../src/log/logger.ts';
+import { createLogger, type Logger } from '../../src/log/logger.ts';
 import { openSoftwareNsm } from '../../src/nsm/software.ts';
 import type { Nsm } from '../../src/nsm/types.ts';
-import type { ServiceContext } from '../../src/service.ts';
+import { type KmsPlan, planEgress, planKms } from '../../src/plan/index.ts';
 import { EmulatedTransport } from '../../src/transport/emulated.ts';
 import { CID_HOST } from '../../src/transport/types.ts';
 import { freePort } from './fixtures/ports.ts';
@@ -42,7 +42,9 @@ export interface Harness {
   /** An SDK client that talks to the emulator directly with the real credentials. */
   direct: KMSClient;
   /** What the KMS proxy was started with: a second proxy (bench/kms-ab.ts) can start on the same path. */
-  context: ServiceContext;
+  kmsPlan: KmsPlan;
+  config: Config;
+  logger: Logger;
   egress: EgressProxy | null;
   /** The KMS proxy's credential environment. */
   proxyEnv: NodeJS.ProcessEnv;
@@ -60,7 +62,7 @@ export interface HarnessOptions {
   allow?: string[];
   /** Override the endpoint written in kms_proxy.endpoints[REGION]. */
   endpoint?: (emulatorUrl: string) => string;
-  proxyOptions?: KmsProxyOptions;
+  proxyOptions?: Partial<KmsProxyDeps>;
   /** Serve the emulator over HTTPS with this key/certificate. */
   emulatorTls?: { key: string; cert: string };
   /** Collect every log line (at trace level) here instead of discarding them. */
@@ -107,20 +109,25 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     const enclaveTransport = new EmulatedTransport(vsockDir, 16);
     let egressPort: number | undefined;
     if (useEgress) {
-      const relay = await startEgressRelay({ transport: new EmulatedTransport(vsockDir, CID_HOST), logger });
+      const relay = await startEgressRelay(
+        {},
+        { transport: new EmulatedTransport(vsockDir, CID_HOST), logger },
+      );
       closers.push(() => relay.close());
-      const egress = await startEgressProxy({ config, transport: enclaveTransport, logger, nsm });
+      const egress = await startEgressProxy(planEgress(config)!, { transport: enclaveTransport, logger });
       closers.push(() => egress.close());
       egressPort = egress.port;
     }
-    const context: ServiceContext = { config, transport: enclaveTransport, logger, nsm };
+    const kmsPlan = planKms(config)!;
     const egress = egressPort === undefined ? null : { host: '127.0.0.1', port: egressPort };
     const proxyEnv = opts.proxyEnv ?? {
       AWS_ACCESS_KEY_ID: PROXY_CREDS.accessKeyId,
       AWS_SECRET_ACCESS_KEY: PROXY_CREDS.secretAccessKey,
       AWS_EC2_METADATA_DISABLED: 'true',
     };
-    const proxy = await startKmsProxy(context, {
+    const proxy = await startKmsProxy(kmsPlan, {
+      logger,
+      nsm,
       egress,
       ...opts.proxyOptions,
       credentials: { env: proxyEnv, ...opts.proxyOptions?.credentials },
@@ -150,7 +157,9 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       proxyUrl,
       viaProxy,
       direct,
-      context,
+      kmsPlan,
+      config,
+      logger,
       egress,
       proxyEnv,
       close: async () => {

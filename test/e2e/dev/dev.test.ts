@@ -15,6 +15,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
+import { formatReport, lintPolicy } from '../../../src/key-policy/lint.ts';
 import { alive, spawnCloister, waitFor } from '../../helpers/fixtures/child.ts';
 import { writeSelfSigned } from '../../helpers/fixtures/tls.ts';
 
@@ -49,6 +50,11 @@ test('cloister dev: exits with the app exit code and leaves nothing behind', opt
   assert.match(d.out(), /from the app: \d+/);
   assert.match(d.err(), /PCR0\s+[0-9a-f]{96}/);
   assert.match(d.err(), /kms:RecipientAttestation:PCR0/);
+  // The key policy it prints for the dev PCR0 is one `cloister kms policy --lint` accepts.
+  const policy = /key policy\s+(\{.*\})$/m.exec(d.err())?.[1];
+  assert.ok(policy, d.err());
+  const report = lintPolicy(policy);
+  assert.equal(report.ok, true, formatReport('the dev key policy', report));
   assert.ok(existsSync(join(state, 'nsm', 'root.pem')), 'the software NSM root is kept in the state dir');
   assert.deepEqual(
     readdirSync(state).filter((n) => n.startsWith('run-')),

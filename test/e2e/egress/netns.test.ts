@@ -66,7 +66,10 @@ function runEnclave(
 
 async function hostRelay(t: import('node:test').TestContext) {
   const dir = tempDir(t, 'cloister-vsock-');
-  const relay = await startEgressRelay({ transport: new EmulatedTransport(dir, 2), logger: quietLogger() });
+  const relay = await startEgressRelay(
+    {},
+    { transport: new EmulatedTransport(dir, 2), logger: quietLogger() },
+  );
   t.after(() => relay.close());
   return dir;
 }

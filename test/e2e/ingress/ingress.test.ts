@@ -14,11 +14,11 @@ import { createSecureContext, connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
 import { startMetricsServer } from '../../../src/api/metrics-server.ts';
 import { type Config, DEFAULT_SETTINGS } from '../../../src/config/types.ts';
-import { resolveTlsMaterial, startIngress, startIngressPorts } from '../../../src/ingress/enclave.ts';
+import { resolveTlsMaterial, startIngress } from '../../../src/ingress/enclave.ts';
 import { startHostIngress } from '../../../src/ingress/host.ts';
 import { decodeProxyV2, encodeProxyV2 } from '../../../src/ingress/proxy-protocol.ts';
 import { createLogger } from '../../../src/log/logger.ts';
-import type { Nsm } from '../../../src/nsm/types.ts';
+import { buildPlan } from '../../../src/plan/index.ts';
 import { EmulatedTransport } from '../../../src/transport/emulated.ts';
 import { freePort } from '../../helpers/fixtures/ports.ts';
 import { writeSelfSigned } from '../../helpers/fixtures/tls.ts';
@@ -60,26 +60,29 @@ async function chain(
     server.on('connection', () => arrived++);
     return server;
   };
-  const enclave = await startIngressPorts(
+  const enclave = await startIngress(
+    {
+      ports: [
+        {
+          port: appPort,
+          secureContext: opts.tls
+            ? createSecureContext({ key: readFileSync(opts.tls.key), cert: readFileSync(opts.tls.cert) })
+            : null,
+        },
+      ],
+      proxyProtocol: opts.proxyProtocol ?? false,
+      upstreamRetryMs: opts.upstreamRetryMs ?? 5000,
+    },
     { transport, logger },
-    [
-      {
-        port: appPort,
-        secureContext: opts.tls
-          ? createSecureContext({ key: readFileSync(opts.tls.key), cert: readFileSync(opts.tls.cert) })
-          : null,
-      },
-    ],
-    { proxyProtocol: opts.proxyProtocol ?? false, upstreamRetryMs: opts.upstreamRetryMs ?? 5000 },
   );
-  const host = await startHostIngress({
-    transport: new EmulatedTransport(dir, 2),
-    enclaveCid: 16,
-    logger,
-    ports: [{ enclavePort: appPort, hostPort: 0 }],
-    listenAddress: '127.0.0.1',
-    proxyProtocol: opts.proxyProtocol ?? false,
-  });
+  const host = await startHostIngress(
+    {
+      ports: [{ enclavePort: appPort, hostPort: 0 }],
+      listenAddress: '127.0.0.1',
+      proxyProtocol: opts.proxyProtocol ?? false,
+    },
+    { transport: new EmulatedTransport(dir, 2), enclaveCid: 16, logger },
+  );
   t.after(async () => {
     await host.close();
     await enclave.close();
@@ -357,16 +360,13 @@ test('ingress: api.metrics_port is reachable over the transport, so the host can
     manifest: { version: 'v1', name: 'm', target: 'm:latest', sources: { app: 'a' } },
     settings: { ...DEFAULT_SETTINGS, api: { metrics_port: metricsPort } },
   };
-  const ctx = { config, transport: new EmulatedTransport(dir, 16), logger, nsm: {} as Nsm };
-  const metrics = await startMetricsServer(ctx);
-  const ingress = await startIngress(ctx);
-  const host = await startHostIngress({
-    transport: new EmulatedTransport(dir, 2),
-    enclaveCid: 16,
-    logger,
-    ports: [{ enclavePort: metricsPort, hostPort: 0 }],
-    listenAddress: '127.0.0.1',
-  });
+  const plan = buildPlan(config);
+  const metrics = await startMetricsServer(plan.metrics!, { logger });
+  const ingress = await startIngress(plan.ingress, { transport: new EmulatedTransport(dir, 16), logger });
+  const host = await startHostIngress(
+    { ports: [{ enclavePort: metricsPort, hostPort: 0 }], listenAddress: '127.0.0.1' },
+    { transport: new EmulatedTransport(dir, 2), enclaveCid: 16, logger },
+  );
   t.after(async () => {
     await host.close();
     await ingress.close();
@@ -429,10 +429,14 @@ test('ingress: close() stops accepting, lets an in-flight connection finish, the
   const port = await listen(app);
   const dir = mkdtempSync(join(tmpdir(), 'cloister-ingress-close-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const enclave = await startIngressPorts(
+  const enclave = await startIngress(
+    {
+      ports: [{ port, secureContext: null }],
+      proxyProtocol: false,
+      upstreamRetryMs: 1000,
+      closeGraceMs: 1500,
+    },
     { transport: new EmulatedTransport(dir, 16), logger },
-    [{ port, secureContext: null }],
-    { proxyProtocol: false, upstreamRetryMs: 1000, closeGraceMs: 1500 },
   );
   const vsock = new EmulatedTransport(dir, 2);
   const inflight = await vsock.connect(16, port);

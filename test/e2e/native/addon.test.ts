@@ -62,6 +62,8 @@ test('the addon has the ABI version this code expects and exports every function
     'seedEntropy',
     'setChildSubreaper',
     'reapZombie',
+    'mountTmpfs',
+    'unmount',
     'makePipe',
     'spliceJoin',
     'spliceCancel',

@@ -7,7 +7,7 @@ import { type Config, DEFAULT_SETTINGS } from '../../../src/config/types.ts';
 import { createLogger } from '../../../src/log/logger.ts';
 import { appState } from '../../../src/metrics.ts';
 import { SoftwareNsm } from '../../../src/nsm/software.ts';
-import type { Transport } from '../../../src/transport/types.ts';
+import { buildPlan } from '../../../src/plan/index.ts';
 import { raw } from '../../helpers/raw-http.ts';
 
 function context(metricsPort: number | null, nsm: Awaited<ReturnType<typeof SoftwareNsm.open>>) {
@@ -17,19 +17,18 @@ function context(metricsPort: number | null, nsm: Awaited<ReturnType<typeof Soft
     manifest: { version: 'v1', name: 'm', target: 'x', sources: { app: 'x' }, api: { listen_port: 0 } },
     settings: { ...DEFAULT_SETTINGS, api: { metrics_port: metricsPort } },
   };
-  return { config, transport: {} as Transport, logger: createLogger({ level: 'silent' }), nsm: nsm.client() };
+  return { plan: buildPlan(config), logger: createLogger({ level: 'silent' }), nsm: nsm.client() };
 }
 
 test('metrics off by default; on a port it serves /healthz and /metrics with attestation counts', async (t) => {
   const sw = await SoftwareNsm.open({ stateDir: null });
-  const off = await startMetricsServer(context(null, sw));
-  assert.equal(off.port, null);
-  await off.close();
+  // Off: the plan has no metrics server for the supervisor to start.
+  assert.equal(context(null, sw).plan.metrics, null);
 
   const ctx = context(0, sw);
-  const metrics = await startMetricsServer(ctx);
+  const metrics = await startMetricsServer(ctx.plan.metrics!, ctx);
   t.after(() => metrics.close());
-  const api = await startApiServer(ctx);
+  const api = await startApiServer(ctx.plan.api!, ctx);
   t.after(() => api.close());
   const base = `http://127.0.0.1:${metrics.port}`;
 
@@ -62,9 +61,9 @@ test('metrics off by default; on a port it serves /healthz and /metrics with att
 test('request targets that new URL() cannot parse get a 400 from metrics and the attestation API', async (t) => {
   const sw = await SoftwareNsm.open({ stateDir: null });
   const ctx = context(0, sw);
-  const metrics = await startMetricsServer(ctx);
+  const metrics = await startMetricsServer(ctx.plan.metrics!, ctx);
   t.after(() => metrics.close());
-  const api = await startApiServer(ctx);
+  const api = await startApiServer(ctx.plan.api!, ctx);
   t.after(() => api.close());
   for (const port of [metrics.port!, api.port])
     for (const target of ['//', '//a:99999/', 'http://[::1/']) {

@@ -16,7 +16,7 @@ import { createLogger } from '../../../src/log/logger.ts';
 import { registry } from '../../../src/metrics.ts';
 import { SoftwareNsm } from '../../../src/nsm/software.ts';
 import { type Nsm, NsmError } from '../../../src/nsm/types.ts';
-import type { Transport } from '../../../src/transport/types.ts';
+import { buildPlan } from '../../../src/plan/index.ts';
 import { raw } from '../../helpers/raw-http.ts';
 
 const run = promisify(execFile);
@@ -32,9 +32,7 @@ async function start(
   t: { after: (fn: () => Promise<void>) => void },
   nsm: Nsm,
 ): Promise<{ api: ApiService; url: string }> {
-  const api = await startApiServer({
-    config,
-    transport: {} as Transport,
+  const api = await startApiServer(buildPlan(config).api!, {
     logger: createLogger({ level: 'silent' }),
     nsm,
   });
@@ -245,15 +243,11 @@ async function startApiAndMetrics(t: { after: (fn: () => Promise<void>) => void 
     manifest: { version: 'v1', name: 'h', target: 'x', sources: { app: 'x' }, api: { listen_port: 0 } },
     settings: { ...DEFAULT_SETTINGS, api: { metrics_port: 0 } },
   };
-  const ctx = {
-    config,
-    transport: {} as Transport,
-    logger: createLogger({ level: 'silent' }),
-    nsm: sw.client(),
-  };
-  const api = await startApiServer(ctx);
+  const plan = buildPlan(config);
+  const deps = { logger: createLogger({ level: 'silent' }), nsm: sw.client() };
+  const api = await startApiServer(plan.api!, deps);
   t.after(() => api.close());
-  const metrics = await startMetricsServer(ctx);
+  const metrics = await startMetricsServer(plan.metrics!, deps);
   t.after(() => metrics.close());
   return { api: api.port, metrics: metrics.port! };
 }

@@ -331,7 +331,7 @@ const bad: BadCase[] = [
     file: 'cloister.yaml',
     keyPath: 'foo',
     line: 3,
-    match: 'allowed keys: app, log, transport, egress, transparent, ingress, kms, streams, api, nsm',
+    match: 'allowed keys: app, log, transport, egress, transparent, ingress, kms, streams, api, ram_dir, nsm',
   },
   {
     name: 'settings: unknown key',
@@ -706,6 +706,10 @@ streams:
   max_readers: 3
 api:
   metrics_port: 9100
+ram_dir:
+  path: ram
+  mount: never
+  size_mb: 4
 nsm:
   kind: software
   device_path: /dev/nsm
@@ -745,6 +749,7 @@ nsm:
       kms: { ready_wait_ms: 2000, upstream_timeout_ms: 5000 },
       streams: { max_readers: 3 },
       api: { metrics_port: 9100 },
+      ram_dir: { path: join(dir, 'ram'), mount: 'never', size_mb: 4 },
       nsm: {
         kind: 'software',
         device_path: '/dev/nsm',

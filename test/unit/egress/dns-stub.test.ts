@@ -35,19 +35,27 @@ function stub(answers: Record<string, Resolved | Error>) {
   return { answer, asked, bindings };
 }
 
-function query(name: string, type: dnsPacket.RecordType = 'A', id = 7): Buffer {
+function query(name: string, type = 'A', id = 7): Buffer {
   return dnsPacket.encode({
     type: 'query',
     id,
     flags: dnsPacket.RECURSION_DESIRED,
-    questions: [{ type, name }],
+    questions: [{ type: type as dnsPacket.RecordType, name }],
   });
 }
 
-async function ask(answer: (q: Buffer, udp: boolean) => Promise<Buffer | null>, q: Buffer) {
+/** What the tests read of an answer (dns-packet's types leave out rcode). */
+interface Reply {
+  id?: number;
+  rcode: string;
+  flag_rd: boolean;
+  answers?: { name: string; type: string; ttl?: number; data: unknown }[];
+}
+
+async function ask(answer: (q: Buffer, udp: boolean) => Promise<Buffer | null>, q: Buffer): Promise<Reply> {
   const out = await answer(q, true);
   assert.ok(out, 'an answer');
-  return dnsPacket.decode(out) as dnsPacket.Packet & { rcode: string };
+  return dnsPacket.decode(out) as unknown as Reply;
 }
 
 test('judgeName: a name is allowed when some port allows it; deny rules and other ports are weighed', () => {
@@ -69,7 +77,7 @@ test('an allowed name is answered with the resolver addresses, bound to it, TTL 
   assert.equal(r.id, 7);
   assert.equal(r.flag_rd, true);
   assert.deepEqual(
-    r.answers?.map((a) => [a.name, a.type, (a as dnsPacket.StringAnswer).data, a.ttl]),
+    r.answers?.map((a) => [a.name, a.type, a.data, a.ttl]),
     [
       ['API.example.com', 'A', '198.51.100.1', 300],
       ['API.example.com', 'A', '198.51.100.2', 300],
@@ -94,7 +102,7 @@ test('answers in denied ranges, loopback and unspecified are dropped (and never 
   });
   const r = await ask(answer, query('x.wild.example'));
   assert.deepEqual(
-    r.answers?.map((a) => (a as dnsPacket.StringAnswer).data),
+    r.answers?.map((a) => a.data),
     ['203.0.113.5'],
   );
   assert.deepEqual(bindings.namesFor('10.1.2.3'), []);
@@ -106,7 +114,7 @@ test('a port-specific deny rule drops an answer only if every allowed port is de
   const { answer } = stub({ 'partly.example': { addresses: ['192.0.2.66'], ttl: 30 } });
   const r = await ask(answer, query('partly.example'));
   assert.deepEqual(
-    r.answers?.map((a) => (a as dnsPacket.StringAnswer).data),
+    r.answers?.map((a) => a.data),
     ['192.0.2.66'],
   );
   // api.example.com is allowed on 443 only: the same address is dropped for it.
@@ -146,7 +154,7 @@ test('malformed input: garbage is dropped or FORMERR, responses are ignored, two
   const { answer } = stub({});
   assert.equal(await answer(Buffer.from('hi'), true), null);
   const garbage = Buffer.concat([Buffer.from([0x12, 0x34, 1, 0, 0, 5]), Buffer.alloc(10, 0xff)]);
-  const formerr = dnsPacket.decode((await answer(garbage, true))!) as dnsPacket.Packet & { rcode: string };
+  const formerr = dnsPacket.decode((await answer(garbage, true))!) as unknown as Reply;
   assert.equal(formerr.rcode, 'FORMERR');
   assert.equal(formerr.id, 0x1234);
   const response = dnsPacket.encode({ type: 'response', id: 1, questions: [{ type: 'A', name: 'a.b' }] });
@@ -172,7 +180,10 @@ test('the stub serves UDP and TCP (length-prefixed, two queries on one connectio
     udp.once('message', resolve);
     udp.send(query('api.example.com'), server.port, '127.0.0.1');
   });
-  assert.equal((dnsPacket.decode(viaUdp).answers?.[0] as dnsPacket.StringAnswer).data, '198.51.100.1');
+  assert.deepEqual(
+    (dnsPacket.decode(viaUdp) as unknown as Reply).answers?.map((a) => a.data),
+    ['198.51.100.1'],
+  );
 
   const sock = connect(server.port, '127.0.0.1');
   t.after(() => sock.destroy());
@@ -190,7 +201,7 @@ test('the stub serves UDP and TCP (length-prefixed, two queries on one connectio
       if (got.length === 2) resolve();
     });
   });
-  const byId = new Map(got.map((p) => [p.id, p as dnsPacket.Packet & { rcode: string }]));
+  const byId = new Map(got.map((p) => [p.id, p as unknown as Reply]));
   assert.equal(byId.get(1)?.rcode, 'NOERROR');
   assert.equal(byId.get(2)?.rcode, 'REFUSED');
 });

@@ -61,11 +61,10 @@ async function relayWith(
   resolve: (name: string) => Promise<{ address: string; ttl: number }[]>,
 ) {
   const dir = tempDir(t, 'cloister-vsock-');
-  const relay = await startEgressRelay({
-    transport: new EmulatedTransport(dir, 2),
-    logger: quietLogger(),
-    resolve,
-  });
+  const relay = await startEgressRelay(
+    {},
+    { transport: new EmulatedTransport(dir, 2), logger: quietLogger(), resolve },
+  );
   t.after(() => relay.close());
   const enclave = new EmulatedTransport(dir, 16);
   return relayResolver(() => enclave.connect(2, EGRESS_VSOCK_PORT) as Promise<Socket>, 2000);

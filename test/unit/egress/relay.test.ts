@@ -79,10 +79,9 @@ async function relayPath(
   opts: { allow?: string[]; deny?: string[] } = {},
 ) {
   const dir = tempDir(t, 'cloister-vsock-');
-  const relay = await startEgressRelay({
+  const relay = await startEgressRelay(opts, {
     transport: new EmulatedTransport(dir, 2),
     logger: quietLogger(),
-    ...opts,
   });
   t.after(() => relay.close());
   return dir;

@@ -8,7 +8,7 @@ import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
-import { startIngressPorts } from '../../../src/ingress/enclave.ts';
+import { startIngress } from '../../../src/ingress/enclave.ts';
 import { decodeProxyV2, encodeProxyV2, PPV2_SIGNATURE } from '../../../src/ingress/proxy-protocol.ts';
 import { createLogger } from '../../../src/log/logger.ts';
 import { EmulatedTransport } from '../../../src/transport/emulated.ts';
@@ -51,10 +51,15 @@ async function ingress(t: TestContext, keep?: number[]) {
   });
   await new Promise<void>((r) => app.listen(port, '127.0.0.1', r));
   const dir = mkdtempSync(join(tmpdir(), 'cloister-tlv-'));
-  const svc = await startIngressPorts(
+  const svc = await startIngress(
+    {
+      ports: [{ port, secureContext: null }],
+      proxyProtocol: true,
+      upstreamRetryMs: 2000,
+      closeGraceMs: 100,
+      proxyTlvs: keep,
+    },
     { transport: new EmulatedTransport(dir, 16), logger },
-    [{ port, secureContext: null }],
-    { proxyProtocol: true, upstreamRetryMs: 2000, closeGraceMs: 100, proxyTlvs: keep },
   );
   t.after(async () => {
     await svc.close();

@@ -15,7 +15,7 @@ import { startKmsProxy } from '../../../src/kms/proxy.ts';
 import { buildEnvelope } from '../../../src/kms-emulator/recipient.ts';
 import { createLogger } from '../../../src/log/logger.ts';
 import { openSoftwareNsm } from '../../../src/nsm/software.ts';
-import type { Transport } from '../../../src/transport/types.ts';
+import { planKms } from '../../../src/plan/index.ts';
 import { startHarness } from '../../helpers/kms-harness.ts';
 import { raw } from '../../helpers/raw-http.ts';
 
@@ -68,26 +68,24 @@ async function startProxy(
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const nsm = await openSoftwareNsm({ stateDir: join(dir, 'nsm'), pcrs: {} });
   t.after(() => nsm.close());
-  const proxy = await startKmsProxy(
-    {
-      config: {
-        manifestPath: join(dir, 'enclaver.yaml'),
-        configDir: dir,
-        manifest: {
-          version: 'v1',
-          name: 'm',
-          target: 'm',
-          sources: { app: 'a' },
-          kms_proxy: { listen_port: 0, endpoints: { 'us-east-1': kmsUrl } },
-        },
-        settings: DEFAULT_SETTINGS,
-      },
-      transport: null as unknown as Transport,
-      logger: createLogger({ level: 'silent' }),
-      nsm,
+  const config = {
+    manifestPath: join(dir, 'enclaver.yaml'),
+    configDir: dir,
+    manifest: {
+      version: 'v1' as const,
+      name: 'm',
+      target: 'm',
+      sources: { app: 'a' },
+      kms_proxy: { listen_port: 0, endpoints: { 'us-east-1': kmsUrl } },
     },
-    { recipientKey, credentials: { env: { AWS_ACCESS_KEY_ID: 'AKIDPROXY', AWS_SECRET_ACCESS_KEY: 's' } } },
-  );
+    settings: DEFAULT_SETTINGS,
+  };
+  const proxy = await startKmsProxy(planKms(config)!, {
+    logger: createLogger({ level: 'silent' }),
+    nsm,
+    recipientKey,
+    credentials: { env: { AWS_ACCESS_KEY_ID: 'AKIDPROXY', AWS_SECRET_ACCESS_KEY: 's' } },
+  });
   t.after(() => proxy.close());
   return proxy.env!.AWS_KMS_ENDPOINT!;
 }
