@@ -3,6 +3,7 @@
 //   cloister host -f enclaver.yaml ...            on the parent instance
 //   cloister dev -f enclaver.yaml -- app...       both sides on one machine
 //   cloister attest verify|describe ...           attestation documents
+//   cloister attest connect|proxy ...             attested TLS: verify an enclave's certificate, forward to it
 //   cloister kms-emulator ...                     a local KMS with attestation conditions
 //   cloister kms policy ...                       print or lint a key policy bound to measurements
 //   cloister version
@@ -15,7 +16,7 @@ const commands: Record<string, () => Promise<Command>> = {
   enclave: async () => (await import('./supervisor/cli.ts')).run,
   host: async () => (await import('./host/cli.ts')).run,
   dev: async () => (await import('./dev/cli.ts')).run,
-  attest: async () => (await import('./attestation/cli.ts')).run,
+  attest: async () => (await import('./attested-tls/cli.ts')).run,
   'kms-emulator': async () => (await import('./kms-emulator/cli.ts')).run,
   kms: async () => (await import('./key-policy/cli.ts')).run,
 };
@@ -26,7 +27,7 @@ commands:
   enclave      run inside the enclave as the supervisor (odyn's command line)
   host         run on the parent instance: launch the enclave, relay egress, forward ingress
   dev          run both sides on this machine with emulated vsock, a software NSM and a KMS emulator
-  attest       verify or describe attestation documents
+  attest       verify or describe attestation documents; connect to an enclave over attested TLS
   kms-emulator run a local KMS that enforces attestation conditions
   kms policy   print a key policy that releases plaintexts only to the measured enclave; --lint one
   version      print the version

@@ -73,6 +73,8 @@ export const ERROR_TABLE = {
   CLO_ERR_EMULATOR_STATE: { status: null, kmsType: INTERNAL },
   CLO_ERR_TRANSPARENT_SETUP: { status: null, kmsType: INTERNAL },
   CLO_ERR_DNS_RESOLVE: { status: null, kmsType: INTERNAL },
+  CLO_ERR_ATTESTED_TLS_ISSUE: { status: null, kmsType: INTERNAL },
+  CLO_ERR_ATTESTED_TLS_CONNECT: { status: null, kmsType: INTERNAL },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_TABLE;
@@ -418,7 +420,11 @@ export type AttestationCheck =
   | 'public_key'
   | 'user_data'
   | 'age'
-  | 'debug';
+  | 'debug'
+  // Attested TLS (src/attested-tls/): the certificate carries no readable document, or the document does
+  // not name the certificate's key.
+  | 'certificate'
+  | 'binding';
 
 /** An attestation document that does not verify; `check` names the step that failed. */
 export class AttestationError extends CloisterError {
@@ -468,6 +474,22 @@ export class DnsResolveError extends CloisterError {
   override name = 'DnsResolveError';
   constructor(message: string, options?: { cause?: unknown }) {
     super('CLO_ERR_DNS_RESOLVE', message, options);
+  }
+}
+
+/** The enclave could not issue its attested TLS certificate (the NSM failed, or too many nonce requests). */
+export class AttestedTlsIssueError extends CloisterError {
+  override name = 'AttestedTlsIssueError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CLO_ERR_ATTESTED_TLS_ISSUE', message, options);
+  }
+}
+
+/** `cloister attest connect|proxy` could not reach the enclave or finish a TLS handshake with it. */
+export class AttestedTlsConnectError extends CloisterError {
+  override name = 'AttestedTlsConnectError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CLO_ERR_ATTESTED_TLS_CONNECT', message, options);
   }
 }
 

@@ -61,3 +61,9 @@ export const attestationRequests = new Counter({
   labelNames: ['result'] as const,
   registers: [registry],
 });
+export const attestedCertificates = new Counter({
+  name: 'cloister_attested_tls_certificates_total',
+  help: 'Attested TLS certificates issued: kind renewal (the served one, first included) or nonce (for one handshake), result ok or failed',
+  labelNames: ['kind', 'result'] as const,
+  registers: [registry],
+});

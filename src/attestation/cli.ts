@@ -1,8 +1,10 @@
-// `cloister attest verify|describe|root`: check, read and anchor attestation documents.
+// `cloister attest verify|describe|root`: check, read and anchor attestation documents. `connect` and
+// `proxy` (attested TLS) are src/attested-tls/cli.ts's, which hands them to run() below.
 import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../cli-args.ts';
+import { AttestedTlsConnectError } from '../errors.ts';
 import { documentToJson } from './describe.ts';
 import { AttestationError, decodeDocument } from './document.ts';
 import { type VerifyOptions, verifyAttestation } from './verify.ts';
@@ -11,6 +13,9 @@ const USAGE = `usage:
   cloister attest verify [options] DOC     verify a document; print it as JSON (exit 0) or the failed check (exit 1)
   cloister attest describe DOC             print a document as JSON without verifying it
   cloister attest root --state-dir DIR     print the software NSM's root certificate (PEM), creating it if needed
+  cloister attest connect HOST:PORT ...    verify an enclave's attested TLS certificate (cloister attest connect --help)
+  cloister attest proxy --listen ADDR --to HOST:PORT ...
+                                           forward local plain connections only to a verified enclave
 
 DOC is a file of raw CBOR or base64, or - for standard input.
 
@@ -48,9 +53,9 @@ function hexArg(flag: string, v: string): Buffer {
   return Buffer.from(h, 'hex');
 }
 
-export function parseDuration(v: string): number {
+export function parseDuration(v: string, flag = '--max-age'): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(v.trim());
-  if (!m) throw new UsageError(`--max-age: cannot read duration '${v}' (e.g. 300s, 5m, 3h)`);
+  if (!m) throw new UsageError(`${flag}: cannot read duration '${v}' (e.g. 300s, 5m, 3h)`);
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] ?? 's'] ?? 1000;
   return Number(m[1]) * unit;
 }
@@ -75,25 +80,25 @@ function readPublicKey(path: string): Buffer {
   }
 }
 
-async function verifyCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      root: { type: 'string' },
-      at: { type: 'string' },
-      pcr: { type: 'string', multiple: true },
-      nonce: { type: 'string' },
-      'user-data': { type: 'string' },
-      'public-key': { type: 'string' },
-      'max-age': { type: 'string' },
-      'reject-debug': { type: 'boolean' },
-    },
-  });
-  if (positionals.length !== 1) throw new UsageError('verify takes exactly one DOC');
+/** parseArgs options of an attestation policy, shared by `verify` and `connect`/`proxy` (src/attested-tls/cli.ts). */
+export const POLICY_OPTIONS = {
+  root: { type: 'string' },
+  pcr: { type: 'string', multiple: true },
+  'user-data': { type: 'string' },
+  'max-age': { type: 'string' },
+  'reject-debug': { type: 'boolean' },
+} as const;
+
+/** The policy the POLICY_OPTIONS flags describe. */
+export function policyFromFlags(values: {
+  root?: string;
+  pcr?: string[];
+  'user-data'?: string;
+  'max-age'?: string;
+  'reject-debug'?: boolean;
+}): VerifyOptions {
   const opts: VerifyOptions = {};
   if (values.root) opts.rootPem = readFileSync(values.root, 'utf8');
-  if (values.at) opts.at = parseAt(values.at);
   if (values.pcr) {
     const pcrs = new Map<number, Uint8Array>();
     for (const p of values.pcr) {
@@ -103,11 +108,28 @@ async function verifyCommand(argv: string[]): Promise<number> {
     }
     opts.pcrs = pcrs;
   }
-  if (values.nonce !== undefined) opts.nonce = hexArg('--nonce', values.nonce);
   if (values['user-data'] !== undefined) opts.userData = hexArg('--user-data', values['user-data']);
-  if (values['public-key']) opts.publicKey = readPublicKey(values['public-key']);
   if (values['max-age']) opts.maxAgeMs = parseDuration(values['max-age']);
   if (values['reject-debug']) opts.rejectDebug = true;
+  return opts;
+}
+
+async function verifyCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      ...POLICY_OPTIONS,
+      at: { type: 'string' },
+      nonce: { type: 'string' },
+      'public-key': { type: 'string' },
+    },
+  });
+  if (positionals.length !== 1) throw new UsageError('verify takes exactly one DOC');
+  const opts = policyFromFlags(values);
+  if (values.at) opts.at = parseAt(values.at);
+  if (values.nonce !== undefined) opts.nonce = hexArg('--nonce', values.nonce);
+  if (values['public-key']) opts.publicKey = readPublicKey(values['public-key']);
   const doc = parseDocumentInput(readInput(positionals[0]!));
   const verified = await verifyAttestation(doc, opts);
   process.stdout.write(`${JSON.stringify({ valid: true, ...documentToJson(verified) }, null, 2)}\n`);
@@ -130,12 +152,16 @@ async function rootCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-export async function run(argv: string[]): Promise<number> {
+export type Subcommand = (argv: string[]) => Promise<number>;
+
+/** `cloister attest SUB ...`; `extra` adds subcommands that live above this folder (connect, proxy). */
+export async function run(argv: string[], extra: Record<string, Subcommand> = {}): Promise<number> {
   const [sub, ...rest] = argv;
-  const commands: Record<string, (a: string[]) => Promise<number>> = {
+  const commands: Record<string, Subcommand> = {
     verify: verifyCommand,
     describe: describeCommand,
     root: rootCommand,
+    ...extra,
   };
   if (sub === undefined || sub === '-h' || sub === '--help' || sub === 'help') {
     process.stdout.write(USAGE);
@@ -151,6 +177,10 @@ export async function run(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof AttestationError) {
       process.stderr.write(`cloister attest: ${err.check}: ${err.message}\n`);
+      return 1;
+    }
+    if (err instanceof AttestedTlsConnectError) {
+      process.stderr.write(`cloister attest: connect: ${err.message}\n`);
       return 1;
     }
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {

@@ -10,7 +10,7 @@ import { ConfigError } from './errors.ts';
 import { checkPortClashes, manifestPorts, parseManifest } from './manifest.ts';
 import { YamlSource } from './schema.ts';
 import { parseSettings } from './settings.ts';
-import { type Config, DEFAULT_SETTINGS } from './types.ts';
+import { type Config, DEFAULT_SETTINGS, type Manifest, type Settings } from './types.ts';
 
 export { ConfigError } from './errors.ts';
 export { DEFAULT_EGRESS_PROXY_PORT, egressEnabled, KMS_WITHOUT_EGRESS } from './manifest.ts';
@@ -48,6 +48,27 @@ function readText(file: string): string {
       0,
       `cannot read the file: ${e.code ?? e.message}`,
     );
+  }
+}
+
+/** cloister.yaml ingress.ports names ports of enclaver.yaml's ingress, and attested TLS replaces a tls block. */
+function checkIngressPorts(settings: Settings, manifest: Manifest, src: YamlSource): void {
+  for (const [key, port] of Object.entries(settings.ingress.ports)) {
+    const path = `ingress.ports.${key}`;
+    const entry = manifest.ingress?.find((e) => e.listen_port === Number(key));
+    if (!entry) {
+      src.report(
+        src.keyNodes.get(path) ?? src.nodes.get(path),
+        path,
+        `port ${key} is not an ingress port of the manifest (enclaver.yaml ingress[].listen_port)`,
+      );
+    } else if (port.tls === 'attested' && entry.tls) {
+      src.report(
+        src.nodes.get(`${path}.tls`) ?? src.nodes.get(path),
+        `${path}.tls`,
+        `port ${key} has a tls block (key_file/cert_file) in the manifest: attested TLS replaces it, remove one of the two`,
+      );
+    }
   }
 }
 
@@ -89,6 +110,7 @@ export function loadConfig(opts: LoadOptions): Config {
         settingsSrc,
       );
     }
+    checkIngressPorts(settings, manifest, settingsSrc);
     errors.push(...settingsSrc.errors);
   }
   if (errors.length > 0) throw ConfigError.combine(errors);

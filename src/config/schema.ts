@@ -262,6 +262,7 @@ export function dict<T>(
         }
         const n = src.deref(pair.value as Node | null);
         if (n) src.nodes.set(formatPath(p), n);
+        src.keyNodes.set(formatPath(p), keyNode);
         const v = value.parse(n, p, src);
         if (v !== INVALID) out[key] = v;
       }

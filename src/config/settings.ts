@@ -94,6 +94,14 @@ const settingsSchema = obj({
           ),
         ),
       ),
+      // Keyed by ingress port; that port must be in enclaver.yaml's ingress list (checked in load.ts).
+      ports: opt(
+        dict(
+          obj({ tls: opt(oneOf(['attested'])) }),
+          (k) => (/^[1-9]\d{0,4}$/.test(k) && Number(k) <= 65535 ? undefined : `"${k}" is not a port number`),
+          'a mapping of ingress ports to {tls: attested}',
+        ),
+      ),
     }),
   ),
   kms: opt(obj({ ready_wait_ms: opt(ms()), upstream_timeout_ms: opt(ms(1)) })),
@@ -121,6 +129,17 @@ const settingsSchema = obj({
           'a mapping of PCR indexes (0..31) to 96-hex-digit values',
         ),
       ),
+    }),
+  ),
+  attested_tls: opt(
+    obj({
+      // The NSM's own certificate under the document lives 3 h: a document older than 2 h could outlive it.
+      max_age_ms: opt(
+        int({ min: 1000, max: 7_200_000, expected: 'a duration in milliseconds (1000..7200000)' }),
+      ),
+      dns_names: opt(list(str())),
+      app_files: opt(bool()),
+      reload_signal: opt(nullable(oneOf(['SIGHUP', 'SIGUSR1', 'SIGUSR2']))),
     }),
   ),
 });

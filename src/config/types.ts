@@ -96,6 +96,8 @@ export interface Settings {
     proxy_protocol: boolean;
     /** PROXY v2 TLV types (0-255) passed on to the app; the host's other TLVs are stripped. */
     proxy_protocol_tlvs: number[];
+    /** Per ingress port (an enclaver.yaml ingress listen_port, as a string key): `tls: attested`. */
+    ports: Record<string, { tls: 'attested' }>;
   };
   kms: {
     /** How long a KMS call that arrives before credentials/key are ready waits. */
@@ -130,6 +132,17 @@ export interface Settings {
     /** software: PCR index -> hex value reported in documents (others are zero). */
     pcrs: Record<string, string>;
   };
+  /** Attested TLS (docs/attested-tls.md): on when an ingress port asks for it or app_files is true. */
+  attested_tls: {
+    /** The served document is never older than this: the certificate is re-issued at 3/4 of it. */
+    max_age_ms: number;
+    /** subjectAltName dNSNames of the certificate. */
+    dns_names: string[];
+    /** Write key.pem, cert.pem, chain.pem for the app under <ram_dir>/attested-tls/. */
+    app_files: boolean;
+    /** Signal sent to the app after each renewal (app_files only); null: none. */
+    reload_signal: 'SIGHUP' | 'SIGUSR1' | 'SIGUSR2' | null;
+  };
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -152,12 +165,13 @@ export const DEFAULT_SETTINGS: Settings = {
     max_tunnels: 10000,
   },
   transparent: { enabled: false, resolver: 'relay', doh_url: null, doh_ca_file: null },
-  ingress: { upstream_retry_ms: 30000, proxy_protocol: false, proxy_protocol_tlvs: [] },
+  ingress: { upstream_retry_ms: 30000, proxy_protocol: false, proxy_protocol_tlvs: [], ports: {} },
   kms: { ready_wait_ms: 10000, upstream_timeout_ms: 30000 },
   streams: { max_readers: 8 },
   api: { metrics_port: null },
   ram_dir: { path: '/run/cloister', mount: 'auto', size_mb: 16 },
   nsm: { kind: 'device', device_path: '/dev/nsm', state_dir: null, pcrs: {} },
+  attested_tls: { max_age_ms: 600_000, dns_names: ['localhost'], app_files: false, reload_signal: 'SIGHUP' },
 };
 
 export interface Config {

@@ -9,7 +9,7 @@
 import { connect as netConnect, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TLSSocket } from 'node:tls';
+import { type SecureContext, TLSSocket } from 'node:tls';
 import { ConnectionSet, closeServer } from '../connections.ts';
 import { ProxyHeaderError, TlsHandshakeError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
@@ -82,6 +82,33 @@ export interface IngressDeps {
   /** Where the host side's connections arrive (vsock, or its emulation). */
   transport: Transport;
   logger: Logger;
+  /** The enclave's attested certificate; required when a port's plan has attestedTls. */
+  attestedTls?: AttestedContexts;
+}
+
+/**
+ * What ingress needs of the enclave's attested TLS certificate (src/attested-tls/issuer.ts), passed in by
+ * the supervisor: the current context (renewed while running) and the SNI callback that answers a
+ * client's nonce with a certificate made for it.
+ */
+export interface AttestedContexts {
+  current(): { context: SecureContext };
+  sniCallback(servername: string, cb: (err: Error | null, ctx?: SecureContext) => void): void;
+}
+
+/** The TLS options of a port's connections: its fixed context, the attested one, or none (plain). */
+function tlsOptionsFor(
+  plan: PortPlan,
+  deps: IngressDeps,
+): (() => { secureContext: SecureContext; SNICallback?: AttestedContexts['sniCallback'] }) | null {
+  if (plan.attestedTls) {
+    const attested = deps.attestedTls;
+    if (!attested) throw new Error(`ingress port ${plan.port} asks for attested TLS, but it is not running`);
+    // Read per connection: a renewal replaces the context for the connections after it.
+    return () => ({ secureContext: attested.current().context, SNICallback: attested.sniCallback });
+  }
+  const { secureContext } = plan;
+  return secureContext ? () => ({ secureContext }) : null;
 }
 
 /** Serves the plan's ingress ports (the manifest's, plus the metrics port when the plan lists it). */
@@ -98,8 +125,10 @@ export async function startIngress(opts: IngressPlan, deps: IngressDeps): Promis
     graceMs: opts.closeGraceMs ?? CLOSE_GRACE_MS,
   });
 
+  const tlsOptions = new Map(plans.map((p) => [p.port, tlsOptionsFor(p, deps)]));
   const handle = async (plan: PortPlan, raw: Socket) => {
-    const { port, secureContext } = plan;
+    const { port } = plan;
+    const tlsFor = tlsOptions.get(port);
     const label = String(port);
     const arrived = Date.now();
     let inbound: Socket = raw;
@@ -110,11 +139,11 @@ export async function startIngress(opts: IngressPlan, deps: IngressDeps): Promis
       let header: Buffer | null = null;
       if (plan.proxyProtocol ?? opts.proxyProtocol)
         header = keepTlvs(await readProxyV2(raw, HANDSHAKE_TIMEOUT_MS), tlvTypes);
-      if (secureContext) {
+      if (tlsFor) {
         // TLSSocket reads a net.Socket's handle directly and would miss bytes we pushed back after the
         // PROXY header: give it a JS stream over the socket in that case.
         const carrier = header ? streamOver(raw) : raw;
-        const tls = new TLSSocket(carrier as Socket, { isServer: true, secureContext } as never);
+        const tls = new TLSSocket(carrier as Socket, { isServer: true, ...tlsFor() } as never);
         inbound = tls;
         conns.add(tls);
         tls.on('error', () => {});
@@ -173,14 +202,15 @@ export async function startIngress(opts: IngressPlan, deps: IngressDeps): Promis
       // reading (no readStart/readStop per connection, no request read into JS only to be written
       // back at the handover). A PROXY header or a TLS handshake is read through Node, so those ports
       // keep Node's usual flowing sockets.
-      if (!plan.secureContext && !(plan.proxyProtocol ?? opts.proxyProtocol))
+      if (!tlsOptions.get(plan.port) && !(plan.proxyProtocol ?? opts.proxyProtocol))
         (server as Server & { pauseOnConnect: boolean }).pauseOnConnect = true;
       server.on('connection', (sock: Socket) => {
         // Each connection runs on its own: a slow TLS handshake or a late app never blocks accept().
         void handle(plan, sock);
       });
       keepServing(server, log, 'ingress listener', { port: plan.port });
-      log.info({ port: plan.port, tls: plan.secureContext !== null }, 'ingress listening');
+      const tls = plan.attestedTls ? 'attested' : plan.secureContext !== null;
+      log.info({ port: plan.port, tls }, 'ingress listening');
     }
   } catch (err) {
     await lifetime.destroy();

@@ -1,10 +1,13 @@
 // Certificate issuing for the software NSM: P-384 keys and ecdsa-with-SHA384 certificates shaped
-// like AWS's Nitro chain (root, regional, zonal and instance CAs, a short-lived leaf).
+// like AWS's Nitro chain (root, regional, zonal and instance CAs, a short-lived leaf). The attested TLS
+// certificate (src/attested-tls/) is issued here too: P-256, SHA-256, with a SAN and its own extension.
 import { createHash, randomBytes, webcrypto } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 
 const EC_P384 = { name: 'ECDSA', namedCurve: 'P-384' } as const;
+
+export type Curve = 'P-256' | 'P-384';
 
 export const KU = {
   digitalSignature: 0,
@@ -14,7 +17,15 @@ export const KU = {
 } as const;
 
 export async function generateP384(): Promise<webcrypto.CryptoKeyPair> {
-  return (await webcrypto.subtle.generateKey(EC_P384, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  return generateEcKey('P-384');
+}
+
+/** An extractable ECDSA key pair on `curve`. */
+export async function generateEcKey(curve: Curve): Promise<webcrypto.CryptoKeyPair> {
+  return (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: curve }, true, [
+    'sign',
+    'verify',
+  ])) as webcrypto.CryptoKeyPair;
 }
 
 export async function exportPkcs8(key: webcrypto.CryptoKey): Promise<Buffer> {
@@ -71,7 +82,17 @@ export interface IssueOptions {
   ca: boolean;
   pathLen?: number;
   keyUsage: number[];
+  /** Signature hash (default SHA-384, the Nitro chain's; SHA-256 suits a P-256 key). */
+  hash?: 'SHA-256' | 'SHA-384';
+  /** subjectAltName dNSName entries (none: no SAN extension). */
+  dnsNames?: string[];
+  /** Extended key usage OIDs (none: no EKU extension). */
+  extendedKeyUsage?: string[];
+  /** Further extensions, appended after the standard ones. */
+  extensions?: pkijs.Extension[];
 }
+
+export const EKU_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 
 export interface Issued {
   der: Buffer;
@@ -119,6 +140,20 @@ export async function issueCertificate(o: IssueOptions): Promise<Issued> {
       extnValue: keyUsageBits(o.keyUsage).toBER(false),
     }),
   ];
+  if (o.dnsNames && o.dnsNames.length > 0) {
+    const san = new pkijs.AltName({
+      altNames: o.dnsNames.map((value) => new pkijs.GeneralName({ type: 2, value })),
+    });
+    cert.extensions.push(
+      new pkijs.Extension({ extnID: '2.5.29.17', extnValue: san.toSchema().toBER(false) }),
+    );
+  }
+  if (o.extendedKeyUsage && o.extendedKeyUsage.length > 0) {
+    const eku = new pkijs.ExtKeyUsage({ keyPurposes: o.extendedKeyUsage });
+    cert.extensions.push(
+      new pkijs.Extension({ extnID: '2.5.29.37', extnValue: eku.toSchema().toBER(false) }),
+    );
+  }
   if (o.issuer) {
     const aki = new pkijs.AuthorityKeyIdentifier({
       keyIdentifier: new asn1js.OctetString({ valueHex: issuerSki }),
@@ -127,7 +162,8 @@ export async function issueCertificate(o: IssueOptions): Promise<Issued> {
       new pkijs.Extension({ extnID: '2.5.29.35', extnValue: aki.toSchema().toBER(false), parsedValue: aki }),
     );
   }
-  await cert.sign(o.signingKey, 'SHA-384');
+  cert.extensions.push(...(o.extensions ?? []));
+  await cert.sign(o.signingKey, o.hash ?? 'SHA-384');
   const der = Buffer.from(cert.toSchema(true).toBER(false));
   return { der, cert: pkijs.Certificate.fromBER(der) };
 }

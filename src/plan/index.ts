@@ -8,13 +8,17 @@
 //   ingress ports, TLS contexts, PROXY v2   plan.ingress (src/plan/ingress.ts)
 //   which loopback servers run              plan.kms, plan.api, plan.metrics (null: not started)
 //   where files that must stay in RAM go    plan.ramDir (src/system/ram-dir.ts)
+//   attested TLS: renewal, names, app files  plan.attestedTls (src/plan/attested-tls.ts; null: off)
 import { egressEnabled, egressPolicy } from '../config/egress.ts';
 import type { Config, Settings } from '../config/types.ts';
 import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
 import { TransparentSetupError } from '../errors.ts';
 import type { Policy } from '../policy/policy.ts';
 import type { RamDirOptions } from '../system/ram-dir.ts';
+import { type AttestedTlsPlan, planAttestedTls } from './attested-tls.ts';
 import { type IngressPlan, planIngress } from './ingress.ts';
+
+export type { AttestedTlsPlan } from './attested-tls.ts';
 
 export type { IngressPlan, PortPlan } from './ingress.ts';
 
@@ -57,6 +61,8 @@ export interface RuntimePlan {
   ingress: IngressPlan;
   /** The RAM directory (cloister.yaml ram_dir): opened only when something writes a file there. */
   ramDir: RamDirOptions;
+  /** The enclave's attested TLS certificate (for ingress ports and the app's files), or null. */
+  attestedTls: AttestedTlsPlan | null;
 }
 
 /** The egress part alone (null when egress is off). */
@@ -120,6 +126,7 @@ export function buildPlan(config: Config): RuntimePlan {
     metrics: metricsPort === null ? null : { port: metricsPort },
     ingress: planIngress(config),
     ramDir: planRamDir(config),
+    attestedTls: planAttestedTls(config),
   };
 }
 

@@ -4,10 +4,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Config, IngressEntry } from '../config/types.ts';
+import { attestedPorts } from './attested-tls.ts';
 
 export interface PortPlan {
   port: number;
+  /** TLS with the manifest's key and certificate (loaded once), or null. */
   secureContext: SecureContext | null;
+  /** TLS with the enclave's attested certificate (src/attested-tls/), renewed while running. */
+  attestedTls?: boolean;
   /** Overrides IngressPlan.proxyProtocol for this port (the metrics port never takes a header). */
   proxyProtocol?: boolean;
 }
@@ -64,10 +68,12 @@ function loadSecureContext(configDir: string, entry: IngressEntry): SecureContex
 export function planIngress(config: Config): IngressPlan {
   const { settings } = config;
   const byPort = new Map<number, PortPlan>();
+  const attested = attestedPorts(config);
   for (const entry of config.manifest.ingress ?? []) {
     byPort.set(entry.listen_port, {
       port: entry.listen_port,
       secureContext: entry.tls ? loadSecureContext(config.configDir, entry) : null,
+      ...(attested.has(entry.listen_port) ? { attestedTls: true } : {}),
     });
   }
   const ports = [...byPort.values()];

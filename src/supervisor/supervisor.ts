@@ -13,6 +13,7 @@
 //   - cloister gets SIGTERM/SIGINT: it stops the app (signal, grace period, SIGKILL), closes the services
 //     and exits, with the app's exit code (128+signal if a signal ended it).
 import type { Server } from 'node:net';
+import type { AttestedTls } from '../attested-tls/issuer.ts';
 import { findConfigFiles, loadConfig } from '../config/load.ts';
 import { type Config, DEFAULT_SETTINGS, type Settings } from '../config/types.ts';
 import { withDeadline } from '../deadline.ts';
@@ -263,7 +264,8 @@ export class Supervisor {
   ): Promise<Record<string, string>> {
     const logger = this.logger;
     // Where files that must stay in RAM go: mounted or created on first use, removed when services close.
-    this.ramDir = new LazyRamDir(plan.ramDir);
+    const ramDir = new LazyRamDir(plan.ramDir);
+    this.ramDir = ramDir;
     // The KMS proxy goes out through the egress proxy: it gets the address the egress proxy bound.
     let egress: { host: string; port: number } | null = null;
     const starts: [string, () => Promise<Service>][] = [];
@@ -281,9 +283,32 @@ export class Supervisor {
         },
       ]);
     }
+    // Attested TLS before ingress (its ports serve the certificate) and before the app (it reads the files).
+    let attestedTls: AttestedTls | undefined;
+    const attestedPlan = plan.attestedTls;
+    if (attestedPlan) {
+      starts.push([
+        'attested TLS',
+        async () => {
+          const a = await (await import('../attested-tls/issuer.ts')).startAttestedTls(attestedPlan, {
+            nsm,
+            logger,
+            ramDir: () => ramDir.get(),
+            signalApp: (signal) => this.signalApp(signal),
+          });
+          attestedTls = a;
+          return a;
+        },
+      ]);
+    }
     starts.push([
       'ingress',
-      async () => (await import('../ingress/enclave.ts')).startIngress(plan.ingress, { transport, logger }),
+      async () =>
+        (await import('../ingress/enclave.ts')).startIngress(plan.ingress, {
+          transport,
+          logger,
+          attestedTls,
+        }),
     ]);
     if (plan.kms) {
       const slice = plan.kms;
@@ -458,6 +483,17 @@ export class Supervisor {
         for (const joiner of joiners.values()) joiner.flush();
       },
     };
+  }
+
+  /** Sends `sig` to the app's own process (not its group: a wrapping shell would die of SIGHUP). */
+  private signalApp(sig: NodeJS.Signals): boolean {
+    const app = this.app;
+    if (!app) return false;
+    try {
+      return process.kill(app.pid, sig);
+    } catch {
+      return false; // ESRCH: it has just exited
+    }
   }
 
   private onSignal(sig: NodeJS.Signals): void {

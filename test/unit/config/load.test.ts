@@ -331,7 +331,8 @@ const bad: BadCase[] = [
     file: 'cloister.yaml',
     keyPath: 'foo',
     line: 3,
-    match: 'allowed keys: app, log, transport, egress, transparent, ingress, kms, streams, api, ram_dir, nsm',
+    match:
+      'allowed keys: app, log, transport, egress, transparent, ingress, kms, streams, api, ram_dir, nsm, attested_tls',
   },
   {
     name: 'settings: unknown key',
@@ -341,6 +342,51 @@ const bad: BadCase[] = [
     keyPath: 'app.restarts',
     line: 2,
     match: 'allowed keys: uid, gid, restart,',
+  },
+  {
+    name: 'settings: ingress.ports names a port the manifest does not forward',
+    manifest: `${BASE}ingress:\n  - listen_port: 8443\n`,
+    settings: 'ingress:\n  ports:\n    9443:\n      tls: attested\n',
+    file: 'cloister.yaml',
+    keyPath: 'ingress.ports.9443',
+    line: 3,
+    match: 'port 9443 is not an ingress port of the manifest',
+  },
+  {
+    name: 'settings: attested TLS on a port whose manifest entry has a tls block',
+    manifest: `${BASE}ingress:\n  - listen_port: 8443\n    tls: {key_file: k.pem, cert_file: c.pem}\n`,
+    settings: 'ingress:\n  ports:\n    8443:\n      tls: attested\n',
+    file: 'cloister.yaml',
+    keyPath: 'ingress.ports.8443.tls',
+    line: 4,
+    match: 'attested TLS replaces it',
+  },
+  {
+    name: 'settings: ingress.ports tls is not attested',
+    manifest: `${BASE}ingress:\n  - listen_port: 8443\n`,
+    settings: 'ingress:\n  ports:\n    8443:\n      tls: yes\n',
+    file: 'cloister.yaml',
+    keyPath: 'ingress.ports.8443.tls',
+    line: 4,
+    match: 'must be one of attested',
+  },
+  {
+    name: 'settings: attested_tls.max_age_ms longer than the NSM certificate allows',
+    manifest: BASE,
+    settings: 'attested_tls:\n  max_age_ms: 10800000\n',
+    file: 'cloister.yaml',
+    keyPath: 'attested_tls.max_age_ms',
+    line: 2,
+    match: 'out of range: must be a duration in milliseconds (1000..7200000)',
+  },
+  {
+    name: 'settings: attested_tls.reload_signal not a reload signal',
+    manifest: BASE,
+    settings: 'attested_tls:\n  reload_signal: SIGKILL\n',
+    file: 'cloister.yaml',
+    keyPath: 'attested_tls.reload_signal',
+    line: 2,
+    match: 'must be one of SIGHUP, SIGUSR1, SIGUSR2',
   },
   {
     name: 'settings: bad restart policy',
@@ -717,6 +763,11 @@ nsm:
   pcrs:
     0: ${pcr}
     8: ${pcr.toUpperCase()}
+attested_tls:
+  max_age_ms: 120000
+  dns_names: [vault.example]
+  app_files: true
+  reload_signal: SIGUSR1
 `,
     );
     const c = loadConfig(findConfigFiles(dir));
@@ -745,7 +796,7 @@ nsm:
         doh_url: 'https://dns.example/dns-query',
         doh_ca_file: join(dir, 'ca.pem'),
       },
-      ingress: { upstream_retry_ms: 1000, proxy_protocol: true, proxy_protocol_tlvs: [1, 0xea] },
+      ingress: { upstream_retry_ms: 1000, proxy_protocol: true, proxy_protocol_tlvs: [1, 0xea], ports: {} },
       kms: { ready_wait_ms: 2000, upstream_timeout_ms: 5000 },
       streams: { max_readers: 3 },
       api: { metrics_port: 9100 },
@@ -755,6 +806,12 @@ nsm:
         device_path: '/dev/nsm',
         state_dir: '/var/lib/cloister/nsm',
         pcrs: { '0': pcr, '8': pcr.toUpperCase() },
+      },
+      attested_tls: {
+        max_age_ms: 120000,
+        dns_names: ['vault.example'],
+        app_files: true,
+        reload_signal: 'SIGUSR1',
       },
     });
   });

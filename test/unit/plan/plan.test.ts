@@ -85,3 +85,43 @@ test('an explicit egress.proxy_port, the API and metrics ports, and the metrics 
     ],
   );
 });
+
+test('attested TLS: off unless a port asks for it or app files are wanted; the ports are marked', (t) => {
+  const ingress = 'ingress:\n  - listen_port: 8443\n  - listen_port: 8080\n';
+  assert.equal(buildPlan(load(t, ingress)).attestedTls, null);
+  assert.equal(buildPlan(load(t, ingress, 'attested_tls:\n  max_age_ms: 5000\n')).attestedTls, null);
+
+  const plan = buildPlan(load(t, ingress, 'ingress:\n  ports:\n    8443:\n      tls: attested\n'));
+  assert.deepEqual(plan.attestedTls, {
+    maxAgeMs: 600_000,
+    commonName: 'plan-test',
+    dnsNames: ['localhost'],
+    files: null,
+  });
+  const byPort = new Map(plan.ingress.ports.map((p) => [p.port, p]));
+  assert.equal(byPort.get(8443)?.attestedTls, true);
+  assert.equal(
+    byPort.get(8443)?.secureContext,
+    null,
+    'no static context: the attested one is per connection',
+  );
+  assert.equal(byPort.get(8080)?.attestedTls, undefined);
+
+  const files = buildPlan(
+    load(
+      t,
+      ingress,
+      'app:\n  uid: 1000\n  gid: 1001\nattested_tls:\n  app_files: true\n  reload_signal: null\n',
+    ),
+  );
+  assert.deepEqual(files.attestedTls?.files, {
+    dir: 'attested-tls',
+    uid: 1000,
+    gid: 1001,
+    reloadSignal: null,
+  });
+  assert.ok(
+    files.ingress.ports.every((p) => !p.attestedTls),
+    'app files alone mark no port',
+  );
+});
