@@ -15,10 +15,13 @@ import {
   str,
   type YamlSource,
 } from './schema.ts';
+import { secretsSchema, toSecretSpecs } from './secrets.ts';
 import { DEFAULT_SETTINGS, type Settings } from './types.ts';
 
 /** Partial settings, section by section: what cloister.yaml or command-line flags provide. */
-export type SettingsOverrides = { [S in keyof Settings]?: Partial<Settings[S]> };
+export type SettingsOverrides = { [S in Exclude<keyof Settings, 'secrets'>]?: Partial<Settings[S]> } & {
+  secrets?: Settings['secrets'];
+};
 
 const ms = (min = 0) => int({ min, expected: `a duration in milliseconds (an integer >= ${min})` });
 
@@ -107,6 +110,7 @@ const settingsSchema = obj({
   kms: opt(obj({ ready_wait_ms: opt(ms()), upstream_timeout_ms: opt(ms(1)) })),
   streams: opt(obj({ max_readers: opt(int({ min: 1, max: 1024 })) })),
   api: opt(obj({ metrics_port: opt(nullable(port())) })),
+  secrets: opt(secretsSchema),
   ram_dir: opt(
     obj({
       path: opt(nullable(str())),
@@ -151,6 +155,11 @@ export function mergeSettings(base: Settings, partial: SettingsOverrides): Setti
     const over = partial[section];
     if (over === undefined) continue;
     if (!Object.hasOwn(base, section)) throw new Error(`unknown settings section "${section}"`);
+    if (Array.isArray(over)) {
+      // A list (secrets) replaces the default list whole.
+      (out as unknown as Record<string, unknown>)[section] = structuredClone(over);
+      continue;
+    }
     const target = out[section] as unknown as Record<string, unknown>;
     for (const [k, v] of Object.entries(over)) if (v !== undefined) target[k] = structuredClone(v);
   }
@@ -163,7 +172,9 @@ export function parseSettings(src: YamlSource, settingsDir: string): Settings {
   if (src.root === null) return structuredClone(DEFAULT_SETTINGS);
   const parsed = settingsSchema.parse(src.root, [], src);
   if (typeof parsed !== 'object') return structuredClone(DEFAULT_SETTINGS);
-  const s = mergeSettings(DEFAULT_SETTINGS, parsed as SettingsOverrides);
+  const { secrets, ...sections } = parsed as Record<string, unknown>;
+  const s = mergeSettings(DEFAULT_SETTINGS, sections as SettingsOverrides);
+  if (Array.isArray(secrets)) s.secrets = toSecretSpecs(secrets, src, settingsDir);
 
   if (s.app.restart_backoff_max_ms < s.app.restart_backoff_ms) {
     const at = src.nodes.has('app.restart_backoff_max_ms')

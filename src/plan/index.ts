@@ -8,9 +8,11 @@
 //   ingress ports, TLS contexts, PROXY v2   plan.ingress (src/plan/ingress.ts)
 //   which loopback servers run              plan.kms, plan.api, plan.metrics (null: not started)
 //   where files that must stay in RAM go    plan.ramDir (src/system/ram-dir.ts)
+//   boot-time secrets, and which ingress     plan.secrets (src/secrets/); plan.ingress.ports[].keySecret
+//   TLS keys are among them
 //   attested TLS: renewal, names, app files  plan.attestedTls (src/plan/attested-tls.ts; null: off)
 import { egressEnabled, egressPolicy } from '../config/egress.ts';
-import type { Config, Settings } from '../config/types.ts';
+import type { Config, SecretSpec, Settings } from '../config/types.ts';
 import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
 import { TransparentSetupError } from '../errors.ts';
 import type { Policy } from '../policy/policy.ts';
@@ -50,6 +52,19 @@ export interface KmsPlan {
   settings: Settings['kms'];
 }
 
+/** What the boot-time secrets (src/secrets/) need. */
+export interface SecretsPlan {
+  secrets: SecretSpec[];
+  /** kms_proxy.endpoints (the same KMS the KMS proxy uses). */
+  kmsEndpoints: Record<string, string>;
+  /** Timeout of each AWS call (kms.upstream_timeout_ms). */
+  timeoutMs: number;
+  /** How long to wait for the RSA recipient key (kms.ready_wait_ms). */
+  readyWaitMs: number;
+  /** The app's uid/gid: owner of the files. */
+  owner: { uid: number | null; gid: number | null };
+}
+
 export interface RuntimePlan {
   /** null: egress is off (no allow rule), so no proxy runs and the app gets no proxy variables. */
   egress: EgressPlan | null;
@@ -61,6 +76,8 @@ export interface RuntimePlan {
   ingress: IngressPlan;
   /** The RAM directory (cloister.yaml ram_dir): opened only when something writes a file there. */
   ramDir: RamDirOptions;
+  /** Boot-time secrets (cloister.yaml secrets), or null when there are none. */
+  secrets: SecretsPlan | null;
   /** The enclave's attested TLS certificate (for ingress ports and the app's files), or null. */
   attestedTls: AttestedTlsPlan | null;
 }
@@ -114,6 +131,19 @@ export function planRamDir(config: Config): RamDirOptions {
   return { path: r.path, mount: r.mount, sizeBytes: r.size_mb * 1024 * 1024 };
 }
 
+/** The boot-time secrets (null: none). They use the KMS proxy's endpoints and timeouts. */
+export function planSecrets(config: Config): SecretsPlan | null {
+  const { settings } = config;
+  if (settings.secrets.length === 0) return null;
+  return {
+    secrets: settings.secrets,
+    kmsEndpoints: config.manifest.kms_proxy?.endpoints ?? {},
+    timeoutMs: settings.kms.upstream_timeout_ms,
+    readyWaitMs: settings.kms.ready_wait_ms,
+    owner: { uid: settings.app.uid, gid: settings.app.gid },
+  };
+}
+
 /** The whole plan. Throws when a TLS key or certificate of an ingress port cannot be loaded. */
 export function buildPlan(config: Config): RuntimePlan {
   const egress = planEgress(config);
@@ -126,8 +156,9 @@ export function buildPlan(config: Config): RuntimePlan {
     metrics: metricsPort === null ? null : { port: metricsPort },
     ingress: planIngress(config),
     ramDir: planRamDir(config),
+    secrets: planSecrets(config),
     attestedTls: planAttestedTls(config),
   };
 }
 
-export { planIngress };
+export { planIngress, withSecretTlsKeys } from './ingress.ts';

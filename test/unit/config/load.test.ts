@@ -332,7 +332,7 @@ const bad: BadCase[] = [
     keyPath: 'foo',
     line: 3,
     match:
-      'allowed keys: app, log, transport, egress, transparent, ingress, kms, streams, api, ram_dir, nsm, attested_tls',
+      'allowed keys: app, log, transport, egress, transparent, ingress, kms, streams, api, secrets, ram_dir, nsm, attested_tls',
   },
   {
     name: 'settings: unknown key',
@@ -800,6 +800,7 @@ attested_tls:
       kms: { ready_wait_ms: 2000, upstream_timeout_ms: 5000 },
       streams: { max_readers: 3 },
       api: { metrics_port: 9100 },
+      secrets: [],
       ram_dir: { path: join(dir, 'ram'), mount: 'never', size_mb: 4 },
       nsm: {
         kind: 'software',
