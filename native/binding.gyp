@@ -10,7 +10,8 @@
         "src/nsm.c",
         "src/system.c",
         "src/splice.c",
-        "src/netfilter.c"
+        "src/netfilter.c",
+        "src/fdwait.c"
       ],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8"]

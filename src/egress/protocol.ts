@@ -22,6 +22,7 @@
 import { isIPv4, type Socket } from 'node:net';
 import { MAX_EGRESS_FRAME } from '../constants.ts';
 import { FrameError } from '../errors.ts';
+import type { NativeAddon } from '../native.ts';
 
 export const MAX_FRAME = MAX_EGRESS_FRAME;
 /** Enough for any host name plus a generous deny list; a longer request is refused. */
@@ -204,6 +205,46 @@ export function readFrame(socket: Socket, timeoutMs: number): Promise<Buffer> {
     socket.on('error', onError);
     socket.resume();
   });
+}
+
+/** readFrame on a raw fd (the fast path, transport/fast.ts), read exactly by the addon: same results and FrameErrors. */
+export async function readFrameFd(
+  native: Pick<NativeAddon, 'readFrame'>,
+  fd: number,
+  timeoutMs: number,
+): Promise<Buffer> {
+  let frame: Buffer;
+  try {
+    frame = await native.readFrame(fd, timeoutMs);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ETIMEDOUT') throw new FrameError(`no complete frame within ${timeoutMs} ms`, 'ETIMEDOUT');
+    if (code === 'ECONNRESET') throw new FrameError('peer closed before a complete frame', 'ECONNRESET');
+    throw e;
+  }
+  if (frame.length === 0) throw new FrameError('empty frame');
+  return frame;
+}
+
+/** One stream to the other end, on either connection path: a net.Socket, or a raw fd (transport/fast.ts). */
+export interface RelayLink<S> {
+  connect(timeoutMs: number): Promise<S>;
+  send(s: S, frame: Uint8Array): void;
+  readFrame(s: S, timeoutMs: number): Promise<Buffer>;
+  destroy(s: S): void;
+}
+
+/** A RelayLink over raw fds that `connect` makes (the transport's connectFd). */
+export function fdLink(
+  native: NativeAddon,
+  connect: (timeoutMs: number) => Promise<number>,
+): RelayLink<number> {
+  return {
+    connect,
+    send: (fd, frame) => native.sendAll(fd, frame),
+    readFrame: (fd, timeoutMs) => readFrameFd(native, fd, timeoutMs),
+    destroy: (fd) => native.closeFd(fd),
+  };
 }
 
 // errno -> the text Rust's io::Error prints, so messages read the same as Enclaver's.
