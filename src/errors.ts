@@ -71,6 +71,11 @@ export const ERROR_TABLE = {
   CLO_ERR_PROXY_HEADER: { status: null, kmsType: INTERNAL },
   CLO_ERR_TLS_HANDSHAKE: { status: null, kmsType: INTERNAL },
   CLO_ERR_EMULATOR_STATE: { status: null, kmsType: INTERNAL },
+  CLO_ERR_TRANSPARENT_SETUP: { status: null, kmsType: INTERNAL },
+  CLO_ERR_DNS_RESOLVE: { status: null, kmsType: INTERNAL },
+  CLO_ERR_SECRET_SOURCE: { status: null, kmsType: INTERNAL },
+  CLO_ERR_SECRET_DECRYPT: { status: null, kmsType: INTERNAL },
+  CLO_ERR_SECRET_TARGET: { status: null, kmsType: INTERNAL },
   CLO_ERR_ATTESTED_TLS_ISSUE: { status: null, kmsType: INTERNAL },
   CLO_ERR_ATTESTED_TLS_CONNECT: { status: null, kmsType: INTERNAL },
 } as const satisfies Record<string, ErrorSpec>;
@@ -457,6 +462,89 @@ export class StoreError extends CloisterError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('CLO_ERR_EMULATOR_STATE', message, options);
   }
+}
+
+/** Transparent egress could not be set up (route, iptables nat table, resolv.conf): cloister does not start. */
+export class TransparentSetupError extends CloisterError {
+  override name = 'TransparentSetupError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CLO_ERR_TRANSPARENT_SETUP', message, options);
+  }
+}
+
+/** The DNS stub's resolver (the host relay or the DoH server) failed to answer: the app gets SERVFAIL. */
+export class DnsResolveError extends CloisterError {
+  override name = 'DnsResolveError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CLO_ERR_DNS_RESOLVE', message, options);
+  }
+}
+
+/** Which step of a boot-time secret failed: getting its ciphertext, KMS's Decrypt, or placing it. */
+export type SecretStage = 'source' | 'decrypt' | 'target';
+
+/**
+ * What the three boot-time secret errors (src/secrets/) share. `secret` is the secret's name; `reason` the
+ * error code of what refused it: AWS's exception name (AccessDeniedException for a key policy whose
+ * attestation condition this image does not meet, NoSuchKey, ParameterNotFound...) or a CLO_ERR_* code
+ * (CLO_ERR_EGRESS_DENIED...). Never any part of the plaintext.
+ */
+abstract class SecretErrorBase extends CloisterError {
+  abstract readonly stage: SecretStage;
+  constructor(
+    code: ErrorCode,
+    readonly secret: string,
+    readonly reason: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+  }
+}
+
+/** A boot-time secret's ciphertext could not be read (file, S3, SSM, Secrets Manager, egress refusal). */
+export class SecretSourceError extends SecretErrorBase {
+  override name = 'SecretSourceError';
+  readonly stage = 'source';
+  constructor(secret: string, reason: string, message: string, options?: { cause?: unknown }) {
+    super('CLO_ERR_SECRET_SOURCE', secret, reason, message, options);
+  }
+}
+
+/** KMS did not decrypt a boot-time secret for this enclave (AccessDeniedException: the key policy's PCRs). */
+export class SecretDecryptError extends SecretErrorBase {
+  override name = 'SecretDecryptError';
+  readonly stage = 'decrypt';
+  constructor(secret: string, reason: string, message: string, options?: { cause?: unknown }) {
+    super('CLO_ERR_SECRET_DECRYPT', secret, reason, message, options);
+  }
+}
+
+/** A decrypted boot-time secret could not be placed (env, RAM file, ingress TLS key). */
+export class SecretTargetError extends SecretErrorBase {
+  override name = 'SecretTargetError';
+  readonly stage = 'target';
+  constructor(secret: string, reason: string, message: string, options?: { cause?: unknown }) {
+    super('CLO_ERR_SECRET_TARGET', secret, reason, message, options);
+  }
+}
+
+export type SecretError = SecretSourceError | SecretDecryptError | SecretTargetError;
+
+export function isSecretError(e: unknown): e is SecretError {
+  return e instanceof SecretErrorBase;
+}
+
+/** The error of `stage`. */
+export function secretError(
+  stage: SecretStage,
+  secret: string,
+  reason: string,
+  message: string,
+  options?: { cause?: unknown },
+): SecretError {
+  const C = { source: SecretSourceError, decrypt: SecretDecryptError, target: SecretTargetError }[stage];
+  return new C(secret, reason, message, options);
 }
 
 /** The enclave could not issue its attested TLS certificate (the NSM failed, or too many nonce requests). */

@@ -7,8 +7,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { APP_LOG_PORT, STATUS_PORT } from '../constants.ts';
 import { ConfigError } from './errors.ts';
-import { checkPortClashes, manifestPorts, parseManifest } from './manifest.ts';
+import { checkPortClashes, egressEnabled, manifestPorts, parseManifest } from './manifest.ts';
 import { YamlSource } from './schema.ts';
+import { checkSecretsAgainstManifest } from './secrets.ts';
 import { parseSettings } from './settings.ts';
 import { type Config, DEFAULT_SETTINGS, type Manifest, type Settings } from './types.ts';
 
@@ -110,6 +111,13 @@ export function loadConfig(opts: LoadOptions): Config {
         settingsSrc,
       );
     }
+    checkSecretsAgainstManifest(
+      settings.secrets,
+      manifest,
+      egressEnabled(manifest),
+      settingsSrc,
+      manifestSrc.file,
+    );
     checkIngressPorts(settings, manifest, settingsSrc);
     errors.push(...settingsSrc.errors);
   }

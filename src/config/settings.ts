@@ -15,10 +15,13 @@ import {
   str,
   type YamlSource,
 } from './schema.ts';
+import { secretsSchema, toSecretSpecs } from './secrets.ts';
 import { DEFAULT_SETTINGS, type Settings } from './types.ts';
 
 /** Partial settings, section by section: what cloister.yaml or command-line flags provide. */
-export type SettingsOverrides = { [S in keyof Settings]?: Partial<Settings[S]> };
+export type SettingsOverrides = { [S in Exclude<keyof Settings, 'secrets'>]?: Partial<Settings[S]> } & {
+  secrets?: Settings['secrets'];
+};
 
 const ms = (min = 0) => int({ min, expected: `a duration in milliseconds (an integer >= ${min})` });
 
@@ -59,6 +62,27 @@ const settingsSchema = obj({
       max_tunnels: opt(int({ min: 1 })),
     }),
   ),
+  transparent: opt(
+    obj({
+      enabled: opt(bool()),
+      resolver: opt(oneOf(['relay', 'doh'])),
+      doh_url: opt(
+        nullable(
+          refine(str(), (v) => {
+            try {
+              const u = new URL(v);
+              return u.protocol === 'https:' && u.username === '' && u.password === ''
+                ? undefined
+                : 'must be an https URL without user or password';
+            } catch {
+              return 'must be an https URL (https://resolver.example/dns-query)';
+            }
+          }),
+        ),
+      ),
+      doh_ca_file: opt(nullable(str())),
+    }),
+  ),
   ingress: opt(
     obj({
       upstream_retry_ms: opt(ms()),
@@ -86,6 +110,7 @@ const settingsSchema = obj({
   kms: opt(obj({ ready_wait_ms: opt(ms()), upstream_timeout_ms: opt(ms(1)) })),
   streams: opt(obj({ max_readers: opt(int({ min: 1, max: 1024 })) })),
   api: opt(obj({ metrics_port: opt(nullable(port())) })),
+  secrets: opt(secretsSchema),
   ram_dir: opt(
     obj({
       path: opt(nullable(str())),
@@ -130,6 +155,11 @@ export function mergeSettings(base: Settings, partial: SettingsOverrides): Setti
     const over = partial[section];
     if (over === undefined) continue;
     if (!Object.hasOwn(base, section)) throw new Error(`unknown settings section "${section}"`);
+    if (Array.isArray(over)) {
+      // A list (secrets) replaces the default list whole.
+      (out as unknown as Record<string, unknown>)[section] = structuredClone(over);
+      continue;
+    }
     const target = out[section] as unknown as Record<string, unknown>;
     for (const [k, v] of Object.entries(over)) if (v !== undefined) target[k] = structuredClone(v);
   }
@@ -142,7 +172,9 @@ export function parseSettings(src: YamlSource, settingsDir: string): Settings {
   if (src.root === null) return structuredClone(DEFAULT_SETTINGS);
   const parsed = settingsSchema.parse(src.root, [], src);
   if (typeof parsed !== 'object') return structuredClone(DEFAULT_SETTINGS);
-  const s = mergeSettings(DEFAULT_SETTINGS, parsed as SettingsOverrides);
+  const { secrets, ...sections } = parsed as Record<string, unknown>;
+  const s = mergeSettings(DEFAULT_SETTINGS, sections as SettingsOverrides);
+  if (Array.isArray(secrets)) s.secrets = toSecretSpecs(secrets, src, settingsDir);
 
   if (s.app.restart_backoff_max_ms < s.app.restart_backoff_ms) {
     const at = src.nodes.has('app.restart_backoff_max_ms')
@@ -158,6 +190,11 @@ export function parseSettings(src: YamlSource, settingsDir: string): Settings {
   const abs = (p: string | null) => (p === null || isAbsolute(p) ? p : resolve(settingsDir, p));
   s.transport.dir = abs(s.transport.dir);
   s.nsm.state_dir = abs(s.nsm.state_dir);
+  s.transparent.doh_ca_file = abs(s.transparent.doh_ca_file);
+  if (s.transparent.resolver === 'doh' && s.transparent.doh_url === null) {
+    const at = src.nodes.has('transparent.resolver') ? 'transparent.resolver' : 'transparent';
+    src.report(src.nodes.get(at), at, 'resolver: doh needs transparent.doh_url');
+  }
   s.ram_dir.path = abs(s.ram_dir.path);
   return s;
 }

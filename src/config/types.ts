@@ -42,6 +42,46 @@ export interface Manifest {
 
 export type RestartPolicy = 'never' | 'on-failure' | 'always';
 
+/** Where a boot-time secret's KMS ciphertext comes from (cloister.yaml secrets[].source). */
+export type SecretSource =
+  | { kind: 'inline'; ciphertext: string }
+  /** A file in the image; `path` absolute (relative ones are resolved beside cloister.yaml). */
+  | { kind: 'file'; path: string; format: 'binary' | 'base64' }
+  | {
+      kind: 's3';
+      bucket: string;
+      key: string;
+      format: 'binary' | 'base64';
+      region?: string;
+      endpoint?: string;
+    }
+  | { kind: 'ssm'; name: string; region?: string; endpoint?: string }
+  | { kind: 'secretsmanager'; id: string; version_stage?: string; region?: string; endpoint?: string };
+
+/** One boot-time secret (cloister.yaml secrets[]): decrypted through KMS with attestation before the app starts. */
+export interface SecretSpec {
+  name: string;
+  source: SecretSource;
+  /** KeyId sent with Decrypt (KMS checks the ciphertext was made under it). */
+  key_id?: string;
+  encryption_context?: Record<string, string>;
+  /** KMS region (and default region of the source); else from key_id's ARN, else $AWS_REGION. */
+  region?: string;
+  targets: {
+    /** Environment variable of the app. */
+    env?: string;
+    /** The variable holds the plaintext base64-encoded (binary-safe), not the plaintext itself. */
+    env_base64: boolean;
+    /** File in the RAM directory (ram_dir.path), owned by the app's uid/gid. */
+    file?: string;
+    file_mode: number;
+    /** The private key (PEM) of this ingress port's TLS (the manifest's port with a tls block). */
+    ingress_tls?: number;
+  };
+  /** false: a failure is logged and the secret skipped; true (default): the app does not start. */
+  required: boolean;
+}
+
 /** cloister.yaml. Every key is optional; DEFAULT_SETTINGS holds the documented defaults. */
 export interface Settings {
   app: {
@@ -78,6 +118,17 @@ export interface Settings {
     max_header_bytes: number;
     max_tunnels: number;
   };
+  /** Transparent egress (docs/transparent-egress.md): off by default, odyn's behaviour. */
+  transparent: {
+    /** Redirect the app's outgoing TCP (and DNS) to cloister: apps that ignore HTTP(S)_PROXY get the allowlist. */
+    enabled: boolean;
+    /** Who answers the DNS stub's questions about allowed names: the host relay, or a DoH server through egress. */
+    resolver: 'relay' | 'doh';
+    /** resolver: doh. An https URL (RFC 8484 POST); its host:port must be allowed by egress.allow. */
+    doh_url: string | null;
+    /** resolver: doh. A PEM file of CA certificates for the DoH server instead of Node's bundled roots. */
+    doh_ca_file: string | null;
+  };
   ingress: {
     /** How long to keep retrying 127.0.0.1:<port> while the app is still starting. */
     upstream_retry_ms: number;
@@ -101,6 +152,8 @@ export interface Settings {
     /** Port for /healthz and /metrics inside the enclave (null = off). */
     metrics_port: number | null;
   };
+  /** Boot-time secrets (src/secrets/), in order. */
+  secrets: SecretSpec[];
   ram_dir: {
     /**
      * Where files that must stay in RAM go (boot-time secrets, attested TLS material); null: a fresh
@@ -153,10 +206,12 @@ export const DEFAULT_SETTINGS: Settings = {
     max_header_bytes: 16384,
     max_tunnels: 10000,
   },
+  transparent: { enabled: false, resolver: 'relay', doh_url: null, doh_ca_file: null },
   ingress: { upstream_retry_ms: 30000, proxy_protocol: false, proxy_protocol_tlvs: [], ports: {} },
   kms: { ready_wait_ms: 10000, upstream_timeout_ms: 30000 },
   streams: { max_readers: 8 },
   api: { metrics_port: null },
+  secrets: [],
   ram_dir: { path: '/run/cloister', mount: 'auto', size_mb: 16 },
   nsm: { kind: 'device', device_path: '/dev/nsm', state_dir: null, pcrs: {} },
   attested_tls: { max_age_ms: 600_000, dns_names: ['localhost'], app_files: false, reload_signal: 'SIGHUP' },

@@ -31,6 +31,8 @@ export interface VerifyInput {
   lookup: (accessKeyId: string) => { secretAccessKey: string; sessionToken?: string } | undefined;
   now?: Date;
   maxSkewMs?: number;
+  /** S3's canonical URI: the path exactly as sent (S3 neither normalises nor encodes it again). */
+  s3Path?: boolean;
 }
 
 const AUTH_FULL_RE =
@@ -92,6 +94,7 @@ export function canonicalRequest(
   headers: Record<string, string>,
   signedHeaders: string[],
   payloadHash: string,
+  s3Path = false,
 ): string {
   const q = target.indexOf('?');
   const rawPath = q === -1 ? target : target.slice(0, q);
@@ -100,7 +103,7 @@ export function canonicalRequest(
   const lines = names.map((n) => `${n}:${(headers[n] ?? '').trim().replace(/\s+/g, ' ')}\n`);
   return [
     method,
-    canonicalUri(rawPath),
+    s3Path ? rawPath : canonicalUri(rawPath),
     canonicalQuery(rawQuery),
     lines.join(''),
     names.join(';'),
@@ -183,7 +186,7 @@ export async function verifySignature(input: VerifyInput): Promise<Scope> {
   }
   // An absolute-form target (`POST http://host/ HTTP/1.1`) is signed as its path and query.
   const target = input.path.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?]*/i, '') || '/';
-  const canonical = canonicalRequest(input.method, target, headers, names, payloadHash);
+  const canonical = canonicalRequest(input.method, target, headers, names, payloadHash, input.s3Path);
   const scope = `${date}/${region}/${service}/aws4_request`;
   const stringToSign = [
     'AWS4-HMAC-SHA256',

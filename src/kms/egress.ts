@@ -22,6 +22,8 @@ export class EgressError extends Error {
   constructor(
     message: string,
     readonly timeout = false,
+    /** The egress proxy's x-cloister-error code when it refused (CLO_ERR_EGRESS_DENIED...). */
+    readonly refusal?: string,
   ) {
     super(message);
     this.name = 'EgressError';
@@ -85,9 +87,12 @@ export function dialThrough(
       if (res.statusCode !== 200) {
         // Node does not read a body after a CONNECT reply; whatever came with the head is the reason.
         const reason = head.toString('utf8').trim().slice(0, 300);
+        const code = res.headers['x-cloister-error'];
         settle(
           new EgressError(
             `egress proxy refused CONNECT ${authority}: HTTP/${res.httpVersion} ${res.statusCode} ${res.statusMessage}${reason ? ` (${reason})` : ''}`,
+            false,
+            typeof code === 'string' && /^CLO_ERR_[A-Z_]+$/.test(code) ? code : undefined,
           ),
           sock,
         );

@@ -81,6 +81,15 @@ export async function withRecipient(
 
 /** Takes CiphertextForRecipient out of a KMS reply and puts the decrypted secret in its field. */
 export function openReply(body: Buffer, field: string, key: RecipientKey): Record<string, unknown> {
+  const out = parseReply(body);
+  const secret = recipientSecret(out, key);
+  delete out.CiphertextForRecipient;
+  out[field] = secret.toString('base64');
+  return out;
+}
+
+/** A KMS reply body as a JSON object, or KmsBadReplyError. */
+export function parseReply(body: Buffer): Record<string, unknown> {
   let out: Record<string, unknown>;
   try {
     out = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
@@ -88,17 +97,18 @@ export function openReply(body: Buffer, field: string, key: RecipientKey): Recor
   } catch {
     throw new KmsBadReplyError('the reply from KMS is not a JSON object');
   }
-  const cfr = out.CiphertextForRecipient;
+  return out;
+}
+
+/** The secret of a parsed attested reply: its CiphertextForRecipient decrypted with `key` (raw bytes). */
+export function recipientSecret(reply: Record<string, unknown>, key: RecipientKey): Buffer {
+  const cfr = reply.CiphertextForRecipient;
   if (typeof cfr !== 'string') {
     throw new KmsBadReplyError('the reply from KMS has no CiphertextForRecipient');
   }
-  let secret: Buffer;
   try {
-    secret = decryptEnvelope(Buffer.from(cfr, 'base64'), key.privateKey, key.keyId);
+    return decryptEnvelope(Buffer.from(cfr, 'base64'), key.privateKey, key.keyId);
   } catch (err) {
     throw new KmsBadReplyError((err as Error).message, { cause: err });
   }
-  delete out.CiphertextForRecipient;
-  out[field] = secret.toString('base64');
-  return out;
 }

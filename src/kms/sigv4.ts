@@ -85,7 +85,42 @@ export function createKmsSigner(
   region: string,
   credentials: AwsCredentialIdentity | AwsCredentialIdentityProvider,
 ): SignatureV4 {
-  return new SignatureV4({ credentials, region, service: 'kms', sha256: NodeSha256, applyChecksum: false });
+  return createSigner(region, credentials, AWS_JSON_SERVICE('kms'));
+}
+
+/** How a service wants its requests signed. */
+export interface SigningService {
+  /** The SigV4 service name: kms, ssm, secretsmanager, s3. */
+  name: string;
+  /** Send x-amz-content-sha256 (S3 requires it; the JSON services do not). */
+  applyChecksum: boolean;
+  /** Escape the path once more when canonicalising (every service but S3). */
+  uriEscapePath: boolean;
+}
+
+/** A JSON 1.1 service (KMS, SSM, Secrets Manager): POST / signed without a payload-hash header. */
+export const AWS_JSON_SERVICE = (name: string): SigningService => ({
+  name,
+  applyChecksum: false,
+  uriEscapePath: true,
+});
+
+/** S3: the payload hash in x-amz-content-sha256, the path canonicalised as sent. */
+export const S3_SERVICE: SigningService = { name: 's3', applyChecksum: true, uriEscapePath: false };
+
+export function createSigner(
+  region: string,
+  credentials: AwsCredentialIdentity | AwsCredentialIdentityProvider,
+  service: SigningService,
+): SignatureV4 {
+  return new SignatureV4({
+    credentials,
+    region,
+    service: service.name,
+    sha256: NodeSha256,
+    applyChecksum: service.applyChecksum,
+    uriEscapePath: service.uriEscapePath,
+  });
 }
 
 /** Signs and returns the headers to send (input headers + host, x-amz-date, token, authorization). */
@@ -94,11 +129,23 @@ export async function signKmsRequest(
   req: SignableRequest,
   signingDate?: Date,
 ): Promise<Record<string, string>> {
+  return signRequest(signer, { ...req, method: 'POST', path: '/' }, signingDate);
+}
+
+/**
+ * Any request without a query (`path` already percent-encoded as it goes on the wire): S3's GetObject
+ * (GET /bucket/key) as well as the JSON calls.
+ */
+export async function signRequest(
+  signer: SignatureV4,
+  req: SignableRequest & { method: string; path: string },
+  signingDate?: Date,
+): Promise<Record<string, string>> {
   const request = new HttpRequest({
-    method: 'POST',
+    method: req.method,
     protocol: 'https:',
     hostname: req.host,
-    path: '/',
+    path: req.path,
     headers: { ...req.headers, host: req.host },
     body: req.body,
   });

@@ -1,11 +1,12 @@
 // The KMS side of the proxy: which endpoint serves a region, the request signed with the proxy's own
-// credentials, and the call itself over a pooled tunnel through the egress proxy.
+// credentials, and the call itself over a pooled tunnel through the egress proxy. The boot-time secrets
+// (src/secrets/) use the same client for KMS and, with another `service`, for S3, SSM and Secrets Manager.
 import { request } from 'node:http';
 import type { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentity } from '@smithy/types';
 import { AMZ_JSON, KmsTimeoutError, KmsUnreachableError } from '../errors.ts';
 import { EgressError, type EgressProxy, TunnelAgent } from './egress.ts';
-import { createKmsSigner, signKmsRequest } from './sigv4.ts';
+import { AWS_JSON_SERVICE, createSigner, type SigningService, signRequest } from './sigv4.ts';
 
 /** Largest KMS reply read (KMS replies are a few kB of JSON). */
 const MAX_REPLY = 1 << 20;
@@ -32,6 +33,10 @@ export interface SignedCall {
   endpoint: URL;
   headers: Record<string, string>;
   body: Buffer;
+  /** Default POST. */
+  method?: string;
+  /** Default `/` (already percent-encoded). */
+  path?: string;
 }
 
 export interface KmsUpstreamOptions {
@@ -39,29 +44,49 @@ export interface KmsUpstreamOptions {
   egress: EgressProxy | null;
   timeoutMs: number;
   credentials: () => Promise<AwsCredentialIdentity>;
+  /**
+   * Another AWS service than KMS (the boot-time secrets' S3, SSM, Secrets Manager): how it signs and
+   * where a region's endpoint is. Default: KMS, kmsEndpoint(endpoints, region).
+   */
+  service?: { signing: SigningService; endpoint: (region: string) => URL; label: string };
 }
 
 export class KmsUpstream {
   private readonly signers = new Map<string, SignatureV4>();
   private readonly agents = new Map<string, TunnelAgent>();
 
-  constructor(private readonly opts: KmsUpstreamOptions) {}
+  /** What the messages call the service. */
+  private readonly label: string;
+
+  constructor(private readonly opts: KmsUpstreamOptions) {
+    this.label = opts.service?.label ?? 'KMS';
+  }
 
   /** Signs `POST /` with X-Amz-Target `target` and `body` for the region's endpoint. */
-  async sign(region: string, target: string, body: Buffer): Promise<SignedCall> {
-    const endpoint = kmsEndpoint(this.opts.endpoints, region);
-    let signer = this.signers.get(region);
-    if (!signer) {
-      // One signer per region: SignatureV4 pulls credentials from the provider on every sign.
-      signer = createKmsSigner(region, this.opts.credentials);
-      this.signers.set(region, signer);
-    }
-    const headers = await signKmsRequest(signer, {
-      host: endpoint.host,
+  sign(region: string, target: string, body: Buffer): Promise<SignedCall> {
+    return this.signAny(region, {
+      method: 'POST',
+      path: '/',
       headers: { 'content-type': AMZ_JSON, 'x-amz-target': target },
       body,
     });
-    return { endpoint, headers, body };
+  }
+
+  /** Signs any request without a query (S3's GET /bucket/key) for the region's endpoint. */
+  async signAny(
+    region: string,
+    req: { method: string; path: string; headers: Record<string, string>; body: Buffer },
+  ): Promise<SignedCall> {
+    const service = this.opts.service;
+    const endpoint = service ? service.endpoint(region) : kmsEndpoint(this.opts.endpoints, region);
+    let signer = this.signers.get(region);
+    if (!signer) {
+      // One signer per region: SignatureV4 pulls credentials from the provider on every sign.
+      signer = createSigner(region, this.opts.credentials, service?.signing ?? AWS_JSON_SERVICE('kms'));
+      this.signers.set(region, signer);
+    }
+    const headers = await signRequest(signer, { host: endpoint.host, ...req });
+    return { endpoint, headers, body: req.body, method: req.method, path: req.path };
   }
 
   /** Sends a signed call and reads KMS's whole reply. */
@@ -71,7 +96,7 @@ export class KmsUpstream {
     } catch (err) {
       if (err instanceof EgressError && err.timeout) throw new KmsTimeoutError(err.message, { cause: err });
       const why = err instanceof Error ? err.message : String(err);
-      throw new KmsUnreachableError(`cannot reach KMS: ${why}`, { cause: err });
+      throw new KmsUnreachableError(`cannot reach ${this.label}: ${why}`, { cause: err });
     }
   }
 
@@ -84,13 +109,15 @@ export class KmsUpstream {
         agent: this.agentFor(endpoint),
         host: endpoint.hostname,
         port: defaultPort(endpoint),
-        method: 'POST',
-        path: '/',
+        method: call.method ?? 'POST',
+        path: call.path ?? '/',
         headers: { ...headers, 'content-length': String(body.length) },
       });
       let answered = false;
       req.setTimeout(timeoutMs, () =>
-        req.destroy(new EgressError(`no answer from KMS at ${endpoint.origin} within ${timeoutMs} ms`, true)),
+        req.destroy(
+          new EgressError(`no answer from ${this.label} at ${endpoint.origin} within ${timeoutMs} ms`, true),
+        ),
       );
       req.on('error', (err: NodeJS.ErrnoException) => {
         // A kept-alive connection the other end closed while idle: the request never reached KMS,
@@ -111,7 +138,7 @@ export class KmsUpstream {
         // Node's parser reads any three digits; a reply the app's client could not be given is no reply.
         const status = res.statusCode ?? 0;
         if (status < 200 || status > 599) {
-          req.destroy(new EgressError(`KMS at ${endpoint.origin} answered with status ${status}`));
+          req.destroy(new EgressError(`${this.label} at ${endpoint.origin} answered with status ${status}`));
           return;
         }
         const chunks: Buffer[] = [];
@@ -119,7 +146,9 @@ export class KmsUpstream {
         res.on('data', (c: Buffer) => {
           size += c.length;
           if (size > MAX_REPLY)
-            req.destroy(new EgressError(`KMS at ${endpoint.origin} sent more than ${MAX_REPLY} bytes`));
+            req.destroy(
+              new EgressError(`${this.label} at ${endpoint.origin} sent more than ${MAX_REPLY} bytes`),
+            );
           else chunks.push(c);
         });
         res.on('end', () =>

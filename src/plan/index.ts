@@ -8,10 +8,13 @@
 //   ingress ports, TLS contexts, PROXY v2   plan.ingress (src/plan/ingress.ts)
 //   which loopback servers run              plan.kms, plan.api, plan.metrics (null: not started)
 //   where files that must stay in RAM go    plan.ramDir (src/system/ram-dir.ts)
+//   boot-time secrets, and which ingress     plan.secrets (src/secrets/); plan.ingress.ports[].keySecret
+//   TLS keys are among them
 //   attested TLS: renewal, names, app files  plan.attestedTls (src/plan/attested-tls.ts; null: off)
 import { egressEnabled, egressPolicy } from '../config/egress.ts';
-import type { Config, Settings } from '../config/types.ts';
+import type { Config, SecretSpec, Settings } from '../config/types.ts';
 import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
+import { TransparentSetupError } from '../errors.ts';
 import type { Policy } from '../policy/policy.ts';
 import type { RamDirOptions } from '../system/ram-dir.ts';
 import { type AttestedTlsPlan, planAttestedTls } from './attested-tls.ts';
@@ -20,6 +23,12 @@ import { type IngressPlan, planIngress } from './ingress.ts';
 export type { AttestedTlsPlan } from './attested-tls.ts';
 
 export type { IngressPlan, PortPlan } from './ingress.ts';
+
+/** Transparent egress (cloister.yaml `transparent`), part of the egress plan: null when off. */
+export interface TransparentPlan {
+  /** Who resolves allowed names for the DNS stub. */
+  resolver: { kind: 'relay' } | { kind: 'doh'; url: URL; host: string; port: number; caFile: string | null };
+}
 
 export interface EgressPlan {
   /** 127.0.0.1 port of the egress proxy: egress.proxy_port, else DEFAULT_EGRESS_PROXY_PORT. */
@@ -30,6 +39,7 @@ export interface EgressPlan {
   /** How many allow and deny rules (for the start-up log line). */
   rules: { allow: number; deny: number };
   settings: Settings['egress'];
+  transparent: TransparentPlan | null;
 }
 
 export interface KmsPlan {
@@ -40,6 +50,19 @@ export interface KmsPlan {
   /** The egress policy KMS and IMDS are reached through (for the start-up check); null when egress is off. */
   egressPolicy: Policy | null;
   settings: Settings['kms'];
+}
+
+/** What the boot-time secrets (src/secrets/) need. */
+export interface SecretsPlan {
+  secrets: SecretSpec[];
+  /** kms_proxy.endpoints (the same KMS the KMS proxy uses). */
+  kmsEndpoints: Record<string, string>;
+  /** Timeout of each AWS call (kms.upstream_timeout_ms). */
+  timeoutMs: number;
+  /** How long to wait for the RSA recipient key (kms.ready_wait_ms). */
+  readyWaitMs: number;
+  /** The app's uid/gid: owner of the files. */
+  owner: { uid: number | null; gid: number | null };
 }
 
 export interface RuntimePlan {
@@ -53,6 +76,8 @@ export interface RuntimePlan {
   ingress: IngressPlan;
   /** The RAM directory (cloister.yaml ram_dir): opened only when something writes a file there. */
   ramDir: RamDirOptions;
+  /** Boot-time secrets (cloister.yaml secrets), or null when there are none. */
+  secrets: SecretsPlan | null;
   /** The enclave's attested TLS certificate (for ingress ports and the app's files), or null. */
   attestedTls: AttestedTlsPlan | null;
 }
@@ -61,13 +86,31 @@ export interface RuntimePlan {
 export function planEgress(config: Config): EgressPlan | null {
   const m = config.manifest;
   if (!egressEnabled(m)) return null;
+  const policy = egressPolicy(m);
   return {
     port: m.egress?.proxy_port ?? DEFAULT_EGRESS_PROXY_PORT,
     parentCid: config.settings.transport.parent_cid,
-    policy: egressPolicy(m),
+    policy,
     rules: { allow: m.egress?.allow?.length ?? 0, deny: m.egress?.deny?.length ?? 0 },
     settings: config.settings.egress,
+    transparent: planTransparent(config.settings.transparent, policy),
   };
+}
+
+/** The transparent part (null when off). Throws when the DoH server is not allowed by the egress policy. */
+export function planTransparent(t: Settings['transparent'], policy: Policy): TransparentPlan | null {
+  if (!t.enabled) return null;
+  if (t.resolver === 'relay' || t.doh_url === null) return { resolver: { kind: 'relay' } };
+  const url = new URL(t.doh_url);
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const port = url.port === '' ? 443 : Number(url.port);
+  // The DoH server is reached through the same egress path as the app's traffic: one policy decides both.
+  const d = policy.check(host, port);
+  if (!d.allowed)
+    throw new TransparentSetupError(
+      `transparent.doh_url ${t.doh_url}: the DoH server must be allowed by egress.allow (${d.reason})`,
+    );
+  return { resolver: { kind: 'doh', url, host: d.target!, port, caFile: t.doh_ca_file } };
 }
 
 /** The KMS proxy part alone (null when the manifest has no kms_proxy). */
@@ -88,6 +131,19 @@ export function planRamDir(config: Config): RamDirOptions {
   return { path: r.path, mount: r.mount, sizeBytes: r.size_mb * 1024 * 1024 };
 }
 
+/** The boot-time secrets (null: none). They use the KMS proxy's endpoints and timeouts. */
+export function planSecrets(config: Config): SecretsPlan | null {
+  const { settings } = config;
+  if (settings.secrets.length === 0) return null;
+  return {
+    secrets: settings.secrets,
+    kmsEndpoints: config.manifest.kms_proxy?.endpoints ?? {},
+    timeoutMs: settings.kms.upstream_timeout_ms,
+    readyWaitMs: settings.kms.ready_wait_ms,
+    owner: { uid: settings.app.uid, gid: settings.app.gid },
+  };
+}
+
 /** The whole plan. Throws when a TLS key or certificate of an ingress port cannot be loaded. */
 export function buildPlan(config: Config): RuntimePlan {
   const egress = planEgress(config);
@@ -100,8 +156,9 @@ export function buildPlan(config: Config): RuntimePlan {
     metrics: metricsPort === null ? null : { port: metricsPort },
     ingress: planIngress(config),
     ramDir: planRamDir(config),
+    secrets: planSecrets(config),
     attestedTls: planAttestedTls(config),
   };
 }
 
-export { planIngress };
+export { planIngress, withSecretTlsKeys } from './ingress.ts';

@@ -14,6 +14,8 @@ export type AppStatus =
   /** The app ended and the restart policy will start it again after `delay_ms`. Not an odyn status. */
   | {
       status: 'restarting';
+      /** A failed start (boot-time secrets) that will be tried again: what failed. */
+      error?: string;
       code?: number;
       signal?: number;
       signal_name?: string;

@@ -22,13 +22,14 @@ import { LogRing } from '../log/ring.ts';
 import { LogSink, openConsoleEcho } from '../log/sink.ts';
 import { appRestarts, appState } from '../metrics.ts';
 import type { Nsm } from '../nsm/types.ts';
-import { buildPlan, type RuntimePlan } from '../plan/index.ts';
+import { buildPlan, type RuntimePlan, withSecretTlsKeys } from '../plan/index.ts';
 import { type ErrorLog, keepServing } from '../server-errors.ts';
 import type { Service } from '../service.ts';
 import { LazyRamDir } from '../system/ram-dir.ts';
 import { APP_LOG_PORT, createTransport, STATUS_PORT, type Transport } from '../transport/index.ts';
 import { type AppExit, type AppOutput, launchApp, type OutputSource, type RunningApp } from './app.ts';
 import type { EnclaveArgs } from './args.ts';
+import { loadBootSecrets } from './boot-secrets.ts';
 import { bootstrap } from './bootstrap.ts';
 import { lazyNsm } from './lazy-nsm.ts';
 import { LineJoiner } from './line-joiner.ts';
@@ -283,6 +284,28 @@ export class Supervisor {
         },
       ]);
     }
+    // Boot-time secrets: after egress (their way out), before ingress (a TLS key may be one) and the app.
+    let ingressPlan = plan.ingress;
+    const secrets = plan.secrets;
+    if (secrets) {
+      starts.push([
+        'boot-time secrets',
+        async () => {
+          const ready = await loadBootSecrets({
+            plan: secrets,
+            deps: { nsm, egress, logger, ramDir },
+            app: this.appSettings,
+            logger,
+            setStatus: (s) => this.board.set(s),
+            stopRequested: this.stopRequested,
+          });
+          ingressPlan = withSecretTlsKeys(plan.ingress, ready.tlsKeys);
+          for (const k of ready.tlsKeys.values()) k.fill(0);
+          const done = async () => {};
+          return { env: ready.env, close: done, destroy: done };
+        },
+      ]);
+    }
     // Attested TLS before ingress (its ports serve the certificate) and before the app (it reads the files).
     let attestedTls: AttestedTls | undefined;
     const attestedPlan = plan.attestedTls;
@@ -304,7 +327,7 @@ export class Supervisor {
     starts.push([
       'ingress',
       async () =>
-        (await import('../ingress/enclave.ts')).startIngress(plan.ingress, {
+        (await import('../ingress/enclave.ts')).startIngress(ingressPlan, {
           transport,
           logger,
           attestedTls,
