@@ -25,6 +25,7 @@ import { encodeResponse } from '../../../src/nsm/codec.ts';
 import { terminate } from '../../../src/terminate.ts';
 import { EmulatedTransport } from '../../../src/transport/emulated.ts';
 import { CID_HOST, EGRESS_VSOCK_PORT, STATUS_PORT } from '../../../src/transport/types.ts';
+import { DIST_CLI } from '../../helpers/build-outputs.ts';
 import { freePort } from '../../helpers/fixtures/ports.ts';
 import { buildShims } from '../../helpers/native/shims.ts';
 import { waitUntil } from '../../helpers/supervisor-harness.ts';
@@ -84,7 +85,7 @@ test('a relay that never accepts: 50 stalled egress tunnels, and the attestation
   const enclave = spawn(
     process.execPath,
     [
-      'dist/cli.js',
+      DIST_CLI,
       'enclave',
       '--config-dir',
       conf,
