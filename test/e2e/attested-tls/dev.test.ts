@@ -84,6 +84,9 @@ function run(cmd: string, args: string[]): Promise<Ran> {
 }
 
 const attest = (args: string[]) => run(process.execPath, ['dist/cli.js', 'attest', ...args]);
+/** `attest connect` to the dev enclave, pinned to its PCR0 and the software NSM root. */
+const connectPinned = (dev: Dev, ...extra: string[]) =>
+  attest(['connect', dev.addr, '--pcr', `0=${dev.pcr0}`, '--root', dev.root, ...extra]);
 const curl = (url: string) => run('curl', ['-sS', '--max-time', '10', url]);
 
 /** The check named on stderr by a failed `cloister attest connect`. */
@@ -106,17 +109,7 @@ test(
       HTTP_APP(port),
     );
 
-    const ok = await attest([
-      'connect',
-      dev.addr,
-      '--pcr',
-      `0=${dev.pcr0}`,
-      '--root',
-      dev.root,
-      '--max-age',
-      '10m',
-      '--reject-debug',
-    ]);
+    const ok = await connectPinned(dev, '--max-age', '10m', '--reject-debug');
     assert.equal(ok.status, 0, ok.stderr);
     const identity = JSON.parse(ok.stdout);
     assert.equal(identity.verified, true);
@@ -271,16 +264,7 @@ server.listen(${port},'127.0.0.1',()=>console.log('app up '+sha(files.cert)));`;
       'attested_tls:\n  app_files: true\n  reload_signal: SIGHUP\n  max_age_ms: 8000\n',
       app,
     );
-    const first = await attest([
-      'connect',
-      dev.addr,
-      '--pcr',
-      `0=${dev.pcr0}`,
-      '--root',
-      dev.root,
-      '--max-age',
-      '1m',
-    ]);
+    const first = await connectPinned(dev, '--max-age', '1m');
     assert.equal(first.status, 0, first.stderr);
     const firstSha = JSON.parse(first.stdout).certificate.sha256;
     assert.match(
@@ -312,16 +296,7 @@ server.listen(${port},'127.0.0.1',()=>console.log('app up '+sha(files.cert)));`;
     }
 
     // Still serving, with a document younger than the limit, under the same key.
-    const later = await attest([
-      'connect',
-      dev.addr,
-      '--pcr',
-      `0=${dev.pcr0}`,
-      '--root',
-      dev.root,
-      '--max-age',
-      '1m',
-    ]);
+    const later = await connectPinned(dev, '--max-age', '1m');
     assert.equal(later.status, 0, later.stderr);
     const laterId = JSON.parse(later.stdout);
     assert.notEqual(laterId.certificate.sha256, firstSha);
