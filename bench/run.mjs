@@ -10,6 +10,7 @@ const ALL = [
   'interop-burst',
   'ingress',
   'egress',
+  'transparent',
   'package',
   'lab',
 ];
