@@ -6,6 +6,7 @@ const ALL = [
   'startup',
   'native',
   'attestation',
+  'attested-tls',
   'kms',
   'interop-burst',
   'ingress',
