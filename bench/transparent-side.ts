@@ -4,8 +4,9 @@
 //   transparent-side.ts enclave <vsock-dir>     egress proxy with transparent mode on (route, nat rules,
 //                                               DNS stub on 127.0.0.1:53); prints the proxy's port
 //   transparent-side.ts dns <seconds> <window> <name>   DNS load on 127.0.0.1:53 -> {"answers","seconds","rcode"}
-import { createSocket } from 'node:dgram';
+
 import { execFileSync } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 import dnsPacket from 'dns-packet';
 import { DEFAULT_SETTINGS } from '../src/config/types.ts';
@@ -85,7 +86,12 @@ if (role === 'servers') {
   const t0 = Date.now();
   const send = () =>
     sock.send(
-      dnsPacket.encode({ type: 'query', id: id++ & 0xffff, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] }),
+      dnsPacket.encode({
+        type: 'query',
+        id: id++ & 0xffff,
+        flags: dnsPacket.RECURSION_DESIRED,
+        questions: [{ type: 'A', name }],
+      }),
       53,
       '127.0.0.1',
     );

@@ -39,7 +39,11 @@ process.on('exit', cleanup);
 const node = [process.execPath, '--import', 'tsx'];
 const side = join(here, 'transparent-side.ts');
 
-function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; line: string }> {
+function start(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ child: ChildProcess; line: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
     children.push(child);
@@ -53,7 +57,13 @@ const vsockDir = join(tmp, 'vsock');
 mkdirSync(vsockDir);
 writeFileSync(join(tmp, 'resolv.conf'), 'nameserver 192.0.2.99\n');
 const servers = await start('unshare', ['-n', ...node, side, 'servers'], { BENCH_MIB: String(MIB) });
-const relay = await start(inNs(servers.child.pid!)[0]!, [...inNs(servers.child.pid!).slice(1), ...node, side, 'relay', vsockDir]);
+const relay = await start(inNs(servers.child.pid!)[0]!, [
+  ...inNs(servers.child.pid!).slice(1),
+  ...node,
+  side,
+  'relay',
+  vsockDir,
+]);
 // The enclave side gets its own mount namespace too: its resolv.conf is a bind mount of a temp file.
 const enclave = await start('unshare', [
   '-n',
@@ -76,12 +86,16 @@ interface ClientOut {
 }
 function client(ns: number, args: string[]): Promise<ClientOut> {
   return new Promise((resolve, reject) => {
-    const c = spawn(inNs(ns)[0]!, [...inNs(ns).slice(1), ...node, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const c = spawn(inNs(ns)[0]!, [...inNs(ns).slice(1), ...node, ...args], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
     let out = '';
     c.stdout.on('data', (d) => {
       out += d;
     });
-    c.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`client ${args} -> ${code}`))));
+    c.on('exit', (code) =>
+      code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`client ${args} -> ${code}`)),
+    );
     c.stdin.end('');
   });
 }
@@ -103,7 +117,15 @@ const paths: [string, number, string][] = [
   ['CONNECT', enclavePid, proxyAddr],
   ['transparent', enclavePid, '-'],
 ];
-const results = { mib: MIB, runs: RUNS, node: process.version, paths: {} as Record<string, unknown>, dns: {} as Record<string, unknown>, table: [] as Record<string, string>[], dnsTable: [] as Record<string, string>[] };
+const results = {
+  mib: MIB,
+  runs: RUNS,
+  node: process.version,
+  paths: {} as Record<string, unknown>,
+  dns: {} as Record<string, unknown>,
+  table: [] as Record<string, string>[],
+  dnsTable: [] as Record<string, string>[],
+};
 for (const [name, ns, via] of paths) {
   let down = 0;
   let up = 0;
@@ -117,14 +139,31 @@ for (const [name, ns, via] of paths) {
   if (name !== 'direct') {
     const c0 = [cpuUs(enclavePid), cpuUs(relayPid)];
     const rate = await egressClient(ns, ['rate', via, target(PORTS.echo), '4', '16']);
-    cpu = { enclave: (cpuUs(enclavePid) - c0[0]!) / rate.tunnels, relay: (cpuUs(relayPid) - c0[1]!) / rate.tunnels };
+    cpu = {
+      enclave: (cpuUs(enclavePid) - c0[0]!) / rate.tunnels,
+      relay: (cpuUs(relayPid) - c0[1]!) / rate.tunnels,
+    };
     perS = rate.tunnels / rate.seconds;
   }
-  results.paths[name] = { down_gbit: down, up_gbit: up, connect_p50_ms: pct(lat, 50), connect_p99_ms: pct(lat, 99), conns_per_s: perS, cpu_us_per_conn: cpu };
+  results.paths[name] = {
+    down_gbit: down,
+    up_gbit: up,
+    connect_p50_ms: pct(lat, 50),
+    connect_p99_ms: pct(lat, 99),
+    conns_per_s: perS,
+    cpu_us_per_conn: cpu,
+  };
 }
 const direct = results.paths.direct as { down_gbit: number; up_gbit: number; connect_p50_ms: number };
 results.table = Object.entries(results.paths).map(([name, v]) => {
-  const r = v as { down_gbit: number; up_gbit: number; connect_p50_ms: number; connect_p99_ms: number; conns_per_s: number | null; cpu_us_per_conn: { enclave: number; relay: number } | null };
+  const r = v as {
+    down_gbit: number;
+    up_gbit: number;
+    connect_p50_ms: number;
+    connect_p99_ms: number;
+    conns_per_s: number | null;
+    cpu_us_per_conn: { enclave: number; relay: number } | null;
+  };
   return {
     path: name,
     'down Gbit/s': r.down_gbit.toFixed(2),
@@ -134,7 +173,9 @@ results.table = Object.entries(results.paths).map(([name, v]) => {
     'connect p99 ms': r.connect_p99_ms.toFixed(3),
     '+p50 vs direct ms': (r.connect_p50_ms - direct.connect_p50_ms).toFixed(3),
     'conns/s': r.conns_per_s ? r.conns_per_s.toFixed(0) : '-',
-    'CPU µs/conn enclave+relay': r.cpu_us_per_conn ? `${r.cpu_us_per_conn.enclave.toFixed(0)}+${r.cpu_us_per_conn.relay.toFixed(0)}` : '-',
+    'CPU µs/conn enclave+relay': r.cpu_us_per_conn
+      ? `${r.cpu_us_per_conn.enclave.toFixed(0)}+${r.cpu_us_per_conn.relay.toFixed(0)}`
+      : '-',
   };
 });
 console.table(results.table);
@@ -148,8 +189,17 @@ for (const [label, name] of [
   const c0 = cpuUs(enclavePid);
   const r = await client(enclavePid, [side, 'dns', '4', '64', name]);
   const cpu = (cpuUs(enclavePid) - c0) / r.answers;
-  results.dns[label] = { answers_per_s: r.answers / r.seconds, enclave_cpu_us_per_answer: cpu, rcode: r.rcode };
-  results.dnsTable.push({ query: label, rcode: r.rcode, 'answers/s': (r.answers / r.seconds).toFixed(0), 'enclave CPU µs/answer': cpu.toFixed(1) });
+  results.dns[label] = {
+    answers_per_s: r.answers / r.seconds,
+    enclave_cpu_us_per_answer: cpu,
+    rcode: r.rcode,
+  };
+  results.dnsTable.push({
+    query: label,
+    rcode: r.rcode,
+    'answers/s': (r.answers / r.seconds).toFixed(0),
+    'enclave CPU µs/answer': cpu.toFixed(1),
+  });
 }
 console.table(results.dnsTable);
 mkdirSync(join(here, 'results'), { recursive: true });
