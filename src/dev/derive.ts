@@ -10,6 +10,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { egressPolicy } from '../config/egress.ts';
+import { secretsToYaml } from '../config/secrets.ts';
 import type { Config, Manifest, Settings } from '../config/types.ts';
 import { resolveTlsMaterial } from '../plan/ingress.ts';
 import { CID_HOST } from '../transport/types.ts';
@@ -84,8 +85,9 @@ export function deriveEnclaveConfig(o: DeriveOptions): Derived {
   // No mount on the developer's machine: a private directory under /dev/shm, removed at exit.
   s.ram_dir = { ...s.ram_dir, path: null, mount: 'never' };
   mkdirSync(o.dir, { recursive: true });
-  // yaml's stringify drops undefined keys; the schema accepts every key we write back.
+  // yaml's stringify drops undefined keys; the schema accepts every key we write back. Secrets are typed
+  // in Settings: written back in their cloister.yaml form (file paths are absolute already).
   writeFileSync(join(o.dir, 'enclaver.yaml'), stringify(m));
-  writeFileSync(join(o.dir, 'cloister.yaml'), stringify(s));
+  writeFileSync(join(o.dir, 'cloister.yaml'), stringify({ ...s, secrets: secretsToYaml(s.secrets) }));
   return { configDir: o.dir, notes };
 }
