@@ -2,7 +2,7 @@
 //   egress-client.ts down <proxy> <host:port>            -> {"bytes","seconds"}
 //   egress-client.ts up <proxy> <host:port> <MiB>         -> {"bytes","seconds"}
 //   egress-client.ts latency <proxy> <host:port> <n>      -> {"ms":[...]} one 1-byte echo per fresh connection
-//   egress-client.ts rate <proxy> <host:port> <seconds> <parallel> -> {"tunnels","seconds"}
+//   egress-client.ts rate <proxy> <host:port> <seconds> <parallel> -> {"tunnels","seconds","cpu_us"}
 import { connect, type Socket } from 'node:net';
 import { writeBlocks } from '../test/helpers/fixtures/bulk.ts';
 
@@ -80,6 +80,7 @@ if (mode === 'down') {
   const until = Date.now() + Number(arg) * 1000;
   let tunnels = 0;
   const t0 = Date.now();
+  const cpu0 = process.cpuUsage();
   await Promise.all(
     Array.from({ length: Number(arg2) }, async () => {
       while (Date.now() < until) {
@@ -94,7 +95,9 @@ if (mode === 'down') {
       }
     }),
   );
-  out({ tunnels, seconds: (Date.now() - t0) / 1000 });
+  const cpu = process.cpuUsage(cpu0);
+  // The client's own CPU: what the load generator costs per tunnel (the same work on every path).
+  out({ tunnels, seconds: (Date.now() - t0) / 1000, cpu_us: cpu.user + cpu.system });
 } else if (mode === 'hold') {
   // Opens N tunnels, prints "open", keeps them until stdin closes.
   const socks = await Promise.all(Array.from({ length: Number(arg) }, () => open()));

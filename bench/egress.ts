@@ -1,6 +1,10 @@
 // Egress benchmark: the full path (client -> proxy process -> emulated vsock -> relay process ->
 // server) against the same transfer direct on loopback and through tinyproxy as a one-hop CONNECT
 // proxy. Every byte stays on loopback. Run: node --import tsx bench/egress.ts [--mib 1024] [--runs 2]
+//
+// Before/after in one invocation: `--before <tree>` adds a "cloister-before" path whose proxy and relay
+// run from another checkout (its bench/egress-side.ts, src/ and built addon; `bench/before-tree.sh` makes
+// one from a commit). BENCH_EGRESS_PATHS=direct,cloister,cloister-before picks the rows.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
@@ -10,7 +14,11 @@ import { parseArgs } from 'node:util';
 import { writeBlocks } from '../test/helpers/fixtures/bulk.ts';
 
 const { values } = parseArgs({
-  options: { mib: { type: 'string', default: '1024' }, runs: { type: 'string', default: '2' } },
+  options: {
+    mib: { type: 'string', default: '1024' },
+    runs: { type: 'string', default: '2' },
+    before: { type: 'string' },
+  },
 });
 const MIB = Number(values.mib);
 const RUNS = Number(values.runs);
@@ -59,18 +67,22 @@ function start(cmd: string, args: string[]): Promise<{ child: ChildProcess; line
   });
 }
 
-const vsockDir = join(tmp, 'vsock');
-mkdirSync(vsockDir);
 const node = [process.execPath, '--import', 'tsx'];
-const relay = await start(node[0]!, [...node.slice(1), join(here, 'egress-side.ts'), 'relay', vsockDir]);
-const proxy = await start(node[0]!, [
-  ...node.slice(1),
-  join(here, 'egress-side.ts'),
-  'proxy',
-  vsockDir,
-  '127.0.0.1',
-]);
-const cloisterAddr = `127.0.0.1:${proxy.line}`;
+/** A relay and proxy process pair from `tree` (this checkout or a before tree), on its own vsock dir. */
+async function startPair(tree: string, name: string) {
+  const vsockDir = join(tmp, `vsock-${name}`);
+  mkdirSync(vsockDir);
+  const side = join(tree, 'bench', 'egress-side.ts');
+  const relay = await start(node[0]!, [...node.slice(1), side, 'relay', vsockDir]);
+  const proxy = await start(node[0]!, [...node.slice(1), side, 'proxy', vsockDir, '127.0.0.1']);
+  return { relay, proxy, addr: `127.0.0.1:${proxy.line}` };
+}
+const pairs: Record<string, Awaited<ReturnType<typeof startPair>>> = {
+  cloister: await startPair(join(here, '..'), 'cloister'),
+};
+if (values.before) pairs['cloister-before'] = await startPair(values.before, 'before');
+const { proxy, relay } = pairs.cloister!;
+const cloisterAddr = pairs.cloister!.addr;
 
 // tinyproxy on a loopback port with a temp config (no ConnectPort lines: CONNECT to any port).
 const probe = createServer();
@@ -129,11 +141,10 @@ function client(args: string[], input?: string): Promise<ClientOut> {
 
 const only = process.env.BENCH_EGRESS_PATHS?.split(',');
 const paths = (
-  [
-    ['direct', '-'],
-    ['tinyproxy', tinyAddr],
-    ['cloister', cloisterAddr],
-  ] as [string, string][]
+  [['direct', '-'], ['tinyproxy', tinyAddr], ...Object.entries(pairs).map(([name, p]) => [name, p.addr])] as [
+    string,
+    string,
+  ][]
 ).filter(([name]) => !only || only.includes(name));
 const gbit = (r: { bytes: number; seconds: number }) => (r.bytes * 8) / r.seconds / 1e9;
 const best = async (args: string[]) => {
@@ -186,13 +197,14 @@ for (const [name, addr] of paths) {
   const down = await best(['down', addr, `127.0.0.1:${source}`]);
   const up = await best(['up', addr, `127.0.0.1:${sink}`, String(MIB)]);
   const lat = (await client(['latency', addr, `127.0.0.1:${echo}`, '1000'])).ms.slice(100);
-  const cpu0 = name === 'cloister' ? [cpuUs(proxy.child.pid!), cpuUs(relay.child.pid!)] : null;
+  const pair = pairs[name];
+  const cpu0 = pair ? [cpuUs(pair.proxy.child.pid!), cpuUs(pair.relay.child.pid!)] : null;
   const rate = name === 'direct' ? null : await client(['rate', addr, `127.0.0.1:${echo}`, '4', '16']);
   const cpu =
-    cpu0 && rate
+    pair && cpu0 && rate
       ? {
-          proxy: (cpuUs(proxy.child.pid!) - cpu0[0]!) / rate.tunnels,
-          relay: (cpuUs(relay.child.pid!) - cpu0[1]!) / rate.tunnels,
+          proxy: (cpuUs(pair.proxy.child.pid!) - cpu0[0]!) / rate.tunnels,
+          relay: (cpuUs(pair.relay.child.pid!) - cpu0[1]!) / rate.tunnels,
         }
       : null;
   results.paths[name] = {

@@ -9,7 +9,9 @@
         "src/vsock.c",
         "src/nsm.c",
         "src/system.c",
-        "src/splice.c"
+        "src/splice.c",
+        "src/netfilter.c",
+        "src/fdwait.c"
       ],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8"]

@@ -5,14 +5,20 @@ import type { Server as HttpServer } from 'node:http';
 import type { Server } from 'node:net';
 import type { Duplex } from 'node:stream';
 
+/** What a ConnectionSet tracks: a stream, or anything that closes like one (a fast-path connection). */
+export interface Closable {
+  once(event: 'close', listener: () => void): unknown;
+  destroy(): unknown;
+}
+
 /** Tracks live connections so close() can wait for them, then cut off the stragglers. */
 export class ConnectionSet {
-  private readonly live = new Set<Duplex>();
+  private readonly live = new Set<Closable>();
   private drained: (() => void) | null = null;
   private destroyed = false;
 
   /** Tracks each stream until it closes. After destroyAll(), a stream added is destroyed at once. */
-  add(...streams: Duplex[]): void {
+  add(...streams: Closable[]): void {
     for (const s of streams) {
       if (this.destroyed) {
         s.destroy();

@@ -15,7 +15,7 @@ export interface VsockAddress {
  * The interface version this code expects of the addon: CLOISTER_NATIVE_ABI in native/src/common.h.
  * Bump both together whenever a function is added, removed or changes shape.
  */
-export const NATIVE_ABI_VERSION = 3;
+export const NATIVE_ABI_VERSION = 5;
 
 /**
  * The addon's functions (native/src/*.c, one unit per concern). Failed syscalls throw (or reject with)
@@ -61,11 +61,41 @@ export interface NativeAddon {
     fdB: number,
     idleMs: number,
     done: (err: NativeError | null, aToB: number, bToA: number) => void,
+    /** Sent to A (B) before any tunnel byte and not counted in the totals: a "200", an "Ok" frame. */
+    greetA?: Uint8Array | null,
+    greetB?: Uint8Array | null,
   ): SpliceHandle;
   /** Ends a pump now; its `done` still runs (with ECANCELED). No-op once it ended. */
   spliceCancel(handle: SpliceHandle): void;
   /** Pipe pairs kept for reuse by finished pumps on this thread (bounded; empty, default-size pipes). */
   spliceIdlePipes(): number;
+  /** getsockopt(SOL_IP, SO_ORIGINAL_DST): where a connection the nat table redirected was going (IPv4). */
+  originalDestination(fd: number): { address: string; port: number };
+  /**
+   * IPT_SO_GET_INFO (size 0: the raw struct ipt_getinfo) or IPT_SO_GET_ENTRIES (the raw struct
+   * ipt_get_entries with `size` bytes of entries) of an iptables (legacy) table.
+   */
+  iptablesGet(table: string, size: number): Buffer;
+  /** IPT_SO_SET_REPLACE: `blob` is a whole struct ipt_replace; its counters pointer is filled in natively. */
+  iptablesReplace(blob: Uint8Array): void;
+  /** Sends one rtnetlink message (with NLM_F_ACK) and throws the errno of a negative acknowledgement. */
+  rtnetlinkRequest(message: Uint8Array): void;
+  // The per-connection fast path (native/src/fdwait.c, src/transport/fast.ts): waits on the loop's
+  // poller, no thread held, no net.Socket made.
+  /** Non-blocking TCP connect to a numeric IPv4/IPv6 address; the fd has TCP_NODELAY. */
+  tcpConnect(ip: string, port: number, timeoutMs: number): Promise<number>;
+  /** Non-blocking connect to a Unix stream socket. */
+  unixConnect(path: string, timeoutMs: number): Promise<number>;
+  /** The bytes queued on fd once it is readable (at most maxBytes), left in the kernel (MSG_PEEK); empty at EOF. */
+  peekHead(fd: number, maxBytes: number, timeoutMs: number): Promise<Buffer>;
+  /** One [u16 LE length][body] frame's body, read exactly; empty for a zero length; ECONNRESET at EOF. */
+  readFrame(fd: number, timeoutMs: number): Promise<Buffer>;
+  /** Drops exactly n queued bytes (a peeked head); EAGAIN if fewer are there. */
+  recvDiscard(fd: number, n: number): void;
+  /** Sends all of bytes at once or throws: EAGAIN if the socket took none or only part (the stream is then unusable). */
+  sendAll(fd: number, bytes: Uint8Array): void;
+  /** shutdown(SHUT_RDWR): wakes a wait on fd with EOF. */
+  shutdownFd(fd: number): void;
 }
 
 /** Opaque handle of a running splice pump. */

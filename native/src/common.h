@@ -13,10 +13,12 @@
 #include <node_api.h>
 #include <uv.h>
 
+#include <sys/socket.h>
+
 // Bumped whenever a function is added, removed or changes its arguments or result. src/native.ts
 // refuses an addon built from other sources (a stale native/build, a $CLOISTER_NATIVE left over) once,
 // at load, with one clear message, instead of checking for each function where it is used.
-#define CLOISTER_NATIVE_ABI 3
+#define CLOISTER_NATIVE_ABI 5
 
 // ---------------------------------------------------------------------------------------------
 // errors: Error objects with `code` = errno name (ECONNREFUSED, EMSGSIZE...), `errno` and `syscall`
@@ -92,6 +94,10 @@ int poller_set(poller *pl, poll_watch *w, uint32_t events);
 void poller_hold(poller *pl);
 void poller_release(poller *pl);
 
+// Connects the non-blocking socket fd (owned from here: closed on failure) to sa on the poller; the
+// promise resolves with fd once connected, ETIMEDOUT after timeout ms (< 0: none). fdwait.c.
+napi_value connect_fd(napi_env env, int fd, const struct sockaddr *sa, socklen_t salen, int32_t timeout);
+
 // ---------------------------------------------------------------------------------------------
 // units: each adds its functions to the exports
 
@@ -100,6 +106,8 @@ bool init_vsock(napi_env env, napi_value exports);
 bool init_nsm(napi_env env, napi_value exports);
 bool init_system(napi_env env, napi_value exports);
 bool init_splice(napi_env env, napi_value exports);
+bool init_netfilter(napi_env env, napi_value exports);
+bool init_fdwait(napi_env env, napi_value exports);
 
 #define FUNCTION(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
 

@@ -31,6 +31,7 @@ typedef struct {
   bool grown;     // pipe enlarged to PUMP_PIPE_SIZE
   bool copy_in;   // the kernel refused splice from `from`: fill the pipe with read() + write()
   uint64_t bytes; // bytes written to `to`
+  uint64_t greet; // of which a greeting that went through the pipe (not tunnel bytes)
 } pump_dir;
 
 typedef struct {
@@ -86,6 +87,42 @@ static void pipe_release(pump *p, pump_dir *d) {
   d->pipe_r = d->pipe_w = -1;
 }
 
+// Gives d a pipe (from the pool, else a new default-size one). Taken on first use: a tunnel that never
+// carries bytes one way needs no pipe for that direction. false with errno set when none can be made.
+static bool pipe_take(pump_dir *d) {
+  int pp[2];
+  if (pipe_pool_len > 0) {
+    pipe_pair *pooled = &pipe_pool[--pipe_pool_len];
+    pp[0] = pooled->r;
+    pp[1] = pooled->w;
+  } else if (pipe2(pp, O_NONBLOCK | O_CLOEXEC) < 0) {
+    return false;
+  }
+  d->pipe_r = pp[0];
+  d->pipe_w = pp[1];
+  return true;
+}
+
+// Sends a greeting (the proxy's "200", the relay's "Ok", a PROXY header) to fd `to` before anything the
+// pump moves: written at once, and whatever the socket does not take goes first into the pipe of the
+// direction that writes to `to`, which the pump flushes before it reads more. Not counted as tunnel bytes.
+static int pump_greet(pump *p, int to, const uint8_t *data, size_t len) {
+  ssize_t n;
+  do n = send(p->fd[to], data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0 && errno != EAGAIN) return errno;
+  size_t sent = n > 0 ? (size_t)n : 0;
+  if (sent == len) return 0;
+  pump_dir *d = &p->dir[1 - to];
+  if (d->pipe_w < 0 && !pipe_take(d)) return errno;
+  n = write(d->pipe_w, data + sent, len - sent);
+  if (n < 0) return errno;
+  if ((size_t)n != len - sent) return EMSGSIZE;  // more than an empty pipe holds: never a greeting
+  d->in_pipe = len - sent;
+  d->greet = len - sent;
+  return 0;
+}
+
 static void pump_unref(pump *p) {
   if (--p->refs == 0) free(p);
 }
@@ -111,8 +148,10 @@ static void pump_handle_closed(uv_handle_t *h) {
     argv[0] = make_errno_error(env, p->syscall, p->err);
   else
     napi_get_null(env, &argv[0]);
-  napi_create_double(env, (double)p->dir[0].bytes, &argv[1]);
-  napi_create_double(env, (double)p->dir[1].bytes, &argv[2]);
+  for (int i = 0; i < 2; i++) {
+    pump_dir *d = &p->dir[i];
+    napi_create_double(env, (double)(d->bytes > d->greet ? d->bytes - d->greet : 0), &argv[1 + i]);
+  }
   napi_value result;
   // make_callback (not call_function): runs the microtask and nextTick queues afterwards, as any
   // libuv-driven callback into JS must.
@@ -200,20 +239,9 @@ static bool pump_run_dir(pump *p, pump_dir *d) {
       }
       return true;
     }
-    if (d->pipe_w < 0) {
-      // Taken on first use (from the pool, else a new default-size pipe): a tunnel that never carries
-      // bytes one way needs no pipe for that direction.
-      int pp[2];
-      if (pipe_pool_len > 0) {
-        pipe_pair *pooled = &pipe_pool[--pipe_pool_len];
-        pp[0] = pooled->r;
-        pp[1] = pooled->w;
-      } else if (pipe2(pp, O_NONBLOCK | O_CLOEXEC) < 0) {
-        pump_finish(p, "pipe2", errno);
-        return false;
-      }
-      d->pipe_r = pp[0];
-      d->pipe_w = pp[1];
+    if (d->pipe_w < 0 && !pipe_take(d)) {
+      pump_finish(p, "pipe2", errno);
+      return false;
     }
     ssize_t n = d->copy_in ? pump_copy_in(p->fd[d->from], d->pipe_w)
                            : splice(p->fd[d->from], NULL, d->pipe_w, NULL, PUMP_CHUNK, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -303,16 +331,36 @@ static void pump_handle_finalize(napi_env env, void *data, void *hint) {
   pump_unref(data);
 }
 
-// spliceJoin(fdA, fdB, idleMs, callback(err, aToB, bToA)) -> handle for spliceCancel. The fds are
-// dup()ed; the caller stops its own reading first and closes its fds after the callback.
+// An optional Uint8Array argument: absent (undefined or null) gives len 0.
+static bool arg_optional_u8(napi_env env, napi_value v, const char *what, void **data, size_t *len) {
+  napi_valuetype t;
+  *data = NULL;
+  *len = 0;
+  if (napi_typeof(env, v, &t) == napi_ok && (t == napi_undefined || t == napi_null)) return true;
+  return arg_u8(env, v, what, data, len);
+}
+
+// spliceJoin(fdA, fdB, idleMs, callback(err, aToB, bToA), greetA?, greetB?) -> handle for spliceCancel.
+// The fds are dup()ed; the caller stops its own reading first and closes its fds when it likes (the
+// pump's copies keep the connections open). greetA / greetB are sent to A / B before any tunnel byte.
 static napi_value SpliceJoin(napi_env env, napi_callback_info info) {
-  napi_value argv[4];
+  napi_value argv[6];
   if (!get_args(env, info, 4, argv)) return NULL;
+  size_t argc = 6;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  napi_value none;
+  napi_get_undefined(env, &none);
+  for (size_t i = argc; i < 6; i++) argv[i] = none;
   int32_t fa, fb, idle;
   if (!arg_i32(env, argv[0], "fdA", &fa) || !arg_i32(env, argv[1], "fdB", &fb) ||
       !arg_i32(env, argv[2], "idleMs", &idle))
     return NULL;
   if (!arg_function(env, argv[3], "callback")) return NULL;
+  void *greet[2];
+  size_t greet_len[2];
+  if (!arg_optional_u8(env, argv[4], "greetA", &greet[0], &greet_len[0]) ||
+      !arg_optional_u8(env, argv[5], "greetB", &greet[1], &greet_len[1]))
+    return NULL;
   if (fa < 0 || fb < 0 || fa == fb) return throw_errno(env, "spliceJoin", EBADF);
   uv_loop_t *loop;
   NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
@@ -366,10 +414,15 @@ static napi_value SpliceJoin(napi_env env, napi_callback_info info) {
     uv_timer_start(&p->timer, pump_timer_cb, p->idle_ms, 0);
     uv_unref((uv_handle_t *)&p->timer);  // the polls keep the loop alive; the timer alone must not
   }
-  // Nothing is tried up front: both fds wait for readable (level-triggered, so bytes already queued
-  // in the kernel wake the first poll at once).
+  for (int i = 0; i < 2 && !p->finishing; i++) {
+    if (!greet_len[i]) continue;
+    int gerr = pump_greet(p, i, greet[i], greet_len[i]);
+    if (gerr) pump_finish(p, "send", gerr);
+  }
+  // Nothing else is tried up front: both fds wait for readable (level-triggered, so bytes already
+  // queued in the kernel wake the first poll at once).
   bool run[2] = {false, false};
-  pump_step(p, run);
+  if (!p->finishing) pump_step(p, run);
   return handle;
 }
 

@@ -1,8 +1,8 @@
 // AF_VSOCK: vsockSocket, vsockBind, vsockListen, vsockConnect, vsockLocalAddress, vsockRemoteAddress.
 //
 // vsockConnect never blocks a thread: the socket is non-blocking, connect() returns EINPROGRESS and the
-// fd waits for writability on the thread's poller (poller.c), with a uv timer for the timeout, and the
-// promise settles on the loop thread. It used to wait in poll() on one of libuv's 4 pool threads for
+// fd waits for writability on the thread's poller (poller.c, through fdwait.c), with a uv timer for the
+// timeout, and the promise settles on the loop thread. It used to wait in poll() on one of libuv's 4 pool threads for
 // up to the timeout, so a host that stopped accepting on the egress port filled the pool and stalled
 // the NSM ioctls, key generation and fs calls behind it (issue 10).
 #include "common.h"
@@ -87,148 +87,24 @@ static napi_value VsockRemoteAddress(napi_env env, napi_callback_info info) {
   return vsock_name(env, info, true);
 }
 
-// A connect in progress. Freed in the timer's close callback, always after the poller batch that may
-// still hold an event for it (see common.h).
-typedef struct {
-  uv_timer_t timer;  // first: the op's address is the timer's, so free() itself can be its close callback
-  poll_watch watch;
-  napi_env env;
-  napi_deferred deferred;
-  napi_async_context async_ctx;
-  poller *poller;
-  bool settled;
-} connect_op;
-
-static void connect_closed(uv_handle_t *h) {
-  free(h->data);
-}
-
-static void connect_env_cleanup(void *arg);
-
-// Ends the wait: drops the fd from the poller and settles the promise with the fd (err == 0) or the
-// error (the fd is closed). With env_gone the JS side is gone: only the fd and memory are released.
-static void connect_settle(connect_op *op, int err, const char *syscall, bool env_gone) {
-  if (op->settled) return;
-  op->settled = true;
-  poller_set(op->poller, &op->watch, 0);
-  op->watch.events = 0;
-  poller_release(op->poller);
-  uv_timer_stop(&op->timer);
-  if (env_gone) {
-    // A worker thread is exiting: libuv runs close callbacks after its copy of the addon may already be
-    // unloaded, so the callback must be code that stays: libc's free, on the op (the timer is its first
-    // member, and free's void * parameter takes a uv_handle_t * the same way on every Linux ABI).
-    close(op->watch.fd);
-    uv_close((uv_handle_t *)&op->timer, (uv_close_cb)(void (*)(void))free);
-    return;
-  }
-  napi_env env = op->env;
-  napi_remove_env_cleanup_hook(env, connect_env_cleanup, op);
-  napi_handle_scope hs;
-  napi_open_handle_scope(env, &hs);
-  // A callback scope, as for any libuv-driven call into JS: closing it runs the microtasks (the
-  // promise's reactions) and nextTicks now, not whenever the next unrelated callback comes.
-  napi_value resource;
-  napi_callback_scope cs = NULL;
-  napi_create_object(env, &resource);
-  napi_open_callback_scope(env, resource, op->async_ctx, &cs);
-  napi_value fd;
-  if (!err && napi_create_int32(env, op->watch.fd, &fd) != napi_ok) err = ENOMEM, syscall = "connect";
-  if (err) {
-    close(op->watch.fd);
-    napi_reject_deferred(env, op->deferred, make_errno_error(env, syscall, err));
-  } else {
-    napi_resolve_deferred(env, op->deferred, fd);
-  }
-  if (cs) napi_close_callback_scope(env, cs);
-  napi_async_destroy(env, op->async_ctx);
-  napi_close_handle_scope(env, hs);
-  uv_close((uv_handle_t *)&op->timer, connect_closed);
-}
-
-// The environment (a worker thread) goes away with the connect pending.
-static void connect_env_cleanup(void *arg) {
-  connect_settle(arg, ECANCELED, "connect", true);
-}
-
-static void connect_event(poll_watch *w, uint32_t events) {
-  connect_op *op = w->owner;
-  if (op->settled) return;
-  // Writable, or an error or hang-up: SO_ERROR says which (0: connected).
-  int soerr = 0;
-  socklen_t len = sizeof soerr;
-  if (getsockopt(w->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) soerr = errno;
-  if (!soerr && !(events & EPOLLOUT)) soerr = ECONNRESET;
-  connect_settle(op, soerr, "connect", false);
-}
-
-static void connect_timeout(uv_timer_t *t) {
-  connect_settle(t->data, ETIMEDOUT, "connect", false);
-}
-
 // vsockConnect(cid, port, timeoutMs): Promise<fd> of a connected, non-blocking socket; ETIMEDOUT after
-// timeoutMs (< 0: no limit but the kernel's own).
+// timeoutMs (< 0: no limit but the kernel's own). The wait is fdwait.c's connect_fd.
 static napi_value VsockConnect(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   if (!get_args(env, info, 3, argv)) return NULL;
   int32_t timeout;
   struct sockaddr_vm sa;
   if (!get_vsock_addr(env, argv[0], argv[1], &sa) || !arg_i32(env, argv[2], "timeoutMs", &timeout)) return NULL;
-  napi_deferred deferred;
-  napi_value promise;
-  NAPI_CALL(env, napi_create_promise(env, &deferred, &promise));
-  const char *syscall = "socket";
-  int err = 0;
   int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) err = errno;
-  if (!err) {
-    syscall = "connect";
-    // Non-blocking: 0 (connected at once), EINPROGRESS (the usual case), or a final error. EINTR
-    // cannot leave it half done either: the connect goes on in the kernel, as after EINPROGRESS.
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-      napi_value r;
-      NAPI_CALL(env, napi_create_int32(env, fd, &r));
-      napi_resolve_deferred(env, deferred, r);
-      return promise;
-    }
-    if (errno != EINPROGRESS && errno != EINTR && errno != EALREADY) err = errno;
-  }
-  connect_op *op = NULL;
-  if (!err) {
-    op = calloc(1, sizeof *op);
-    if (!op) err = ENOMEM, syscall = "calloc";
-  }
-  if (!err) {
-    op->poller = poller_get(env, &err);
-    if (!op->poller) syscall = "epoll_create1";
-  }
-  if (!err) {
-    op->watch = (poll_watch){.cb = connect_event, .owner = op, .fd = fd};
-    err = poller_set(op->poller, &op->watch, EPOLLOUT);
-    if (err) syscall = "epoll_ctl";
-  }
-  if (err) {
-    free(op);
-    if (fd >= 0) close(fd);
-    napi_reject_deferred(env, deferred, make_errno_error(env, syscall, err));
+  if (fd < 0) {
+    // Rejected, not thrown: every connect failure reaches the caller the same way.
+    napi_deferred deferred;
+    napi_value promise;
+    NAPI_CALL(env, napi_create_promise(env, &deferred, &promise));
+    napi_reject_deferred(env, deferred, make_errno_error(env, "socket", errno));
     return promise;
   }
-  uv_loop_t *loop;
-  napi_get_uv_event_loop(env, &loop);
-  op->env = env;
-  op->deferred = deferred;
-  napi_value name;
-  napi_create_string_utf8(env, "cloister.vsockConnect", NAPI_AUTO_LENGTH, &name);
-  napi_async_init(env, NULL, name, &op->async_ctx);
-  // The poller keeps the loop alive while the connect is pending (as queued work did); the timer
-  // alone must not.
-  poller_hold(op->poller);
-  uv_timer_init(loop, &op->timer);
-  op->timer.data = op;
-  uv_unref((uv_handle_t *)&op->timer);
-  if (timeout >= 0) uv_timer_start(&op->timer, connect_timeout, (uint64_t)timeout, 0);
-  napi_add_env_cleanup_hook(env, connect_env_cleanup, op);
-  return promise;
+  return connect_fd(env, fd, (struct sockaddr *)&sa, sizeof sa, timeout);
 }
 
 bool init_vsock(napi_env env, napi_value exports) {

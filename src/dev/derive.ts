@@ -4,7 +4,7 @@
 //   - egress.allow gets the emulator's 127.0.0.1:<port> if the policy would refuse it (and says so);
 //   - ingress tls paths made absolute (the scratch dir has no tls/);
 //   - settings: emulated transport, software NSM with the dev PCRs, quieter logs, the RAM directory
-//     under /dev/shm (no tmpfs mounted on this machine).
+//     under /dev/shm (no tmpfs mounted on this machine), transparent egress off (this machine's network).
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -84,6 +84,14 @@ export function deriveEnclaveConfig(o: DeriveOptions): Derived {
   s.log.level = o.logLevel;
   // No mount on the developer's machine: a private directory under /dev/shm, removed at exit.
   s.ram_dir = { ...s.ram_dir, path: null, mount: 'never' };
+  // Transparent egress changes the routes and nat table of the network namespace it runs in: here that
+  // is the developer's machine, whose own traffic it would capture. The app keeps the proxy variables.
+  if (s.transparent.enabled) {
+    s.transparent = { ...s.transparent, enabled: false };
+    notes.push(
+      "transparent egress is off in dev mode (it would redirect this machine's own traffic); the app gets the proxy variables",
+    );
+  }
   mkdirSync(o.dir, { recursive: true });
   // yaml's stringify drops undefined keys; the schema accepts every key we write back. Secrets are typed
   // in Settings: written back in their cloister.yaml form (file paths are absolute already).

@@ -43,14 +43,22 @@ import { responseStarted } from '../http/refuse.ts';
 import { listenOn } from '../http/server.ts';
 import type { Logger } from '../log/logger.ts';
 import { egressBytes, egressDecisions, egressOpenTunnels } from '../metrics.ts';
+import type { NativeAddon } from '../native.ts';
 import type { EgressPlan } from '../plan/index.ts';
 import type { Decision } from '../policy/policy.ts';
 import { keepServing } from '../server-errors.ts';
 import { type Service, serviceLifetime } from '../service.ts';
-import { joinSockets } from '../transport/tunnel.ts';
+import { type AcceptedHandle, FastConnection, fastPathAddon, takeConnections } from '../transport/fast.ts';
+import { socketFromHandle } from '../transport/node-internals.ts';
+import { joinFds, joinSockets } from '../transport/tunnel.ts';
 import { EGRESS_VSOCK_PORT, type Transport } from '../transport/types.ts';
+import { parseConnectHead } from './connect-head.ts';
 import { boundedMemo } from './memo.ts';
-import { encodeRequest, parseResponse, readFrame } from './protocol.ts';
+import { encodeRequest, fdLink, parseResponse, type RelayLink, readFrame } from './protocol.ts';
+import { startTransparent } from './transparent.ts';
+
+/** The answer to a CONNECT whose tunnel is up (the fast path sends it as the pump's greeting). */
+const CONNECT_OK = Buffer.from('HTTP/1.1 200 Connection established\r\n\r\n');
 
 /** Targets whose decision and relay frame are kept (an app dials a few; a prober costs recomputes only). */
 const TARGET_MEMO_MAX = 1024;
@@ -182,9 +190,13 @@ export async function startEgressProxy(plan: EgressPlan, deps: EgressProxyDeps):
   }
 
   function decide(host: string, port: number): Decision {
-    const d = check(`${port} ${host}`);
+    return record(check(`${port} ${host}`), { host, port });
+  }
+
+  /** Counts and logs one decision: CONNECT, absolute-form and transparent connections alike. */
+  function record(d: Decision, fields: Record<string, unknown>): Decision {
     egressDecisions.inc({ verdict: d.allowed ? 'allow' : 'deny', rule: d.rule ?? '(default deny)' });
-    const entry = { host, port, verdict: d.allowed ? 'allow' : 'deny', rule: d.rule, target: d.target };
+    const entry = { ...fields, verdict: d.allowed ? 'allow' : 'deny', rule: d.rule, target: d.target };
     // Allowed at debug: an app's every call at info would fill the log ring and push its own lines out.
     if (d.allowed) log.debug(entry, `egress allowed: ${d.reason}`);
     else log.warn(entry, `egress denied: ${d.reason}`);
@@ -199,8 +211,16 @@ export async function startEgressProxy(plan: EgressPlan, deps: EgressProxyDeps):
     throw new EgressDeniedError(`blocked by egress security policy: ${d.reason}`);
   }
 
-  /** Opens a vsock stream to the host relay and asks it to dial target:port. */
-  async function openUpstream(target: string, port: number, decision: Decision): Promise<Socket> {
+  /**
+   * Opens a stream to the host relay over `link` and asks it to dial target:port. The tunnel slot is
+   * taken here; `release` gives it back and must be called once the stream is gone.
+   */
+  async function openUpstreamVia<S>(
+    link: RelayLink<S>,
+    target: string,
+    port: number,
+    decision: Decision,
+  ): Promise<{ upstream: S; release: () => void }> {
     if (slots >= settings.max_tunnels)
       throw new EgressTunnelLimitError(
         `too many open tunnels (egress.max_tunnels = ${settings.max_tunnels})`,
@@ -217,14 +237,14 @@ export async function startEgressProxy(plan: EgressPlan, deps: EgressProxyDeps):
       new EgressTimeoutError(
         `timed out after ${settings.connect_timeout_ms} ms connecting to ${target}:${port}`,
       );
-    let sock: Socket | undefined;
+    let sock: S | undefined;
     let gaveUp = false;
     try {
-      const connecting = deps.transport.connect(plan.parentCid, EGRESS_VSOCK_PORT);
+      const connecting = link.connect(settings.connect_timeout_ms);
       // A stream that connects after we gave up must not leak.
       connecting.then(
         (s) => {
-          if (gaveUp) s.destroy();
+          if (gaveUp) link.destroy(s);
         },
         () => {},
       );
@@ -239,8 +259,8 @@ export async function startEgressProxy(plan: EgressPlan, deps: EgressProxyDeps):
           );
         },
       );
-      sock.write(relayFrame(target, port, decision));
-      const frame = await readFrame(sock, Math.max(1, deadline - Date.now())).catch((e: Error) => {
+      link.send(sock, relayFrame(target, port, decision));
+      const frame = await link.readFrame(sock, Math.max(1, deadline - Date.now())).catch((e: Error) => {
         if (e instanceof FrameError && e.errno === 'ETIMEDOUT')
           throw new EgressTimeoutError(
             `timed out after ${settings.connect_timeout_ms} ms connecting to ${target}:${port}`,
@@ -262,15 +282,28 @@ export async function startEgressProxy(plan: EgressPlan, deps: EgressProxyDeps):
         if (reply.os_code === 13) throw new EgressRefusedError(message);
         throw new EgressUpstreamError(message);
       }
-      sock.once('close', release);
-      if (sock.destroyed) release();
-      return sock;
+      return { upstream: sock, release };
     } catch (e) {
       gaveUp = true;
-      sock?.destroy();
+      if (sock !== undefined) link.destroy(sock);
       release();
       throw e;
     }
+  }
+
+  const socketLink: RelayLink<Socket> = {
+    connect: () => deps.transport.connect(plan.parentCid, EGRESS_VSOCK_PORT),
+    send: (s, frame) => void s.write(frame),
+    readFrame,
+    destroy: (s) => s.destroy(),
+  };
+
+  /** openUpstreamVia on a Node socket, whose slot is given back when the socket closes. */
+  async function openUpstream(target: string, port: number, decision: Decision): Promise<Socket> {
+    const { upstream, release } = await openUpstreamVia(socketLink, target, port, decision);
+    upstream.once('close', release);
+    if (upstream.destroyed) release();
+    return upstream;
   }
 
   function track(client: Socket, upstream: Socket): void {
@@ -295,7 +328,7 @@ export async function startEgressProxy(plan: EgressPlan, deps: EgressProxyDeps):
       const upstream = await openUpstream(target, port, decision);
       if (client.destroyed) return void upstream.destroy();
       client.setTimeout(0);
-      client.write('HTTP/1.1 200 Connection established\r\n\r\n');
+      client.write(CONNECT_OK);
       if (head.length > 0) upstream.write(head);
       track(client, upstream);
     } catch (e) {
@@ -433,39 +466,152 @@ export async function startEgressProxy(plan: EgressPlan, deps: EgressProxyDeps):
       new EgressUpgradeError('protocol upgrades through the proxy are not supported; tunnel with CONNECT'),
     ),
   );
+  /** What a request head that Node's parser (or the fast path's wait) refused is answered with. */
+  function headRefusal(err: NodeJS.ErrnoException): CloisterError {
+    const code = err.code ?? '';
+    return code === 'HPE_HEADER_OVERFLOW'
+      ? new HeadersTooLargeError(
+          `request headers exceed ${settings.max_header_bytes} bytes (egress.max_header_bytes)`,
+        )
+      : code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new RequestTimeoutError(
+            `request headers not received within ${settings.header_timeout_ms} ms (egress.header_timeout_ms)`,
+          )
+        : new MalformedHttpError(`malformed request: ${(err as { reason?: string }).reason ?? err.message}`, {
+            cause: err,
+          });
+  }
+
   server.on('clientError', (err: NodeJS.ErrnoException, sock: Socket) => {
     const code = err.code ?? '';
-    const refusal =
-      code === 'HPE_HEADER_OVERFLOW'
-        ? new HeadersTooLargeError(
-            `request headers exceed ${settings.max_header_bytes} bytes (egress.max_header_bytes)`,
-          )
-        : code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? new RequestTimeoutError(
-              `request headers not received within ${settings.header_timeout_ms} ms (egress.header_timeout_ms)`,
-            )
-          : new MalformedHttpError(
-              `malformed request: ${(err as { reason?: string }).reason ?? err.message}`,
-              {
-                cause: err,
-              },
-            );
+    const refusal = headRefusal(err);
     if (code !== 'ECONNRESET') log.info({ code }, refusal.message);
     // A response already streaming on this connection cannot be followed by a raw one: close instead.
     if (responseStarted(sock)) return void sock.destroy();
     rawReply(sock, refusal);
   });
 
+  let transparent: { close(): Promise<void> } | null = null;
   const lifetime = serviceLifetime({
-    stopAccepting: () => closeServer(server),
+    // Transparent mode's rules and listeners go first: the app's new connections then fail at once.
+    stopAccepting: async () => {
+      await transparent?.close();
+      return closeServer(server);
+    },
     connections: live,
     graceMs: deps.closeGraceMs ?? 0,
   });
   trackConnections(server, live, () => lifetime.closing);
   const bound = (await listenOn(server, plan.port)).port;
+
+  // The fast path (transport/fast.ts): a CONNECT whose complete head is in the first bytes is served
+  // without Node's HTTP server or a net.Socket; every other connection goes to the server as before.
+  const native = fastPathAddon();
+  const connectFd = deps.transport.connectFd?.bind(deps.transport);
+  if (native && connectFd) {
+    const relayLink = fdLink(native, (ms) => connectFd(plan.parentCid, EGRESS_VSOCK_PORT, ms));
+    const deliver = takeConnections(server, (h) => {
+      const conn = new FastConnection(native, h);
+      live.add(conn);
+      void serveConnectFast(native, relayLink, deliver, conn);
+      return true;
+    });
+  }
+
+  /** One accepted connection on the fast path, from its first bytes to a running tunnel or an answer. */
+  async function serveConnectFast(
+    native: NativeAddon,
+    relayLink: RelayLink<number>,
+    deliver: (h: AcceptedHandle) => void,
+    conn: FastConnection,
+  ): Promise<void> {
+    const h = conn.handle;
+    const reply = (err: CloisterError) => {
+      const sock = socketFromHandle(h, { readable: true, writable: true });
+      sock.on('error', () => sock.destroy());
+      live.add(sock);
+      conn.finish();
+      rawReply(sock, err);
+    };
+    const drop = () => {
+      h.close();
+      conn.finish();
+    };
+    let bytes: Buffer;
+    try {
+      bytes = await native.peekHead(h.fd, settings.max_header_bytes, settings.header_timeout_ms);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ETIMEDOUT' || conn.destroyed) return drop();
+      // Nothing at all within header_timeout_ms: the 408 Node's server gives a slow head.
+      const code = 'ERR_HTTP_REQUEST_TIMEOUT';
+      const refusal = headRefusal(Object.assign(new Error('request timeout'), { code }));
+      log.info({ code }, refusal.message);
+      return reply(refusal);
+    }
+    if (bytes.length === 0 || conn.destroyed) return drop();
+    const head = parseConnectHead(bytes, settings.max_header_bytes);
+    // Partial, not CONNECT, or anything unusual: Node's HTTP server reads the same bytes (only peeked).
+    if (!head) {
+      conn.finish();
+      return deliver(h);
+    }
+    let opened: { upstream: number; release: () => void } | undefined;
+    try {
+      native.recvDiscard(h.fd, head.length);
+      const { host, port } = parseAuthority(head.authority);
+      const { target, decision } = admit(host, port);
+      opened = await openUpstreamVia(relayLink, target, port, decision);
+      const { upstream, release } = opened;
+      if (conn.destroyed) throw new EgressRelayUnreachableError('the egress proxy is closing');
+      egressOpenTunnels.inc();
+      conn.tunnel(
+        joinFds(native, h.fd, upstream, {
+          idleTimeoutMs: settings.idle_timeout_ms,
+          greetA: CONNECT_OK,
+          onClose: ({ aToB, bToA }) => {
+            release();
+            egressOpenTunnels.dec();
+            egressBytes.inc({ direction: 'up' }, aToB);
+            egressBytes.inc({ direction: 'down' }, bToA);
+            log.debug({ engine: 'splice', up: aToB, down: bToA }, 'tunnel closed');
+            conn.finish();
+          },
+        }),
+      );
+      // The pump holds its own copies of both fds.
+      native.closeFd(upstream);
+      h.close();
+    } catch (e) {
+      if (opened) {
+        native.closeFd(opened.upstream);
+        opened.release();
+      }
+      const err = toCloisterError(e);
+      if (err.status >= 500) log.warn({ url: head.authority, status: err.status, err }, 'CONNECT failed');
+      if (conn.destroyed) return drop();
+      reply(err);
+    }
+  }
+
   keepServing(server, log, 'egress proxy', { port: bound });
   const url = `http://127.0.0.1:${bound}/`;
   log.info({ port: bound, allow: plan.rules.allow, deny: plan.rules.deny }, 'egress proxy listening');
+  // Transparent egress (transparent.ts) shares this proxy's decisions, tunnel slots and tunnels.
+  if (plan.transparent)
+    transparent = await startTransparent(plan.transparent, {
+      policy,
+      check: (host: string, port: number) => check(`${port} ${host}`),
+      record,
+      openUpstream,
+      track,
+      connections: live,
+      connectRelay: () => deps.transport.connect(plan.parentCid, EGRESS_VSOCK_PORT),
+      logger: log,
+      settings,
+    }).catch(async (e: unknown) => {
+      await lifetime.destroy();
+      throw e;
+    });
   return {
     address: { host: '127.0.0.1', port: bound },
     port: bound,

@@ -6,12 +6,13 @@
 //
 // The host is untrusted from the enclave's point of view: everything this side enforces (its own
 // policy, the enclave's deny_ips after DNS) is defence in depth, never the enclave's protection.
-import { lookup as dnsLookup } from 'node:dns/promises';
+import { lookup as dnsLookup, resolve4 } from 'node:dns/promises';
 import { connect as netConnect, type Server, type Socket } from 'node:net';
 import { ConnectionSet, closeServer, trackConnections } from '../connections.ts';
 import { withDeadline } from '../deadline.ts';
 import { RelayError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
+import type { NativeAddon } from '../native.ts';
 import {
   formatIp,
   formatRange,
@@ -24,15 +25,20 @@ import {
 import { compilePolicy, normalizeHost, type Policy } from '../policy/policy.ts';
 import { keepServing } from '../server-errors.ts';
 import { type Service, serviceLifetime } from '../service.ts';
-import { joinSockets } from '../transport/tunnel.ts';
+import { FastConnection, fastPathAddon, takeConnections } from '../transport/fast.ts';
+import { socketFromHandle } from '../transport/node-internals.ts';
+import { joinFds, joinSockets } from '../transport/tunnel.ts';
 import { EGRESS_VSOCK_PORT, type Transport } from '../transport/types.ts';
 import { boundedMemo } from './memo.ts';
 import {
   type ConnectRequest,
+  encodeResolveResponse,
   encodeResponse,
   FrameError,
-  parseRequest,
+  MAX_RESOLVED,
+  parseRelayRequest,
   readFrame,
+  readFrameFd,
   toWireError,
 } from './protocol.ts';
 
@@ -61,6 +67,11 @@ export interface RelayDeps {
   logger: Logger;
   /** Resolver (default: the system's, every A and AAAA record). Tests inject one to avoid real DNS. */
   lookup?: (host: string) => Promise<LookupResult[]>;
+  /**
+   * Answers the enclave's DNS stub (transparent egress, resolver: relay): IPv4 addresses with their TTL.
+   * Default: the system's DNS servers (c-ares, A records). Tests inject one to avoid real DNS.
+   */
+  resolve?: (name: string) => Promise<{ address: string; ttl: number }[]>;
 }
 
 /** close() cuts tunnels off at once: a tunnel has no end the relay could wait for. */
@@ -72,8 +83,14 @@ const TARGET_MEMO_MAX = 1024;
 /** Distinct deny lists kept parsed (one enclave sends one or two). */
 const DENY_LIST_MEMO_MAX = 64;
 const EINVAL = 22;
+const ECANCELED = 125;
+/** The reply that opens a tunnel. */
+const RELAY_OK = encodeResponse({ ok: true });
 
 const systemLookup = (host: string) => dnsLookup(host, { all: true, verbatim: true });
+const systemResolve = (name: string) => resolve4(name, { ttl: true });
+/** What a resolve reply says when DNS has no answer (RFC 2308: negative answers are cached this long). */
+const NEGATIVE_TTL_S = 30;
 
 function connectOnce(addr: string, family: number, port: number, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
@@ -99,6 +116,7 @@ export async function startEgressRelay(opts: RelaySlice, deps: RelayDeps): Promi
   const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
   const requestTimeoutMs = opts.requestTimeoutMs ?? 10_000;
   const lookup = deps.lookup ?? systemLookup;
+  const resolveName = deps.resolve ?? systemResolve;
   // Host-side policy: allow defaults to everything (names, IPs, the host itself) when only deny is given.
   const hostPolicy: Policy | null =
     opts.allow || opts.deny
@@ -131,7 +149,11 @@ export async function startEgressRelay(opts: RelaySlice, deps: RelayDeps): Promi
     }),
   );
 
-  async function dial(req: ConnectRequest): Promise<{ upstream: Socket; address: string }> {
+  /** Resolves and dials req's target (each allowed address in turn) with `connect`: a Socket or a raw fd. */
+  async function dial<S>(
+    req: ConnectRequest,
+    connect: (addr: string, family: number, port: number, timeoutMs: number) => Promise<S>,
+  ): Promise<{ upstream: S; address: string }> {
     const rawHost = req.host.startsWith('[') && req.host.endsWith(']') ? req.host.slice(1, -1) : req.host;
     if (req.port === 0) throw new RelayError(EINVAL, 'port 0 is not a destination');
     // `host` is Enclaver's name for the parent instance: its loopback.
@@ -189,7 +211,7 @@ export async function startEgressRelay(opts: RelaySlice, deps: RelayDeps): Promi
       }
       const address = a.dial;
       try {
-        return { upstream: await connectOnce(address, a.family, req.port, left), address };
+        return { upstream: await connect(address, a.family, req.port, left), address };
       } catch (e) {
         lastErr = e as NodeJS.ErrnoException;
       }
@@ -197,36 +219,123 @@ export async function startEgressRelay(opts: RelaySlice, deps: RelayDeps): Promi
     throw lastErr;
   }
 
+  /** The {os_code, message} a failed request is answered with, logged once. */
+  function refusal(e: unknown, req: ConnectRequest | undefined): { os_code: number; message: string } {
+    const wire =
+      e instanceof RelayError
+        ? { os_code: e.osCode, message: e.message }
+        : e instanceof FrameError
+          ? { os_code: EINVAL, message: `bad request: ${e.message}` }
+          : toWireError(e as NodeJS.ErrnoException, req ? `${req.host}:${req.port}` : '');
+    log.info(
+      { host: req?.host, port: req?.port, os_code: wire.os_code, err: wire.message },
+      'egress relay refused',
+    );
+    return wire;
+  }
+
+  /** Answers a refused request with its Err frame and closes the stream. */
+  function refuse(sock: Socket, e: unknown, req: ConnectRequest | undefined): void {
+    const wire = refusal(e, req);
+    if (!sock.destroyed && sock.writable) sock.end(encodeResponse({ ok: false, ...wire }));
+    // Any bytes the enclave sent ahead are dropped with the stream.
+    sock.resume();
+  }
+
   async function serve(sock: Socket): Promise<void> {
     sock.on('error', () => sock.destroy());
     let req: ConnectRequest | undefined;
     try {
-      req = parseRequest(await readFrame(sock, requestTimeoutMs));
-      const { upstream, address } = await dial(req);
+      const request = parseRelayRequest(await readFrame(sock, requestTimeoutMs));
+      if ('resolve' in request) return void (await answerResolve(sock, request.resolve));
+      req = request;
+      const { upstream, address } = await dial(req, connectOnce);
       if (sock.destroyed) {
         upstream.destroy();
         return;
       }
       open.add(upstream);
-      sock.write(encodeResponse({ ok: true }));
+      sock.write(RELAY_OK);
       log.debug({ host: req.host, port: req.port, address }, 'egress relay connected');
       joinSockets(sock, upstream, { idleTimeoutMs: opts.idleTimeoutMs });
     } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      const wire =
-        e instanceof RelayError
-          ? { os_code: e.osCode, message: e.message }
-          : e instanceof FrameError
-            ? { os_code: EINVAL, message: `bad request: ${e.message}` }
-            : toWireError(err, req ? `${req.host}:${req.port}` : '');
-      log.info(
-        { host: req?.host, port: req?.port, os_code: wire.os_code, err: wire.message },
-        'egress relay refused',
-      );
-      if (!sock.destroyed && sock.writable) sock.end(encodeResponse({ ok: false, ...wire }));
-      // Any bytes the enclave sent ahead are dropped with the stream.
-      sock.resume();
+      refuse(sock, e, req);
     }
+  }
+
+  /**
+   * The fast path (transport/fast.ts): the request frame read exactly by the addon, the target dialled as
+   * a raw fd, the two joined by the pump with "Ok" as its greeting; no net.Socket unless it is refused.
+   */
+  async function serveFast(native: NativeAddon, conn: FastConnection): Promise<void> {
+    const h = conn.handle;
+    let req: ConnectRequest | undefined;
+    let upstream: number | undefined;
+    let sock: Socket | undefined;
+    try {
+      const request = parseRelayRequest(await readFrameFd(native, h.fd, requestTimeoutMs));
+      // A resolve request (the DNS stub's) is rare and short: answered on the Node path.
+      if ('resolve' in request) {
+        sock = nodeSocket(conn);
+        return void (await answerResolve(sock, request.resolve));
+      }
+      req = request;
+      const dialled = await dial(req, (addr, _family, port, ms) => native.tcpConnect(addr, port, ms));
+      upstream = dialled.upstream;
+      if (conn.destroyed) throw new RelayError(ECANCELED, 'the relay is closing');
+      conn.tunnel(
+        joinFds(native, h.fd, upstream, {
+          idleTimeoutMs: opts.idleTimeoutMs,
+          greetA: RELAY_OK,
+          onClose: () => conn.finish(),
+        }),
+      );
+      log.debug({ host: req.host, port: req.port, address: dialled.address }, 'egress relay connected');
+      // The pump holds its own copies of both fds.
+      native.closeFd(upstream);
+      h.close();
+    } catch (e) {
+      if (upstream !== undefined) native.closeFd(upstream);
+      if (sock) return refuse(sock, e, req);
+      if (conn.destroyed) {
+        h.close();
+        return conn.finish();
+      }
+      refuse(nodeSocket(conn), e, req);
+    }
+  }
+
+  /** Hands a fast-path connection over to Node (a refusal or a resolve answer is written through it). */
+  function nodeSocket(conn: FastConnection): Socket {
+    const sock = socketFromHandle(conn.handle, { readable: true, writable: true, allowHalfOpen: true });
+    sock.on('error', () => sock.destroy());
+    open.add(sock);
+    conn.finish();
+    return sock;
+  }
+
+  /** One resolve request (the enclave's DNS stub): IPv4 addresses and the smallest TTL, then close. */
+  async function answerResolve(sock: Socket, rawName: string): Promise<void> {
+    const target = normalizeTarget(rawName);
+    if ('error' in target || target.kind !== 'name')
+      throw new RelayError(EINVAL, `cannot resolve '${rawName}': not a host name`);
+    let reply: Parameters<typeof encodeResolveResponse>[0];
+    try {
+      const found = await withDeadline(resolveName(target.name), connectTimeoutMs, () =>
+        Object.assign(new Error('DNS lookup timed out'), { code: 'ETIMEDOUT' }),
+      );
+      const addresses = [...new Set(found.map((f) => f.address))].slice(0, MAX_RESOLVED);
+      const ttl = found.length === 0 ? NEGATIVE_TTL_S : Math.min(...found.map((f) => f.ttl));
+      reply = { ok: true, addresses, ttl };
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      // No such name, or no A record: an answer, not a failure (the stub says NXDOMAIN / no data).
+      if (code === 'ENOTFOUND' || code === 'ENODATA')
+        reply = { ok: true, addresses: [], ttl: NEGATIVE_TTL_S, nxdomain: code === 'ENOTFOUND' };
+      else throw e;
+    }
+    log.debug({ resolve: target.name, addresses: reply.addresses.length }, 'egress relay resolved');
+    if (!sock.destroyed && sock.writable) sock.end(encodeResolveResponse(reply));
   }
 
   const server: Server = await deps.transport.listen(opts.port ?? EGRESS_VSOCK_PORT);
@@ -237,6 +346,18 @@ export async function startEgressRelay(opts: RelaySlice, deps: RelayDeps): Promi
   });
   trackConnections(server, open);
   keepServing(server, log, 'egress relay', { port: opts.port ?? EGRESS_VSOCK_PORT });
+  const native = fastPathAddon();
+  if (native)
+    takeConnections(server, (h) => {
+      const conn = new FastConnection(native, h);
+      open.add(conn);
+      serveFast(native, conn).catch((e) => {
+        log.error({ err: e }, 'egress relay stream failed');
+        h.close();
+        conn.finish();
+      });
+      return true;
+    });
   server.on('connection', (s: Socket) => {
     serve(s).catch((e) => {
       log.error({ err: e }, 'egress relay stream failed');

@@ -3,6 +3,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { loadNative } from '../native.ts';
 import type { Transport } from './types.ts';
 
 export function socketPath(dir: string, cid: number, port: number): string {
@@ -29,6 +30,10 @@ export class EmulatedTransport implements Transport {
       });
     }
     return listenUnix(path);
+  }
+
+  connectFd(cid: number, port: number, timeoutMs: number): Promise<number> {
+    return loadNative().unixConnect(socketPath(this.dir, cid, port), timeoutMs);
   }
 
   connect(cid: number, port: number): Promise<Socket> {

@@ -12,6 +12,8 @@
 //   socket._readableState.ended    EOF already read (readableEnded is only true once 'end' was emitted)
 //   socket._writableState          raising the write buffer's high-water mark on a live socket
 //   socket._httpMessage            the response an http.Server has started on a socket
+//   server._handle.onconnection    where libuv hands JS an accepted connection's handle, before
+//                                  net.Server makes a Socket of it (the per-connection fast path)
 
 import { writeSync } from 'node:fs';
 import { IncomingMessage, ServerResponse } from 'node:http';
@@ -85,9 +87,40 @@ export function listenOnHandle(server: Server, handle: PipeHandle, backlog: numb
   s._listen2(null, -1, -1, backlog);
 }
 
+/** An accepted connection's libuv handle (TCP or Pipe), before any net.Socket is made for it. */
+export interface AcceptedHandle {
+  readonly fd: number;
+  close(cb?: () => void): void;
+}
+type OnConnection = (this: unknown, err: number, client: AcceptedHandle | undefined) => void;
+
+/**
+ * Offers each connection a listening server accepts to `take` first, as its raw handle: no net.Socket is
+ * made for one that `take` keeps (returns true). The rest go to the server as usual, and the returned
+ * function hands a kept one back to the server later (net.Server's own accept path: maxConnections,
+ * the Socket, 'connection'). Throws a NodeInternalsError at once if the server's handle has no such hook.
+ */
+export function takeConnections(
+  server: Server,
+  take: (client: AcceptedHandle) => boolean,
+): (client: AcceptedHandle) => void {
+  const handle = internals(server)._handle as unknown as { onconnection?: OnConnection } | null;
+  const original = handle?.onconnection;
+  expect(
+    handle !== null && typeof original === 'function' && original.length === 2,
+    "a listening server's _handle.onconnection(err, clientHandle) is missing",
+  );
+  handle!.onconnection = function (err, client) {
+    const fd = client?.fd;
+    if (err || !client || typeof fd !== 'number' || fd < 0 || !take(client))
+      original!.call(this, err, client);
+  };
+  return (client) => original!.call(handle, 0, client);
+}
+
 /** A net.Socket around an adopted handle, as net.Server makes for an accepted connection. */
 export function socketFromHandle(
-  handle: PipeHandle,
+  handle: PipeHandle | AcceptedHandle,
   opts: { readable: boolean; writable: boolean; allowHalfOpen?: boolean },
 ): Socket {
   return new Socket({ handle, ...opts } as unknown as SocketConstructorOpts);

@@ -132,6 +132,49 @@ function spliceJoin(
   go();
 }
 
+export interface FdTunnelOptions {
+  idleTimeoutMs?: number;
+  /** Sent to A (B) before any tunnel byte, not counted: the proxy's "200", the relay's "Ok", a PROXY header. */
+  greetA?: Uint8Array;
+  greetB?: Uint8Array;
+  /** Called once when the pump has ended (both fds then closed by it). */
+  onClose?: (info: { aToB: number; bToA: number; error: Error | null }) => void;
+}
+
+/**
+ * Joins two raw connected fds with the splice pump (the fast path, transport/fast.ts): same semantics as
+ * joinSockets' splice engine, without a net.Socket on either side. The pump works on dup()s, so the
+ * caller closes its own fds (or handles) right after this returns. Returns the tunnel's cancel().
+ */
+export function joinFds(
+  native: Pick<NativeAddon, 'spliceJoin' | 'spliceCancel'>,
+  fa: number,
+  fb: number,
+  opts: FdTunnelOptions = {},
+): () => void {
+  let ended = false;
+  const pump = native.spliceJoin(
+    fa,
+    fb,
+    opts.idleTimeoutMs ?? 0,
+    (err, aToB, bToA) => {
+      ended = true;
+      const error =
+        err && err.code !== 'ECANCELED'
+          ? err.code === 'ETIMEDOUT'
+            ? new Error(`idle for ${opts.idleTimeoutMs} ms`)
+            : err
+          : null;
+      opts.onClose?.({ aToB, bToA, error });
+    },
+    opts.greetA ?? null,
+    opts.greetB ?? null,
+  );
+  return () => {
+    if (!ended) native.spliceCancel(pump);
+  };
+}
+
 function streamJoin(a: Socket, b: Socket, opts: TunnelOptions): void {
   let firstError: Error | null = null;
   let closed = 0;

@@ -18,4 +18,10 @@ export interface Transport {
   listen(port: number): Promise<Server>;
   /** Connect to (cid, port). Rejects with an Error carrying `code` (ECONNREFUSED, ENOENT...). */
   connect(cid: number, port: number): Promise<Socket>;
+  /**
+   * The same connection as a raw non-blocking fd, made by the addon without a net.Socket (the
+   * per-connection fast path, src/transport/fast.ts); the caller owns the fd. Absent where the
+   * transport needs Node to connect (the hybrid transport's handshake).
+   */
+  connectFd?(cid: number, port: number, timeoutMs: number): Promise<number>;
 }

@@ -105,6 +105,14 @@ export class VsockTransport implements Transport {
     return server;
   }
 
+  async connectFd(cid: number, port: number, timeoutMs: number): Promise<number> {
+    try {
+      return await loadNative().vsockConnect(cid, port, timeoutMs);
+    } catch (err) {
+      throw withAddress(err, 'connect to', cid, port);
+    }
+  }
+
   async connect(cid: number, port: number): Promise<Socket> {
     let fd: number;
     try {

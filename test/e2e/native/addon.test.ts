@@ -68,6 +68,10 @@ test('the addon has the ABI version this code expects and exports every function
     'spliceJoin',
     'spliceCancel',
     'spliceIdlePipes',
+    'originalDestination',
+    'iptablesGet',
+    'iptablesReplace',
+    'rtnetlinkRequest',
   ]) {
     assert.equal(typeof (native as unknown as Record<string, unknown>)[fn], 'function', fn);
   }
