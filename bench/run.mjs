@@ -11,6 +11,7 @@ const ALL = [
   'interop-burst',
   'ingress',
   'egress',
+  'transparent',
   'package',
   'lab',
 ];

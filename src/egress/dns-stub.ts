@@ -2,7 +2,8 @@
 // resolver is pointed at it (/etc/resolv.conf) and the nat rules send any DNS the app addresses
 // elsewhere to it too. It enforces names as the egress proxy enforces hosts:
 //
-//   a name no port of the policy allows     REFUSED (logged at warn with the deciding rule, as egress denials)
+//   a name no port of the policy allows     REFUSED (logged at warn with the deciding rule, as egress denials,
+//                                           once a minute per name)
 //   an allowed name, type A                 the resolver's IPv4 answer, minus addresses the policy denies
 //                                           for it; each address is bound to the name (name-bindings.ts)
 //   an allowed name, any other type         NOERROR with no data (AAAA included: IPv6 is refused)
@@ -31,6 +32,8 @@ const MAX_UDP_ANSWERS = 16;
 const CACHE_MAX = 1024;
 /** Resolutions in flight at once; more queries get SERVFAIL. */
 const MAX_PENDING = 256;
+/** How often one refused name is logged again. */
+const REFUSAL_LOG_INTERVAL_MS = 60_000;
 /** A TCP DNS connection idle this long is closed (RFC 7766 suggests seconds). */
 const TCP_IDLE_MS = 10_000;
 
@@ -85,6 +88,17 @@ export function createDnsAnswerer(
   const now = opts.now ?? Date.now;
   const cache = new Map<string, { at: number; answer: Promise<Resolved> }>();
   let pending = 0;
+  // A refused name is logged once a minute: resolvers retry and ask A and AAAA, and an app looping on a
+  // denied name must not push its own lines out of the log ring (the metric counts every refusal).
+  const lastLogged = new Map<string, number>();
+  function shouldLog(name: string): boolean {
+    const t = now();
+    const last = lastLogged.get(name);
+    if (last !== undefined && t - last < REFUSAL_LOG_INTERVAL_MS) return false;
+    if (lastLogged.size >= CACHE_MAX) lastLogged.clear();
+    lastLogged.set(name, t);
+    return true;
+  }
 
   function lookup(name: string): Promise<Resolved> {
     const hit = cache.get(name);
@@ -153,7 +167,8 @@ export function createDnsAnswerer(
     const verdict = judgeName(opts.policy, name);
     if (!verdict.allowed) {
       const d = verdict.decision;
-      log.warn({ name, type: question.type, verdict: 'deny', rule: d.rule }, `dns refused: ${d.reason}`);
+      if (shouldLog(name))
+        log.warn({ name, type: question.type, verdict: 'deny', rule: d.rule }, `dns refused: ${d.reason}`);
       return reply(q, 'REFUSED');
     }
     if (question.type !== 'A') return reply(q, 'NOERROR');

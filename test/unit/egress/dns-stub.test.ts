@@ -9,6 +9,7 @@ import type { Resolved } from '../../../src/egress/dns-resolvers.ts';
 import { createDnsAnswerer, judgeName, startDnsStub } from '../../../src/egress/dns-stub.ts';
 import { NameBindings } from '../../../src/egress/name-bindings.ts';
 import { DnsResolveError } from '../../../src/errors.ts';
+import { createLogger } from '../../../src/log/logger.ts';
 import { compilePolicy } from '../../../src/policy/policy.ts';
 import { quietLogger } from '../../helpers/egress-fixture.ts';
 
@@ -168,6 +169,26 @@ test('malformed input: garbage is dropped or FORMERR, responses are ignored, two
     ],
   });
   assert.equal((await ask(answer, two)).rcode, 'FORMERR');
+});
+
+test('a refused name is logged once a minute however often it is asked (every refusal is counted)', async () => {
+  const lines: string[] = [];
+  let t = 0;
+  const answer = createDnsAnswerer({
+    policy,
+    bindings: new NameBindings(),
+    now: () => t,
+    logger: createLogger({ level: 'warn', destination: { write: (l: string) => void lines.push(l) } }),
+    resolve: async () => assert.fail('a refused name is never resolved'),
+  });
+  for (let i = 0; i < 50; i++) await answer(query('evil.example', i % 2 ? 'A' : 'AAAA'), true);
+  await answer(query('other-evil.example'), true);
+  assert.equal(lines.filter((l) => l.includes('dns refused: evil.example')).length, 1);
+  assert.equal(lines.filter((l) => l.includes('dns refused: other-evil.example')).length, 1);
+  t += 61_000;
+  await answer(query('evil.example'), true);
+  assert.equal(lines.filter((l) => l.includes('dns refused: evil.example')).length, 2);
+  assert.match(lines[0]!, /"rule":null/);
 });
 
 test('the stub serves UDP and TCP (length-prefixed, two queries on one connection)', async (t) => {
