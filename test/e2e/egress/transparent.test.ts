@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { tempDir } from '../../helpers/egress-fixture.ts';
 import { IMDS_ACCESS_KEY, NAMES } from '../../helpers/fixtures/transparent-upstreams.ts';
 import {
   goClient,
@@ -188,14 +189,16 @@ kill -TERM $PPID
   assert.match(run.after, /== resolv.conf\nnameserver 192\.0\.2\.99\n/);
 });
 
-test('transparent egress with resolver: doh asks the DoH server through the egress path, not the relay', async (t) => {
+test('transparent egress with resolver: doh asks the DoH server through the egress path, not the relay; a read-only resolv.conf gets a RAM copy mounted over it', async (t) => {
   requireTool(
     'iptables-legacy-save',
     ['--version'],
     'iptables-legacy (Debian package iptables) to inspect the rules',
   );
   const up = await startUpstreams(t);
+  const ramDir = join(tempDir(t, 'cloister-ram-'), 'ram');
   const app = `${PRELUDE}
+cat /etc/resolv.conf > $OUT/resolv-during
 check curl-name curl -sS --max-time 5 --cacert $CA https://allowed.test/doh
 check curl-denied-name curl -sS --max-time 5 --cacert $CA https://denied.test/
 kill -TERM $PPID
@@ -204,8 +207,9 @@ kill -TERM $PPID
     t,
     up,
     MANIFEST,
-    settings(`  resolver: doh\n  doh_url: https://doh.test/dns-query\n  doh_ca_file: ${up.caFile}\n`),
+    `${settings(`  resolver: doh\n  doh_url: https://doh.test/dns-query\n  doh_ca_file: ${up.caFile}\n`)}ram_dir:\n  path: ${ramDir}\n`,
     app,
+    { readOnlyResolvConf: true },
   );
   const r = results(run.outDir);
   assert.ok(r.get('curl-name')?.ok, `${r.get('curl-name')?.out}\n${run.stdout.slice(-3000)}`);
@@ -214,4 +218,11 @@ kill -TERM $PPID
   assert.ok(up.lines.includes('doh-query allowed.test'), up.lines.join('\n'));
   assert.ok(!up.lines.some((l) => l.startsWith('relay-resolve')), up.lines.join('\n'));
   assert.ok(!up.lines.includes('doh-query denied.test'), 'a denied name never leaves the enclave');
+  // The image's read-only file was never written: cloister's RAM copy was mounted over it, then unmounted.
+  assert.equal(
+    readFileSync(join(run.outDir, 'resolv-during'), 'utf8').split('\n')[0],
+    'nameserver 127.0.0.1',
+  );
+  assert.equal(readFileSync(run.resolvConf, 'utf8'), 'nameserver 192.0.2.99\n');
+  assert.match(run.after, /== resolv.conf\nnameserver 192\.0\.2\.99\n/);
 });
