@@ -135,7 +135,12 @@ export async function runTransparentEnclave(
   ].join('\n');
   const child = spawn('unshare', ['-n', '-m', '--propagation', 'private', 'sh', '-c', wrapper], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, OUT: outDir, CA: up.caFile },
+    // No AWS credentials from this machine's environment: the app's SDK and the KMS proxy must use IMDS.
+    env: {
+      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AWS_'))),
+      OUT: outDir,
+      CA: up.caFile,
+    },
   });
   t.after(() => child.kill('SIGKILL'));
   let stdout = '';

@@ -27,6 +27,8 @@ egress:
     - 10.1.3.1:443
     - 169.254.169.254:80
     - doh.test:443
+kms_proxy:
+  listen_port: 9999
 `;
 
 const METRICS_PORT = 9109;
@@ -178,6 +180,9 @@ kill -TERM $PPID
     /egress denied: 10\.1\.2\.4:443 was resolved for other\.test, whose rules do not allow port 443/,
   );
   assert.match(run.stdout, /dns refused: denied\.test:\d+ is not in the egress policy/);
+  // cloister's own loopback traffic is never redirected: the KMS proxy got the instance's credentials from
+  // IMDS through the egress proxy (127.0.0.1) as without transparent mode.
+  assert.match(run.stdout, /"component":"kms-proxy","source":"imds".*"msg":"AWS credentials loaded"/);
   // The relay answered the stub's questions; IMDS saw the SDK's token dance through the relay.
   assert.ok(up.lines.includes('relay-resolve allowed.test'), up.lines.join('\n'));
   assert.ok(up.lines.includes('imds PUT /latest/api/token'), up.lines.join('\n'));
