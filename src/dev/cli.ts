@@ -20,7 +20,6 @@ import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
 import { ingressPorts, parseHostSideArgs } from '../host/args.ts';
 import { type LaunchedEnclave, runHostSession, type SessionReadyInfo, Teardown } from '../host/session.ts';
 import type { HostPortMapping } from '../ingress/host.ts';
-import { keyPolicy } from '../key-policy/generate.ts';
 import { startKmsEmulator } from '../kms-emulator/server.ts';
 import { createLogger } from '../log/logger.ts';
 import { loadOrCreateRoot } from '../nsm/software.ts';
@@ -28,6 +27,7 @@ import { attestedPorts } from '../plan/attested-tls.ts';
 import { EmulatedTransport } from '../transport/emulated.ts';
 import { CID_HOST, DEV_ENCLAVE_CID } from '../transport/types.ts';
 import { deriveEnclaveConfig, devPcrs } from './derive.ts';
+import { DEV_ACCOUNT, DEV_ROLE_SESSION, devKeyPolicy } from './identity.ts';
 
 export const DEV_USAGE = `usage: cloister dev [-f enclaver.yaml] [options] -- app [args...]
 
@@ -47,21 +47,12 @@ exit status: the app's exit code; 107 if a signal killed it; 108 if the enclave 
 109 if interrupted (Ctrl-C).
 `;
 
-// Who the emulator sees: the enclave side's credentials are a session of an instance role, as on EC2, so
-// the key policy dev prints names a role and the emulator enforces it against the proxy's calls.
-const DEV_ACCOUNT = '111122223333';
-const DEV_ROLE = `arn:aws:iam::${DEV_ACCOUNT}:role/cloister-dev-enclave`;
-const DEV_ROLE_SESSION = `arn:aws:sts::${DEV_ACCOUNT}:assumed-role/cloister-dev-enclave/i-cloister-dev`;
-
 /** The key-policy line of the banner: a policy `cloister kms policy --lint` accepts, bound to PCR0. */
 function policyLine(pcrs: Record<string, string>): string | null {
   const pcr0 = pcrs['0'];
   if (!pcr0) return null;
   try {
-    // The administrator is the dev account (every principal the emulator accepts: this run's credentials).
-    return JSON.stringify(
-      keyPolicy({ role: DEV_ROLE, admin: `arn:aws:iam::${DEV_ACCOUNT}:root`, pcrs: { 0: pcr0 } }),
-    );
+    return JSON.stringify(devKeyPolicy(pcr0));
   } catch (err) {
     // nsm.pcrs in cloister.yaml set PCR0 to something no policy should pin (all zeros...).
     return `none: ${(err as Error).message}`;

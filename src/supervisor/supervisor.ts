@@ -372,6 +372,15 @@ export class Supervisor {
         );
       }
     }
+    // The app finds the files cloister wrote for it (boot-time secrets, attested TLS) here: in dev mode
+    // the directory is a fresh one under /dev/shm.
+    const ramPath = ramDir.opened
+      ? await ramDir.get().then(
+          (d) => d.path,
+          () => null,
+        )
+      : null;
+    if (ramPath) env.CLOISTER_RAM_DIR = ramPath;
     return env;
   }
 
