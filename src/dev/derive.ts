@@ -10,6 +10,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { egressPolicy } from '../config/egress.ts';
+import { secretsToYaml } from '../config/secrets.ts';
 import type { Config, Manifest, Settings } from '../config/types.ts';
 import { resolveTlsMaterial } from '../plan/ingress.ts';
 import { CID_HOST } from '../transport/types.ts';
@@ -92,8 +93,9 @@ export function deriveEnclaveConfig(o: DeriveOptions): Derived {
     );
   }
   mkdirSync(o.dir, { recursive: true });
-  // yaml's stringify drops undefined keys; the schema accepts every key we write back.
+  // yaml's stringify drops undefined keys; the schema accepts every key we write back. Secrets are typed
+  // in Settings: written back in their cloister.yaml form (file paths are absolute already).
   writeFileSync(join(o.dir, 'enclaver.yaml'), stringify(m));
-  writeFileSync(join(o.dir, 'cloister.yaml'), stringify(s));
+  writeFileSync(join(o.dir, 'cloister.yaml'), stringify({ ...s, secrets: secretsToYaml(s.secrets) }));
   return { configDir: o.dir, notes };
 }
