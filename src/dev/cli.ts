@@ -17,12 +17,14 @@ import { egressEnabled } from '../config/egress.ts';
 import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/types.ts';
 import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
+import { exitWhenClosed } from '../exit.ts';
 import { ingressPorts, parseHostSideArgs } from '../host/args.ts';
 import { type LaunchedEnclave, runHostSession, type SessionReadyInfo, Teardown } from '../host/session.ts';
 import type { HostPortMapping } from '../ingress/host.ts';
 import { startKmsEmulator } from '../kms-emulator/server.ts';
 import { createLogger } from '../log/logger.ts';
 import { loadOrCreateRoot } from '../nsm/software.ts';
+import { terminate } from '../terminate.ts';
 import { EmulatedTransport } from '../transport/emulated.ts';
 import { CID_HOST, DEV_ENCLAVE_CID } from '../transport/types.ts';
 import { deriveEnclaveConfig, devPcrs } from './derive.ts';
@@ -108,8 +110,9 @@ function banner(
 
 export async function run(argv: string[]): Promise<number> {
   const code = await runDev(argv);
-  // Everything was stopped; a straggling handle must not hold the exit (stdout/stderr are synchronous).
-  process.exit(code);
+  // Everything was stopped by now (enclave side, emulator, relay, listeners): the process ends on its own.
+  exitWhenClosed('dev', code);
+  return code;
 }
 
 async function runDev(argv: string[]): Promise<number> {
@@ -249,18 +252,18 @@ async function runDev(argv: string[]): Promise<number> {
         }),
         terminate: async () => {
           if (child.exitCode !== null || child.signalCode !== null) return;
-          child.kill('SIGTERM');
-          const timer = setTimeout(() => {
+          const killGroup = () => {
             try {
               process.kill(-child.pid!, 'SIGKILL');
             } catch {}
-          }, grace);
-          await exited;
-          clearTimeout(timer);
+          };
+          // SIGTERM to the supervisor alone (it stops the app in order); SIGKILL to the whole group.
+          await terminate(
+            { signal: (sig) => (sig === 'SIGKILL' ? killGroup() : child.kill(sig)), exited },
+            { graceMs: grace },
+          );
           // Anything the app left in the group goes too.
-          try {
-            process.kill(-child.pid!, 'SIGKILL');
-          } catch {}
+          killGroup();
         },
       };
     };
