@@ -79,39 +79,48 @@ interface Probe {
   anyone: boolean;
 }
 
-function probesFor(doc: PolicyDocument): Probe[] {
-  const out = new Map<string, Probe>();
-  const add = (p: Probe) => {
-    if (!out.has(p.principal)) out.set(p.principal, p);
+/** The request principal that stands for a Principal entry (or an ARN a condition names). */
+function probeFor(entry: string): Probe {
+  if (entry === '*') return { principal: OUTSIDER, label: 'any AWS principal ("*")', anyone: true };
+  const account = /^\d{12}$/.test(entry) ? entry : /^arn:[\w-]+:iam::(\d{12}):root$/.exec(entry)?.[1];
+  if (account) {
+    return {
+      principal: `arn:aws:iam::${account}:user/cloister-lint-any-iam-principal`,
+      label: `every IAM principal of account ${account}${entry === account ? '' : ` (${entry})`}`,
+      anyone: false,
+    };
+  }
+  // An instance's credentials are a session of its role: ask as one.
+  const role = /^arn:([\w-]+):iam::(\d{12}):role\/(?:.*\/)?([^/]+)$/.exec(entry);
+  return {
+    principal: role ? `arn:${role[1]}:sts::${role[2]}:assumed-role/${role[3]}/cloister-lint` : entry,
+    label: entry,
+    anyone: false,
   };
+}
+
+/**
+ * Who to ask as: every principal the policy names, every account it mentions anywhere (a `"*"` principal
+ * narrowed by kms:CallerAccount is every principal of that account), every exact principal ARN its
+ * conditions name (aws:PrincipalArn), and a principal of another account.
+ */
+function probesFor(doc: PolicyDocument): Probe[] {
+  const entries: string[] = [];
   for (const s of doc.Statement) {
     for (const p of [s.Principal, s.NotPrincipal]) {
-      if (p === undefined) continue;
-      const entries = p === '*' ? ['*'] : Object.values(p).flatMap((v) => list(v));
-      for (const e of entries) {
-        if (e === '*') {
-          add({ principal: OUTSIDER, label: 'any AWS principal ("*")', anyone: true });
-          continue;
-        }
-        const account = /^\d{12}$/.test(e) ? e : /^arn:[\w-]+:iam::(\d{12}):root$/.exec(e)?.[1];
-        if (account) {
-          add({
-            principal: `arn:aws:iam::${account}:user/cloister-lint-any-iam-principal`,
-            label: `every IAM principal of account ${account} (${e})`,
-            anyone: false,
-          });
-          continue;
-        }
-        const role = /^arn:([\w-]+):iam::(\d{12}):role\/(?:.*\/)?([^/]+)$/.exec(e);
-        add({
-          principal: role ? `arn:${role[1]}:sts::${role[2]}:assumed-role/${role[3]}/cloister-lint` : e,
-          label: e,
-          anyone: false,
-        });
-      }
+      if (p !== undefined) entries.push(...(p === '*' ? ['*'] : Object.values(p).flatMap((v) => list(v))));
     }
+    for (const block of Object.values(s.Condition ?? {}))
+      for (const values of Object.values(block))
+        for (const v of list(values)) {
+          if (/^arn:[\w-]+:(iam|sts)::\d{12}:[^*?]+$/.test(v)) entries.push(v);
+          entries.push(...(v.match(/\b\d{12}\b/g) ?? []));
+        }
   }
-  add({ principal: OUTSIDER, label: 'a principal of another account', anyone: true });
+  const out = new Map<string, Probe>();
+  for (const p of entries.map(probeFor)) if (!out.has(p.principal)) out.set(p.principal, p);
+  if (!out.has(OUTSIDER))
+    out.set(OUTSIDER, { principal: OUTSIDER, label: 'a principal of another account', anyone: true });
   return [...out.values()];
 }
 

@@ -97,6 +97,34 @@ test("--lint on AWS's default key policy: exit 1, the leak named by statement, a
   assert.deepEqual(report.findings[0].statements, ['Enable IAM User Permissions']);
 });
 
+test("--measurements reads PCR0 from nitro-cli build-enclave's JSON and pins it as ImageSha384", (t) => {
+  const dir = tempDir(t, 'cloister-kms-policy-');
+  const build = join(dir, 'build.json');
+  const measurements = {
+    HashAlgorithm: 'Sha384 { ... }',
+    PCR0: PCR0,
+    PCR1: '1b'.repeat(48),
+    PCR2: '2c'.repeat(48),
+  };
+  writeFileSync(build, JSON.stringify({ Measurements: measurements }));
+  const r = cli(['policy', '--role', ROLE, '--admin', ADMIN, '--measurements', build]);
+  assert.equal(r.code, 0, r.stderr);
+  const decrypts = JSON.parse(r.stdout).Statement.find(
+    (s: { Sid: string }) => s.Sid === 'EnclaveDecryptsOnlyWhenAttested',
+  );
+  assert.deepEqual(decrypts.Condition.StringEqualsIgnoreCase, {
+    'kms:RecipientAttestation:ImageSha384': PCR0,
+  });
+  writeFileSync(build, JSON.stringify({ Measurements: { ...measurements, PCR0: '0'.repeat(96) } }));
+  const debug = cli(['policy', '--role', ROLE, '--admin', ADMIN, '--measurements', build]);
+  assert.equal(debug.code, 2);
+  assert.match(debug.stderr, /Measurements\.PCR0 in .*build\.json is all zeros/);
+  writeFileSync(build, '{"Measurements": {}}');
+  const none = cli(['policy', '--role', ROLE, '--admin', ADMIN, '--measurements', build]);
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /has no Measurements\.PCR0/);
+});
+
 test('usage errors exit 2 naming the flag; an unreadable file too', (t) => {
   const dir = tempDir(t, 'cloister-kms-policy-');
   for (const [args, msg] of [

@@ -138,6 +138,28 @@ const CASES: Case[] = [
     errors: [{ kind: 'no-principal', statement: 'EnclaveDecrypts' }],
   },
   {
+    name: 'a wildcard principal narrowed to the account by kms:CallerAccount: every principal of it',
+    policy: doc(admin, {
+      ...good,
+      Principal: '*',
+      Condition: { StringEquals: { 'kms:CallerAccount': A } },
+    }),
+    errors: [
+      {
+        kind: 'leak',
+        statement: 'EnclaveDecrypts',
+        principal: /every IAM principal of account 111122223333/,
+      },
+    ],
+  },
+  {
+    name: 'a wildcard principal narrowed by aws:PrincipalArn to the role, without attestation',
+    policy: doc(admin, { ...good, Principal: '*', Condition: { ArnEquals: { 'aws:PrincipalArn': ROLE } } }),
+    errors: [
+      { kind: 'leak', statement: 'EnclaveDecrypts', principal: /^arn:aws:iam::111122223333:role\/enclave$/ },
+    ],
+  },
+  {
     name: 'a wildcard principal may rewrite the policy',
     policy: doc({ ...admin, Principal: { AWS: '*' } }, good),
     errors: [{ kind: 'policy-change', statement: 'Admin', principal: /any AWS principal/ }],
