@@ -17,12 +17,15 @@ import { egressEnabled } from '../config/egress.ts';
 import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/types.ts';
 import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
+import { exitWhenClosed } from '../exit.ts';
 import { ingressPorts, parseHostSideArgs } from '../host/args.ts';
 import { type LaunchedEnclave, runHostSession, type SessionReadyInfo, Teardown } from '../host/session.ts';
 import type { HostPortMapping } from '../ingress/host.ts';
 import { startKmsEmulator } from '../kms-emulator/server.ts';
 import { createLogger } from '../log/logger.ts';
 import { loadOrCreateRoot } from '../nsm/software.ts';
+import { attestedPorts } from '../plan/attested-tls.ts';
+import { terminate } from '../terminate.ts';
 import { EmulatedTransport } from '../transport/emulated.ts';
 import { CID_HOST, DEV_ENCLAVE_CID } from '../transport/types.ts';
 import { deriveEnclaveConfig, devPcrs } from './derive.ts';
@@ -78,8 +81,13 @@ function banner(
   const lines = [
     `cloister dev: "${m.name}" runs in an emulated enclave (CID ${info.cid}${extra.isolate ? ', own network namespace: no way out but the proxy' : ', not isolated'})`,
   ];
-  for (const [p, a] of info.ingress)
-    lines.push(`  ingress     http://${a.address}:${a.port} -> enclave port ${p}`);
+  const attested = attestedPorts(config);
+  for (const [p, a] of info.ingress) {
+    const scheme = attested.has(p) ? 'https' : 'http';
+    lines.push(
+      `  ingress     ${scheme}://${a.address}:${a.port} -> enclave port ${p}${attested.has(p) ? ' (attested TLS)' : ''}`,
+    );
+  }
   if (egressEnabled(m)) {
     lines.push(
       `  egress      proxy http://127.0.0.1:${m.egress?.proxy_port ?? DEFAULT_EGRESS_PROXY_PORT}/ in the enclave; allow ${JSON.stringify(m.egress?.allow)}${m.egress?.deny ? ` deny ${JSON.stringify(m.egress.deny)}` : ''}`,
@@ -102,14 +110,21 @@ function banner(
       `  note        for AWS KMS, name your instance role and administrator: cloister kms policy --role ARN --admin ARN --pcr 0=${extra.pcrs['0']}`,
     );
   }
+  // How a client checks the attested ports (docs/attested-tls.md): this run's root and PCR0.
+  for (const [p, a] of info.ingress) {
+    if (!attested.has(p)) continue;
+    const pcr0 = extra.pcrs['0'] ? ` --pcr 0=${extra.pcrs['0']}` : '';
+    lines.push(`  verify      cloister attest connect ${a.address}:${a.port} --root ${extra.nsmRoot}${pcr0}`);
+  }
   for (const n of extra.notes) lines.push(`  note        ${n}`);
   return `${lines.join('\n')}\n`;
 }
 
 export async function run(argv: string[]): Promise<number> {
   const code = await runDev(argv);
-  // Everything was stopped; a straggling handle must not hold the exit (stdout/stderr are synchronous).
-  process.exit(code);
+  // Everything was stopped by now (enclave side, emulator, relay, listeners): the process ends on its own.
+  exitWhenClosed('dev', code);
+  return code;
 }
 
 async function runDev(argv: string[]): Promise<number> {
@@ -249,18 +264,18 @@ async function runDev(argv: string[]): Promise<number> {
         }),
         terminate: async () => {
           if (child.exitCode !== null || child.signalCode !== null) return;
-          child.kill('SIGTERM');
-          const timer = setTimeout(() => {
+          const killGroup = () => {
             try {
               process.kill(-child.pid!, 'SIGKILL');
             } catch {}
-          }, grace);
-          await exited;
-          clearTimeout(timer);
+          };
+          // SIGTERM to the supervisor alone (it stops the app in order); SIGKILL to the whole group.
+          await terminate(
+            { signal: (sig) => (sig === 'SIGKILL' ? killGroup() : child.kill(sig)), exited },
+            { graceMs: grace },
+          );
           // Anything the app left in the group goes too.
-          try {
-            process.kill(-child.pid!, 'SIGKILL');
-          } catch {}
+          killGroup();
         },
       };
     };

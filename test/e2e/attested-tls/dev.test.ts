@@ -57,7 +57,7 @@ async function startDev(t: TestContext, port: number, settings: string, app: str
   ]);
   let hostPort: string | undefined;
   await waitFor(d, 'the app and its ingress port', () => {
-    hostPort = new RegExp(`ingress\\s+http://127\\.0\\.0\\.1:(\\d+) -> enclave port ${port}`).exec(
+    hostPort = new RegExp(`ingress\\s+https?://127\\.0\\.0\\.1:(\\d+) -> enclave port ${port}`).exec(
       d.err(),
     )?.[1];
     return hostPort !== undefined && d.out().includes('app up');
@@ -108,6 +108,16 @@ test(
       `ingress:\n  ports:\n    ${port}:\n      tls: attested\n`,
       HTTP_APP(port),
     );
+
+    // The banner says how to check the port, with this run's root and PCR0; that command passes.
+    const banner = /verify\s+cloister attest (connect .*)$/m.exec(dev.d.err())?.[1];
+    assert.ok(banner, dev.d.err());
+    assert.match(
+      dev.d.err(),
+      new RegExp(`ingress\\s+https://\\S+ -> enclave port ${port} \\(attested TLS\\)`),
+    );
+    const fromBanner = await attest(banner.split(' '));
+    assert.equal(fromBanner.status, 0, fromBanner.stderr);
 
     const ok = await connectPinned(dev, '--max-age', '10m', '--reject-debug');
     assert.equal(ok.status, 0, ok.stderr);

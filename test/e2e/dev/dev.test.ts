@@ -56,6 +56,8 @@ test('cloister dev: exits with the app exit code and leaves nothing behind', opt
     [],
     'the per-run scratch dir is removed',
   );
+  // It exited because everything closed (src/exit.ts names any handle still open 2 s after).
+  assert.doesNotMatch(d.err(), /still open after shutdown/);
 });
 
 test(
@@ -91,6 +93,7 @@ test('cloister dev: Ctrl-C (SIGINT) stops the app and everything else, exit 109'
     readdirSync(state).filter((n) => n.startsWith('run-')),
     [],
   );
+  assert.doesNotMatch(d.err(), /still open after shutdown/);
 });
 
 test(

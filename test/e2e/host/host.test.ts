@@ -132,6 +132,8 @@ test(
       1,
       'terminate-enclave ran',
     );
+    // It exited because everything closed (src/exit.ts names any handle still open 2 s after).
+    assert.doesNotMatch(s.err(), /still open after shutdown/);
   },
 );
 
@@ -164,6 +166,7 @@ test('cloister host: SIGTERM terminates the enclave and exits 109', opts, async 
   assert.equal(alive(enclavePid), false, 'the enclave process is gone');
   // The ingress listener is gone too.
   await assert.rejects(run('curl', ['-sS', '--max-time', '5', `http://127.0.0.1:${s.hostPort}/`]));
+  assert.doesNotMatch(s.err(), /still open after shutdown/);
 });
 
 test('cloister host --attach-cid: a host side restarts while the enclave keeps running', opts, async (t) => {

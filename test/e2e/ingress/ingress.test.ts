@@ -55,8 +55,8 @@ async function chain(
   const transport = new EmulatedTransport(dir, 16);
   let arrived = 0;
   const listenOn = transport.listen.bind(transport);
-  transport.listen = async (port) => {
-    const server = await listenOn(port);
+  transport.listen = async (port, listenOpts) => {
+    const server = await listenOn(port, listenOpts);
     server.on('connection', () => arrived++);
     return server;
   };
