@@ -15,7 +15,7 @@ export interface VsockAddress {
  * The interface version this code expects of the addon: CLOISTER_NATIVE_ABI in native/src/common.h.
  * Bump both together whenever a function is added, removed or changes shape.
  */
-export const NATIVE_ABI_VERSION = 5;
+export const NATIVE_ABI_VERSION = 6;
 
 /**
  * The addon's functions (native/src/*.c, one unit per concern). Failed syscalls throw (or reject with)
@@ -50,6 +50,8 @@ export interface NativeAddon {
   mountTmpfs(target: string, options: string): void;
   /** umount2(target, MNT_DETACH). */
   unmount(target: string): void;
+  /** mount(source, target, MS_BIND): a file of cloister's over one of the image's (undone by unmount). */
+  bindMount(source: string, target: string): void;
   /**
    * Joins two connected stream sockets in the kernel (splice through a pipe per direction, driven by
    * the event loop). The fds are dup()ed; the caller stops reading its own and closes them after

@@ -18,7 +18,7 @@
 // Bumped whenever a function is added, removed or changes its arguments or result. src/native.ts
 // refuses an addon built from other sources (a stale native/build, a $CLOISTER_NATIVE left over) once,
 // at load, with one clear message, instead of checking for each function where it is used.
-#define CLOISTER_NATIVE_ABI 5
+#define CLOISTER_NATIVE_ABI 6
 
 // ---------------------------------------------------------------------------------------------
 // errors: Error objects with `code` = errno name (ECONNREFUSED, EMSGSIZE...), `errno` and `syscall`

@@ -9,7 +9,7 @@
 // IPv4 only: transparent egress refuses IPv6 (the stub answers AAAA with no data).
 
 import { Agent, request } from 'node:https';
-import type { Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import dnsPacket from 'dns-packet';
 import { withDeadline } from '../deadline.ts';
@@ -92,7 +92,9 @@ export function dohResolver(
           null,
           tlsConnect({
             socket: raw,
-            ...(target.host.includes(':') || /^[\d.]+$/.test(target.host) ? {} : { servername: target.host }),
+            // host: what the certificate is checked against (an IP literal in its SAN too); SNI for names only.
+            host: target.host,
+            ...(isIP(target.host) ? {} : { servername: target.host }),
             ...(target.ca ? { ca: target.ca } : {}),
             ALPNProtocols: ['http/1.1'],
           }),

@@ -48,6 +48,7 @@ import type { EgressPlan } from '../plan/index.ts';
 import type { Decision } from '../policy/policy.ts';
 import { keepServing } from '../server-errors.ts';
 import { type Service, serviceLifetime } from '../service.ts';
+import type { RamDir } from '../system/ram-dir.ts';
 import { type AcceptedHandle, FastConnection, fastPathAddon, takeConnections } from '../transport/fast.ts';
 import { socketFromHandle } from '../transport/node-internals.ts';
 import { joinFds, joinSockets } from '../transport/tunnel.ts';
@@ -69,6 +70,8 @@ export interface EgressProxyDeps {
   logger: Logger;
   /** Default 0: a tunnel has no end the proxy could wait for, so close() cuts tunnels off at once. */
   closeGraceMs?: number;
+  /** The RAM directory (transparent egress writes resolv.conf there when the image's is read-only). */
+  ramDir?: () => Promise<RamDir>;
 }
 
 export interface EgressProxyService extends Service {
@@ -606,6 +609,12 @@ export async function startEgressProxy(plan: EgressPlan, deps: EgressProxyDeps):
       track,
       connections: live,
       connectRelay: () => deps.transport.connect(plan.parentCid, EGRESS_VSOCK_PORT),
+      ...(deps.ramDir
+        ? {
+            ramFile: async (name: string, content: string) =>
+              (await deps.ramDir!()).writeFile(name, Buffer.from(content), { mode: 0o444 }),
+          }
+        : {}),
       logger: log,
       settings,
     }).catch(async (e: unknown) => {

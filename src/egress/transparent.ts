@@ -24,7 +24,7 @@ import type { TransparentPlan } from '../plan/index.ts';
 import type { Decision, Policy } from '../policy/policy.ts';
 import { bringUpLoopback } from '../system/index.ts';
 import { installNatRules, removeNatRules, transparentRules } from '../system/netfilter.ts';
-import { pointResolvConfAtStub } from '../system/resolv-conf.ts';
+import { pointResolvConfAtStub, type ResolvConfOptions } from '../system/resolv-conf.ts';
 import { addDefaultRouteViaLoopback, removeDefaultRouteViaLoopback } from '../system/route.ts';
 import { handleFd } from '../transport/node-internals.ts';
 import { type DnsResolver, dohResolver, relayResolver } from './dns-resolvers.ts';
@@ -48,13 +48,18 @@ export interface EgressGateway {
   connectRelay(): Promise<Socket>;
   logger: Logger;
   settings: Settings['egress'];
+  /** Writes a file in the RAM directory (for a read-only /etc/resolv.conf); absent: no fallback. */
+  ramFile?: (name: string, content: string) => Promise<string>;
 }
 
 /** The kernel side, replaceable in tests that cannot change the network. */
 export interface TransparentSystem {
   originalDestination(fd: number): { address: string; port: number };
-  /** Route, nat rules and resolv.conf; returns what undoes them. */
-  redirect(ports: { tcp: number; dns: number; udpSink: number }): () => void;
+  /** Route, nat rules and resolv.conf; resolves with what undoes them. */
+  redirect(
+    ports: { tcp: number; dns: number; udpSink: number },
+    resolvConf: ResolvConfOptions,
+  ): Promise<() => void>;
   /** Port of the DNS stub (53; tests use 0). */
   dnsPort: number;
 }
@@ -62,33 +67,29 @@ export interface TransparentSystem {
 export const kernelSystem: TransparentSystem = {
   originalDestination: (fd) => loadNative().originalDestination(fd),
   dnsPort: 53,
-  redirect(ports) {
+  async redirect(ports, resolvConf) {
     bringUpLoopback();
     addDefaultRouteViaLoopback();
-    try {
-      installNatRules(transparentRules(ports));
-    } catch (e) {
-      removeDefaultRouteViaLoopback();
-      throw e;
-    }
-    let restoreResolvConf: () => void;
-    try {
-      restoreResolvConf = pointResolvConfAtStub();
-    } catch (e) {
-      removeNatRules();
-      removeDefaultRouteViaLoopback();
-      throw e;
-    }
-    return () => {
-      // Each step on its own: one failing must not leave the others in place.
-      for (const undo of [removeNatRules, () => removeDefaultRouteViaLoopback(), restoreResolvConf]) {
+    const undo: (() => void)[] = [() => removeDefaultRouteViaLoopback()];
+    // Each step on its own: one failing must not leave the others in place.
+    const undoAll = () => {
+      for (const u of undo.reverse()) {
         try {
-          undo();
+          u();
         } catch {
-          // Reported by the caller's log line below; the rest still runs.
+          // The rest still runs; a leftover is visible in `ip route` / the nat table.
         }
       }
     };
+    try {
+      installNatRules(transparentRules(ports));
+      undo.push(removeNatRules);
+      undo.push(await pointResolvConfAtStub(resolvConf));
+    } catch (e) {
+      undoAll();
+      throw e;
+    }
+    return undoAll;
   },
 };
 
@@ -213,7 +214,7 @@ export async function startTransparent(
     undo.push(() => void sink.close());
     const ports = { tcp, dns: stub.port, udpSink: sink.address().port };
 
-    undo.push(system.redirect(ports));
+    undo.push(await system.redirect(ports, { ramFile: gw.ramFile }));
     log.info({ ...ports, resolver: plan.resolver.kind }, 'transparent egress on');
     return { close: closeAll, ports };
   } catch (e) {

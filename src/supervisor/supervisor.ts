@@ -283,6 +283,7 @@ export class Supervisor {
           const svc = await (await import('../egress/proxy.ts')).startEgressProxy(slice, {
             transport,
             logger,
+            ramDir: () => ramDir.get(),
           });
           egress = svc.address;
           return svc;

@@ -95,6 +95,8 @@ export interface EnclaveRun {
   after: string;
   /** Directory the app wrote its results to. */
   outDir: string;
+  /** The file bind-mounted as the enclave's /etc/resolv.conf. */
+  resolvConf: string;
 }
 
 /**
@@ -109,8 +111,9 @@ export async function runTransparentEnclave(
   manifest: string,
   settings: string,
   app: string,
-  timeoutMs = 120_000,
+  opts: { readOnlyResolvConf?: boolean; timeoutMs?: number } = {},
 ): Promise<EnclaveRun> {
+  const timeoutMs = opts.timeoutMs ?? 120_000;
   const dir = tempDir(t, 'cloister-transparent-');
   const outDir = join(dir, 'out');
   mkdirSync(outDir);
@@ -121,6 +124,8 @@ export async function runTransparentEnclave(
   const wrapper = [
     'set -u',
     `mount --bind ${dir}/resolv.conf /etc/resolv.conf`,
+    // An image whose resolv.conf cannot be written: cloister must mount its own over it.
+    ...(opts.readOnlyResolvConf ? ['mount -o remount,bind,ro /etc/resolv.conf'] : []),
     `${process.execPath} ${CLI} enclave --config-dir ${dir} --transport emulated --vsock-dir ${up.vsockDir} --cid 16 --no-bootstrap -- sh ${dir}/app.sh`,
     'code=$?',
     'echo "== after: exit $code"',
@@ -130,7 +135,12 @@ export async function runTransparentEnclave(
   ].join('\n');
   const child = spawn('unshare', ['-n', '-m', '--propagation', 'private', 'sh', '-c', wrapper], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, OUT: outDir, CA: up.caFile },
+    // No AWS credentials from this machine's environment: the app's SDK and the KMS proxy must use IMDS.
+    env: {
+      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AWS_'))),
+      OUT: outDir,
+      CA: up.caFile,
+    },
   });
   t.after(() => child.kill('SIGKILL'));
   let stdout = '';
@@ -158,5 +168,6 @@ export async function runTransparentEnclave(
     stderr,
     after: at < 0 ? '' : stdout.slice(at),
     outDir,
+    resolvConf: join(dir, 'resolv.conf'),
   };
 }

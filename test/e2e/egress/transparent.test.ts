@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { tempDir } from '../../helpers/egress-fixture.ts';
 import { IMDS_ACCESS_KEY, NAMES } from '../../helpers/fixtures/transparent-upstreams.ts';
 import {
   goClient,
@@ -26,6 +27,8 @@ egress:
     - 10.1.3.1:443
     - 169.254.169.254:80
     - doh.test:443
+kms_proxy:
+  listen_port: 9999
 `;
 
 const METRICS_PORT = 9109;
@@ -177,6 +180,9 @@ kill -TERM $PPID
     /egress denied: 10\.1\.2\.4:443 was resolved for other\.test, whose rules do not allow port 443/,
   );
   assert.match(run.stdout, /dns refused: denied\.test:\d+ is not in the egress policy/);
+  // cloister's own loopback traffic is never redirected: the KMS proxy got the instance's credentials from
+  // IMDS through the egress proxy (127.0.0.1) as without transparent mode.
+  assert.match(run.stdout, /"component":"kms-proxy","source":"imds".*"msg":"AWS credentials loaded"/);
   // The relay answered the stub's questions; IMDS saw the SDK's token dance through the relay.
   assert.ok(up.lines.includes('relay-resolve allowed.test'), up.lines.join('\n'));
   assert.ok(up.lines.includes('imds PUT /latest/api/token'), up.lines.join('\n'));
@@ -188,14 +194,16 @@ kill -TERM $PPID
   assert.match(run.after, /== resolv.conf\nnameserver 192\.0\.2\.99\n/);
 });
 
-test('transparent egress with resolver: doh asks the DoH server through the egress path, not the relay', async (t) => {
+test('transparent egress with resolver: doh asks the DoH server through the egress path, not the relay; a read-only resolv.conf gets a RAM copy mounted over it', async (t) => {
   requireTool(
     'iptables-legacy-save',
     ['--version'],
     'iptables-legacy (Debian package iptables) to inspect the rules',
   );
   const up = await startUpstreams(t);
+  const ramDir = join(tempDir(t, 'cloister-ram-'), 'ram');
   const app = `${PRELUDE}
+cat /etc/resolv.conf > $OUT/resolv-during
 check curl-name curl -sS --max-time 5 --cacert $CA https://allowed.test/doh
 check curl-denied-name curl -sS --max-time 5 --cacert $CA https://denied.test/
 kill -TERM $PPID
@@ -204,8 +212,9 @@ kill -TERM $PPID
     t,
     up,
     MANIFEST,
-    settings(`  resolver: doh\n  doh_url: https://doh.test/dns-query\n  doh_ca_file: ${up.caFile}\n`),
+    `${settings(`  resolver: doh\n  doh_url: https://doh.test/dns-query\n  doh_ca_file: ${up.caFile}\n`)}ram_dir:\n  path: ${ramDir}\n`,
     app,
+    { readOnlyResolvConf: true },
   );
   const r = results(run.outDir);
   assert.ok(r.get('curl-name')?.ok, `${r.get('curl-name')?.out}\n${run.stdout.slice(-3000)}`);
@@ -214,4 +223,11 @@ kill -TERM $PPID
   assert.ok(up.lines.includes('doh-query allowed.test'), up.lines.join('\n'));
   assert.ok(!up.lines.some((l) => l.startsWith('relay-resolve')), up.lines.join('\n'));
   assert.ok(!up.lines.includes('doh-query denied.test'), 'a denied name never leaves the enclave');
+  // The image's read-only file was never written: cloister's RAM copy was mounted over it, then unmounted.
+  assert.equal(
+    readFileSync(join(run.outDir, 'resolv-during'), 'utf8').split('\n')[0],
+    'nameserver 127.0.0.1',
+  );
+  assert.equal(readFileSync(run.resolvConf, 'utf8'), 'nameserver 192.0.2.99\n');
+  assert.match(run.after, /== resolv.conf\nnameserver 192\.0\.2\.99\n/);
 });

@@ -72,6 +72,7 @@ test('the addon has the ABI version this code expects and exports every function
     'iptablesGet',
     'iptablesReplace',
     'rtnetlinkRequest',
+    'bindMount',
   ]) {
     assert.equal(typeof (native as unknown as Record<string, unknown>)[fn], 'function', fn);
   }
