@@ -198,26 +198,21 @@ ${secrets}`;
 const entry = (name: string, source: string, targets: string, more = '') =>
   `  - name: ${name}\n    source: ${source}\n    region: us-east-1\n    encryption_context: { app: ${CONTEXT.app} }\n    targets: ${targets}\n${more}`;
 
-function allSecrets(): string {
+/** The three fetched sources, each to the targets `targets(kind)` gives. */
+function fetchedEntries(targets: (kind: 'S3' | 'SSM' | 'SM') => string): string {
   const { s3, ssm, secretsmanager } = world.urls;
+  return [
+    entry('from-s3', `{ s3: { bucket: boot, key: secret.bin }, endpoint: "${s3}" }`, targets('S3')),
+    entry('from-ssm', `{ ssm: { name: /boot/secret }, endpoint: "${ssm}" }`, targets('SSM')),
+    entry('from-sm', `{ secretsmanager: { id: boot/secret }, endpoint: "${secretsmanager}" }`, targets('SM')),
+  ].join('');
+}
+
+function allSecrets(): string {
   return [
     entry('inline', `{ inline: "${ct.binary}" }`, '{ env: S_INLINE, env_base64: true, file: inline.bin }'),
     entry('from-file', '{ file: ct.bin }', '{ env: S_FILE, env_base64: true, file: file.bin }'),
-    entry(
-      'from-s3',
-      `{ s3: { bucket: boot, key: secret.bin }, endpoint: "${s3}" }`,
-      '{ env: S_S3, env_base64: true, file: s3.bin }',
-    ),
-    entry(
-      'from-ssm',
-      `{ ssm: { name: /boot/secret }, endpoint: "${ssm}" }`,
-      '{ env: S_SSM, env_base64: true, file: ssm.bin }',
-    ),
-    entry(
-      'from-sm',
-      `{ secretsmanager: { id: boot/secret }, endpoint: "${secretsmanager}" }`,
-      '{ env: S_SM, env_base64: true, file: sm.bin }',
-    ),
+    fetchedEntries((k) => `{ env: S_${k}, env_base64: true, file: ${k.toLowerCase()}.bin }`),
     entry(
       'password',
       `{ inline: "${ct.password}" }`,
@@ -370,31 +365,12 @@ test('a key bound to another PCR0 stops the start: fatal, naming the secret and 
 });
 
 test('S3, SSM and Secrets Manager endpoints the egress policy does not allow: the start fails with CLO_ERR_EGRESS_DENIED, nothing fetched', async (t) => {
-  const { s3, ssm, secretsmanager } = world.urls;
   const kmsAuthority = new URL(world.urls.kms!).host;
   const before = (world.out().match(/^REQ /gm) ?? []).length;
   const e = startEnclave(t, {
     app: [process.execPath, '-e', 'console.log("RESULT started")'],
     manifest: manifest(kmsAuthority, false),
-    settings: settings(
-      [
-        entry(
-          'from-s3',
-          `{ s3: { bucket: boot, key: secret.bin }, endpoint: "${s3}" }`,
-          '{ env: A, env_base64: true }',
-        ),
-        entry(
-          'from-ssm',
-          `{ ssm: { name: /boot/secret }, endpoint: "${ssm}" }`,
-          '{ env: B, env_base64: true }',
-        ),
-        entry(
-          'from-sm',
-          `{ secretsmanager: { id: boot/secret }, endpoint: "${secretsmanager}" }`,
-          '{ env: C, env_base64: true }',
-        ),
-      ].join(''),
-    ),
+    settings: settings(fetchedEntries((k) => `{ env: ${k}, env_base64: true }`)),
     noBootstrap: false,
     mountNs: true,
     vsockDir: world.vsockDir,
