@@ -14,7 +14,7 @@ import type { SecretsPlan } from '../src/plan/index.ts';
 import { loadSecrets } from '../src/secrets/load.ts';
 import { LazyRamDir } from '../src/system/ram-dir.ts';
 import { startFakeAws } from '../test/helpers/aws-fakes.ts';
-import { PCR0, PROXY_CREDS, REGION, startHarness } from '../test/helpers/kms-harness.ts';
+import { PCR0, PROXY_CREDS, REGION, secretsPlan, startHarness } from '../test/helpers/kms-harness.ts';
 
 const RUNS = Number(process.argv[2] ?? 9);
 
@@ -64,13 +64,7 @@ function plan(sources: SecretSource[], file: boolean): SecretsPlan {
     targets: { env: `S${i}`, env_base64: true, file_mode: 0o400, ...(file ? { file: `s${i}` } : {}) },
     required: true,
   }));
-  return {
-    secrets,
-    kmsEndpoints: { [REGION]: h.emulator.url },
-    timeoutMs: 10_000,
-    readyWaitMs: 10_000,
-    owner: { uid: null, gid: null },
-  };
+  return secretsPlan(h, secrets);
 }
 
 async function measure(name: string, p: SecretsPlan): Promise<Row> {

@@ -9,23 +9,18 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { connect as tlsConnect } from 'node:tls';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { CreateKeyCommand, EncryptCommand, KMSClient } from '@aws-sdk/client-kms';
 import { startKmsEmulator } from '../../../src/kms-emulator/server.ts';
 import { createLogger } from '../../../src/log/logger.ts';
 import { loadOrCreateRoot } from '../../../src/nsm/software.ts';
 import { WORLD_CREDS } from '../../helpers/aws-fakes.ts';
 import { writeSelfSigned } from '../../helpers/fixtures/tls.ts';
-import {
-  connectPort,
-  type Enclave,
-  readStatus,
-  startEnclave,
-  waitUntil,
-} from '../../helpers/supervisor-harness.ts';
+import { connectPort, readStatus, startEnclave, waitUntil } from '../../helpers/supervisor-harness.ts';
 
 const PCR0 = 'a7'.repeat(48);
 const APP_UID = 4242;
@@ -228,22 +223,17 @@ const confFiles = () => ({
   'ct.bin': Buffer.from(ct.binary!, 'base64'),
 });
 
-async function httpOverVsock(
-  t: import('node:test').TestContext,
-  e: Enclave,
-  port: number,
-  path: string,
-): Promise<string> {
-  const sock = await connectPort(t, e, port);
+/** Sends one HTTP/1.1 request (Connection: close) on `sock` and reads the whole answer. */
+function exchange(sock: Socket | TLSSocket, host: string, path: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    let body = '';
+    let text = '';
     sock.setEncoding('utf8');
     sock.on('data', (d: string) => {
-      body += d;
+      text += d;
     });
-    sock.on('end', () => resolve(body));
+    sock.on('end', () => resolve(text));
     sock.on('error', reject);
-    sock.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    sock.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
   });
 }
 
@@ -319,21 +309,12 @@ test('every source reaches env and RAM file (exact bytes, 0400, app uid, tmpfs);
 
   // Ingress 8443: cloister terminates TLS with the decrypted key.
   const sock = await connectPort(t, e, 8443);
-  const body = await new Promise<string>((resolve, reject) => {
-    const s = tlsConnect({ socket: sock, ca: conf.cert, servername: 'localhost' }, () => {
-      s.write('GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
-    });
-    let text = '';
-    s.setEncoding('utf8');
-    s.on('data', (d: string) => {
-      text += d;
-    });
-    s.on('end', () => resolve(text));
-    s.on('error', reject);
-  });
+  const tls = tlsConnect({ socket: sock, ca: conf.cert, servername: 'localhost' });
+  await new Promise((resolve, reject) => tls.once('secureConnect', resolve).once('error', reject));
+  const body = await exchange(tls, 'localhost', '/');
   assert.match(body, /over the secret key$/);
 
-  const metrics = await httpOverVsock(t, e, 9100, '/metrics');
+  const metrics = await exchange(await connectPort(t, e, 9100), 'x', '/metrics');
   assert.match(metrics, /cloister_/);
   assertNoPlaintext('the console (cloister log at trace level and the app output)', e.stdout() + e.stderr());
   assertNoPlaintext('the status stream', status.lines.join('\n'));
