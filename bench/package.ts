@@ -13,11 +13,11 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { cachedPinnedNode, DIST_CLI, NODE_VERSION } from '../test/helpers/build-outputs.ts';
 
 const RUNS = 15;
-const NODE_VERSION = '26.10.0';
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -66,12 +66,7 @@ try {
     builds.push((performance.now() - t0) / 1000);
     summary = JSON.parse(stdout.trim().split('\n').pop()!);
   }
-  const lts = join(
-    process.env.CLOISTER_BUILD_CACHE ?? join(homedir(), '.cache', 'cloister-build'),
-    `node-linux-${process.arch}-${NODE_VERSION}`,
-    'bin',
-    'node',
-  );
+  const lts = cachedPinnedNode();
   const rows: [string, string][] = [
     ['binary size', `${(summary!.size / 1e6).toFixed(1)} MB`],
     ['JavaScript bundle in the binary', `${summary!.bundleSize.toLocaleString('en')} bytes`],
@@ -79,7 +74,7 @@ try {
     ['`--version`: single executable', `${timeVersion(out, []).toFixed(0)} ms`],
     [
       `\`--version\`: node ${process.version} dist/cli.js`,
-      `${timeVersion(process.execPath, ['dist/cli.js']).toFixed(0)} ms`,
+      `${timeVersion(process.execPath, [DIST_CLI]).toFixed(0)} ms`,
     ],
   ];
   const kms = kmsProxyChunk();
@@ -88,7 +83,7 @@ try {
   if (existsSync(lts))
     rows.push([
       `\`--version\`: node v${NODE_VERSION} dist/cli.js`,
-      `${timeVersion(lts, ['dist/cli.js']).toFixed(0)} ms`,
+      `${timeVersion(lts, [DIST_CLI]).toFixed(0)} ms`,
     ]);
 
   console.log('| Benchmark | Value |\n|---|---|');

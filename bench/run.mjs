@@ -6,10 +6,12 @@ const ALL = [
   'startup',
   'native',
   'attestation',
+  'attested-tls',
   'kms',
   'interop-burst',
   'ingress',
   'egress',
+  'transparent',
   'package',
   'lab',
 ];

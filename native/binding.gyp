@@ -10,6 +10,7 @@
         "src/nsm.c",
         "src/system.c",
         "src/splice.c",
+        "src/netfilter.c",
         "src/fdwait.c"
       ],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],

@@ -32,7 +32,6 @@ import { homedir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { build } from 'esbuild';
 
 // The runtime inside the binary: Node's current LTS from the npm registry, pinned by version and hash.
 export const NODE_VERSION = '26.10.0';
@@ -96,11 +95,25 @@ export function pinnedNode(arch = hostArch()) {
   return join(fetchRuntime(arch, resolve(defaultCacheDir())), 'bin', 'node');
 }
 
+/** Where the pinned runtime's `bin/node` is once a build fetched it (nothing is fetched here). */
+export function cachedPinnedNode(arch = hostArch()) {
+  return join(runtimeDir(arch, resolve(defaultCacheDir())), 'bin', 'node');
+}
+
+/** The single executable a build writes by default. */
+export function binaryPath(arch = hostArch()) {
+  return join(root, 'build', `cloister-linux-${arch}`);
+}
+
+function runtimeDir(arch, cacheDir) {
+  return join(cacheDir, `${RUNTIMES[arch].pkg}-${NODE_VERSION}`);
+}
+
 // Fetches node-linux-<arch>@NODE_VERSION with npm (the registry is the one source we use), checks the
 // tarball's integrity and the binary's hash, and unpacks it into the cache once.
 function fetchRuntime(arch, cacheDir) {
   const rt = RUNTIMES[arch];
-  const dir = join(cacheDir, `${rt.pkg}-${NODE_VERSION}`);
+  const dir = runtimeDir(arch, cacheDir);
   const node = join(dir, 'bin', 'node');
   if (existsSync(node) && sha256File(node) === rt.nodeSha256) return dir;
 
@@ -166,6 +179,8 @@ function nodeGyp() {
 }
 
 async function bundle(outfile) {
+  // Loaded here, not at the top: tests import this file for NODE_VERSION and the paths it builds to.
+  const { build } = await import('esbuild');
   // esbuild prints its own errors (logLevel); only the exit remains to do.
   await build({
     absWorkingDir: root,
@@ -220,7 +235,7 @@ function refuseLeakedPaths(file, paths) {
 export async function buildBinary({ arch = hostArch(), out, workDir, cacheDir, strip = true } = {}) {
   if (!(arch in RUNTIMES)) fail(`--arch must be one of ${Object.keys(RUNTIMES).join(', ')}`);
   const started = Date.now();
-  out = resolve(out ?? join(root, 'build', `cloister-linux-${arch}`));
+  out = resolve(out ?? binaryPath(arch));
   workDir = resolve(workDir ?? join(root, 'build', `sea-${arch}`));
   cacheDir = resolve(cacheDir ?? defaultCacheDir());
   mkdirSync(workDir, { recursive: true });

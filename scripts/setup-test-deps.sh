@@ -29,6 +29,7 @@ APT_PACKAGES=(
   "libssl-dev            test/interop: the Rust program links OpenSSL (aws-nitro-enclaves-cose)"
   "pkg-config            test/interop: the Rust program finds OpenSSL"
   "qemu-system-x86       test/lab: the kernel lab's VM (software emulation; the kernel itself is apt-get download-ed)"
+  "iptables              test/e2e/egress/transparent: iptables-legacy-save inspects the rules (cloister itself needs no binary)"
 )
 
 check_only=false

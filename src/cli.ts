@@ -6,6 +6,7 @@
 //   cloister attest connect|proxy ...             attested TLS: verify an enclave's certificate, forward to it
 //   cloister kms-emulator ...                     a local KMS with attestation conditions
 //   cloister kms policy ...                       print or lint a key policy bound to measurements
+//   cloister secrets encrypt ...                  encrypt a boot-time secret, print its cloister.yaml entry
 //   cloister version
 import { VERSION } from './version.ts';
 
@@ -19,6 +20,11 @@ const commands: Record<string, () => Promise<Command>> = {
   attest: async () => (await import('./attested-tls/cli.ts')).run,
   'kms-emulator': async () => (await import('./kms-emulator/cli.ts')).run,
   kms: async () => (await import('./key-policy/cli.ts')).run,
+  secrets: async () => {
+    const { run } = await import('./secrets/cli.ts');
+    // --dev opens `cloister dev`'s KMS emulator: dev/ sits above secrets/, so it is handed in from here.
+    return (argv) => run(argv, async () => (await import('./dev/secrets.ts')).openDevKms);
+  },
 };
 
 const USAGE = `usage: cloister <command> [options]
@@ -30,6 +36,7 @@ commands:
   attest       verify or describe attestation documents; connect to an enclave over attested TLS
   kms-emulator run a local KMS that enforces attestation conditions
   kms policy   print a key policy that releases plaintexts only to the measured enclave; --lint one
+  secrets encrypt  encrypt a boot-time secret under a KMS key and print its cloister.yaml entry
   version      print the version
 `;
 

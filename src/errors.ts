@@ -71,6 +71,8 @@ export const ERROR_TABLE = {
   CLO_ERR_PROXY_HEADER: { status: null, kmsType: INTERNAL },
   CLO_ERR_TLS_HANDSHAKE: { status: null, kmsType: INTERNAL },
   CLO_ERR_EMULATOR_STATE: { status: null, kmsType: INTERNAL },
+  CLO_ERR_TRANSPARENT_SETUP: { status: null, kmsType: INTERNAL },
+  CLO_ERR_DNS_RESOLVE: { status: null, kmsType: INTERNAL },
   CLO_ERR_SECRET_SOURCE: { status: null, kmsType: INTERNAL },
   CLO_ERR_SECRET_DECRYPT: { status: null, kmsType: INTERNAL },
   CLO_ERR_SECRET_TARGET: { status: null, kmsType: INTERNAL },
@@ -459,6 +461,22 @@ export class StoreError extends CloisterError {
   override name = 'StoreError';
   constructor(message: string, options?: { cause?: unknown }) {
     super('CLO_ERR_EMULATOR_STATE', message, options);
+  }
+}
+
+/** Transparent egress could not be set up (route, iptables nat table, resolv.conf): cloister does not start. */
+export class TransparentSetupError extends CloisterError {
+  override name = 'TransparentSetupError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CLO_ERR_TRANSPARENT_SETUP', message, options);
+  }
+}
+
+/** The DNS stub's resolver (the host relay or the DoH server) failed to answer: the app gets SERVFAIL. */
+export class DnsResolveError extends CloisterError {
+  override name = 'DnsResolveError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CLO_ERR_DNS_RESOLVE', message, options);
   }
 }
 

@@ -31,6 +31,17 @@ export const egressOpenTunnels = new Gauge({
   help: 'Egress tunnels open right now',
   registers: [registry],
 });
+export const dnsQueries = new Counter({
+  name: 'cloister_dns_queries_total',
+  help: 'Transparent egress DNS stub answers by kind (allowed, refused, nxdomain, empty, servfail, formerr)',
+  labelNames: ['answer'] as const,
+  registers: [registry],
+});
+export const udpDropped = new Counter({
+  name: 'cloister_egress_udp_dropped_total',
+  help: 'UDP datagrams (other than DNS) the app sent out in transparent mode, dropped',
+  registers: [registry],
+});
 export const ingressConnections = new Counter({
   name: 'cloister_ingress_connections_total',
   help: 'Ingress connections by port and result',

@@ -15,7 +15,7 @@ export interface VsockAddress {
  * The interface version this code expects of the addon: CLOISTER_NATIVE_ABI in native/src/common.h.
  * Bump both together whenever a function is added, removed or changes shape.
  */
-export const NATIVE_ABI_VERSION = 4;
+export const NATIVE_ABI_VERSION = 6;
 
 /**
  * The addon's functions (native/src/*.c, one unit per concern). Failed syscalls throw (or reject with)
@@ -50,6 +50,8 @@ export interface NativeAddon {
   mountTmpfs(target: string, options: string): void;
   /** umount2(target, MNT_DETACH). */
   unmount(target: string): void;
+  /** mount(source, target, MS_BIND): a file of cloister's over one of the image's (undone by unmount). */
+  bindMount(source: string, target: string): void;
   /**
    * Joins two connected stream sockets in the kernel (splice through a pipe per direction, driven by
    * the event loop). The fds are dup()ed; the caller stops reading its own and closes them after
@@ -69,6 +71,17 @@ export interface NativeAddon {
   spliceCancel(handle: SpliceHandle): void;
   /** Pipe pairs kept for reuse by finished pumps on this thread (bounded; empty, default-size pipes). */
   spliceIdlePipes(): number;
+  /** getsockopt(SOL_IP, SO_ORIGINAL_DST): where a connection the nat table redirected was going (IPv4). */
+  originalDestination(fd: number): { address: string; port: number };
+  /**
+   * IPT_SO_GET_INFO (size 0: the raw struct ipt_getinfo) or IPT_SO_GET_ENTRIES (the raw struct
+   * ipt_get_entries with `size` bytes of entries) of an iptables (legacy) table.
+   */
+  iptablesGet(table: string, size: number): Buffer;
+  /** IPT_SO_SET_REPLACE: `blob` is a whole struct ipt_replace; its counters pointer is filled in natively. */
+  iptablesReplace(blob: Uint8Array): void;
+  /** Sends one rtnetlink message (with NLM_F_ACK) and throws the errno of a negative acknowledgement. */
+  rtnetlinkRequest(message: Uint8Array): void;
   // The per-connection fast path (native/src/fdwait.c, src/transport/fast.ts): waits on the loop's
   // poller, no thread held, no net.Socket made.
   /** Non-blocking TCP connect to a numeric IPv4/IPv6 address; the fd has TCP_NODELAY. */

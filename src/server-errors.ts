@@ -33,7 +33,8 @@ export function keepServing(
     lastLogged = now;
     const logger = typeof log === 'function' ? log() : log;
     logger.error(
-      { ...fields, code: err.code, err: err.message, ...(suppressed ? { suppressed } : {}) },
+      // `err` is the Error itself: pino's serializer logs its type, message and stack.
+      { ...fields, code: err.code, err, ...(suppressed ? { suppressed } : {}) },
       `${what}: server error (still serving)`,
     );
     suppressed = 0;

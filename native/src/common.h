@@ -18,7 +18,7 @@
 // Bumped whenever a function is added, removed or changes its arguments or result. src/native.ts
 // refuses an addon built from other sources (a stale native/build, a $CLOISTER_NATIVE left over) once,
 // at load, with one clear message, instead of checking for each function where it is used.
-#define CLOISTER_NATIVE_ABI 4
+#define CLOISTER_NATIVE_ABI 6
 
 // ---------------------------------------------------------------------------------------------
 // errors: Error objects with `code` = errno name (ECONNREFUSED, EMSGSIZE...), `errno` and `syscall`
@@ -108,6 +108,7 @@ bool init_vsock(napi_env env, napi_value exports);
 bool init_nsm(napi_env env, napi_value exports);
 bool init_system(napi_env env, napi_value exports);
 bool init_splice(napi_env env, napi_value exports);
+bool init_netfilter(napi_env env, napi_value exports);
 bool init_fdwait(napi_env env, napi_value exports);
 
 #define FUNCTION(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}

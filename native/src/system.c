@@ -1,6 +1,6 @@
 // System calls Node does not offer: closeFd, makePipe (one pipe for the app's stdout and stderr),
 // bringUpLoopback, seedEntropy, setChildSubreaper, reapZombie, mountTmpfs and unmount (the RAM
-// directory, src/system/ram-dir.ts). All quick and synchronous.
+// directory, src/system/ram-dir.ts), bindMount (transparent egress's resolv.conf). All quick and synchronous.
 #include "common.h"
 
 #include <errno.h>
@@ -220,6 +220,26 @@ static napi_value Unmount(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// bindMount(source, target): mount(source, target, NULL, MS_BIND): a file of cloister's over one of the
+// image's (transparent egress's resolv.conf when the image's is read-only). unmount() undoes it.
+static napi_value BindMount(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  char *source = arg_string(env, argv[0], "source");
+  if (!source) return NULL;
+  char *target = arg_string(env, argv[1], "target");
+  if (!target) {
+    free(source);
+    return NULL;
+  }
+  int r = mount(source, target, NULL, MS_BIND, NULL);
+  int e = errno;
+  free(source);
+  free(target);
+  if (r < 0) return throw_errno(env, "mount(MS_BIND)", e);
+  return undefined(env);
+}
+
 bool init_system(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       FUNCTION("closeFd", CloseFd),
@@ -230,6 +250,7 @@ bool init_system(napi_env env, napi_value exports) {
       FUNCTION("reapZombie", ReapZombie),
       FUNCTION("mountTmpfs", MountTmpfs),
       FUNCTION("unmount", Unmount),
+      FUNCTION("bindMount", BindMount),
   };
   return define_functions(env, exports, props, sizeof props / sizeof props[0]);
 }

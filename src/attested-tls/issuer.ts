@@ -144,10 +144,11 @@ export async function startAttestedTls(plan: AttestedTlsPlan, deps: AttestedTlsD
         mode,
       });
     // Key first, certificate last: an app that reloads on seeing cert.pem change finds its key there.
-    const key = await put(APP_FILES.key, keyPem, 0o400);
-    const chain = await put(APP_FILES.chain, cert.chainPem, 0o444);
-    const document = await put(APP_FILES.document, cert.document, 0o444);
-    return { key, chain, document, cert: await put(APP_FILES.cert, cert.pem, 0o444) };
+    const keyPath = await put(APP_FILES.key, keyPem, 0o400);
+    const chainPath = await put(APP_FILES.chain, cert.chainPem, 0o444);
+    const documentPath = await put(APP_FILES.document, cert.document, 0o444);
+    const certPath = await put(APP_FILES.cert, cert.pem, 0o444);
+    return { key: keyPath, chain: chainPath, document: documentPath, cert: certPath };
   }
 
   let renewals = 0;

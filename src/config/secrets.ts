@@ -265,3 +265,60 @@ function findPath(src: YamlSource, name: string, fallback: number): string {
   }
   return `secrets[${fallback}]`;
 }
+
+/**
+ * The cloister.yaml form of typed secrets (what toSecretSpecs reads back to the same specs): for the
+ * config `cloister dev` derives, and the entry `cloister secrets encrypt` prints.
+ */
+export function secretsToYaml(specs: SecretSpec[]): Record<string, unknown>[] {
+  return specs.map((s) => {
+    const src = s.source;
+    const where = (o: { region?: string; endpoint?: string }) => ({
+      ...(o.region !== undefined ? { region: o.region } : {}),
+      ...(o.endpoint !== undefined ? { endpoint: o.endpoint } : {}),
+    });
+    let source: Record<string, unknown>;
+    switch (src.kind) {
+      case 'inline':
+        source = { inline: src.ciphertext };
+        break;
+      case 'file':
+        source = { file: src.path, ...(src.format !== 'binary' ? { format: src.format } : {}) };
+        break;
+      case 's3':
+        source = {
+          s3: { bucket: src.bucket, key: src.key },
+          ...(src.format !== 'binary' ? { format: src.format } : {}),
+          ...where(src),
+        };
+        break;
+      case 'ssm':
+        source = { ssm: { name: src.name }, ...where(src) };
+        break;
+      case 'secretsmanager':
+        source = {
+          secretsmanager: { id: src.id, ...(src.version_stage ? { version_stage: src.version_stage } : {}) },
+          ...where(src),
+        };
+        break;
+    }
+    const t = s.targets;
+    return {
+      name: s.name,
+      source,
+      ...(s.key_id !== undefined ? { key_id: s.key_id } : {}),
+      ...(s.encryption_context !== undefined ? { encryption_context: s.encryption_context } : {}),
+      ...(s.region !== undefined ? { region: s.region } : {}),
+      targets: {
+        ...(t.env !== undefined ? { env: t.env } : {}),
+        ...(t.env_base64 ? { env_base64: true } : {}),
+        ...(t.file !== undefined ? { file: t.file } : {}),
+        ...(t.file !== undefined && t.file_mode !== 0o400
+          ? { file_mode: `0${t.file_mode.toString(8)}` }
+          : {}),
+        ...(t.ingress_tls !== undefined ? { ingress_tls: t.ingress_tls } : {}),
+      },
+      ...(s.required ? {} : { required: false }),
+    };
+  });
+}

@@ -62,6 +62,27 @@ const settingsSchema = obj({
       max_tunnels: opt(int({ min: 1 })),
     }),
   ),
+  transparent: opt(
+    obj({
+      enabled: opt(bool()),
+      resolver: opt(oneOf(['relay', 'doh'])),
+      doh_url: opt(
+        nullable(
+          refine(str(), (v) => {
+            try {
+              const u = new URL(v);
+              return u.protocol === 'https:' && u.username === '' && u.password === ''
+                ? undefined
+                : 'must be an https URL without user or password';
+            } catch {
+              return 'must be an https URL (https://resolver.example/dns-query)';
+            }
+          }),
+        ),
+      ),
+      doh_ca_file: opt(nullable(str())),
+    }),
+  ),
   ingress: opt(
     obj({
       upstream_retry_ms: opt(ms()),
@@ -169,6 +190,11 @@ export function parseSettings(src: YamlSource, settingsDir: string): Settings {
   const abs = (p: string | null) => (p === null || isAbsolute(p) ? p : resolve(settingsDir, p));
   s.transport.dir = abs(s.transport.dir);
   s.nsm.state_dir = abs(s.nsm.state_dir);
+  s.transparent.doh_ca_file = abs(s.transparent.doh_ca_file);
+  if (s.transparent.resolver === 'doh' && s.transparent.doh_url === null) {
+    const at = src.nodes.has('transparent.resolver') ? 'transparent.resolver' : 'transparent';
+    src.report(src.nodes.get(at), at, 'resolver: doh needs transparent.doh_url');
+  }
   s.ram_dir.path = abs(s.ram_dir.path);
   return s;
 }

@@ -118,6 +118,17 @@ export interface Settings {
     max_header_bytes: number;
     max_tunnels: number;
   };
+  /** Transparent egress (docs/transparent-egress.md): off by default, odyn's behaviour. */
+  transparent: {
+    /** Redirect the app's outgoing TCP (and DNS) to cloister: apps that ignore HTTP(S)_PROXY get the allowlist. */
+    enabled: boolean;
+    /** Who answers the DNS stub's questions about allowed names: the host relay, or a DoH server through egress. */
+    resolver: 'relay' | 'doh';
+    /** resolver: doh. An https URL (RFC 8484 POST); its host:port must be allowed by egress.allow. */
+    doh_url: string | null;
+    /** resolver: doh. A PEM file of CA certificates for the DoH server instead of Node's bundled roots. */
+    doh_ca_file: string | null;
+  };
   ingress: {
     /** How long to keep retrying 127.0.0.1:<port> while the app is still starting. */
     upstream_retry_ms: number;
@@ -195,6 +206,7 @@ export const DEFAULT_SETTINGS: Settings = {
     max_header_bytes: 16384,
     max_tunnels: 10000,
   },
+  transparent: { enabled: false, resolver: 'relay', doh_url: null, doh_ca_file: null },
   ingress: { upstream_retry_ms: 30000, proxy_protocol: false, proxy_protocol_tlvs: [], ports: {} },
   kms: { ready_wait_ms: 10000, upstream_timeout_ms: 30000 },
   streams: { max_readers: 8 },

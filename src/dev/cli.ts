@@ -17,16 +17,19 @@ import { egressEnabled } from '../config/egress.ts';
 import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/types.ts';
 import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
+import { exitWhenClosed } from '../exit.ts';
 import { ingressPorts, parseHostSideArgs } from '../host/args.ts';
 import { type LaunchedEnclave, runHostSession, type SessionReadyInfo, Teardown } from '../host/session.ts';
 import type { HostPortMapping } from '../ingress/host.ts';
-import { keyPolicy } from '../key-policy/generate.ts';
 import { startKmsEmulator } from '../kms-emulator/server.ts';
 import { createLogger } from '../log/logger.ts';
 import { loadOrCreateRoot } from '../nsm/software.ts';
+import { attestedPorts } from '../plan/attested-tls.ts';
+import { terminate } from '../terminate.ts';
 import { EmulatedTransport } from '../transport/emulated.ts';
 import { CID_HOST, DEV_ENCLAVE_CID } from '../transport/types.ts';
 import { deriveEnclaveConfig, devPcrs } from './derive.ts';
+import { DEV_ACCOUNT, DEV_ROLE_SESSION, devKeyPolicy } from './identity.ts';
 
 export const DEV_USAGE = `usage: cloister dev [-f enclaver.yaml] [options] -- app [args...]
 
@@ -46,21 +49,12 @@ exit status: the app's exit code; 107 if a signal killed it; 108 if the enclave 
 109 if interrupted (Ctrl-C).
 `;
 
-// Who the emulator sees: the enclave side's credentials are a session of an instance role, as on EC2, so
-// the key policy dev prints names a role and the emulator enforces it against the proxy's calls.
-const DEV_ACCOUNT = '111122223333';
-const DEV_ROLE = `arn:aws:iam::${DEV_ACCOUNT}:role/cloister-dev-enclave`;
-const DEV_ROLE_SESSION = `arn:aws:sts::${DEV_ACCOUNT}:assumed-role/cloister-dev-enclave/i-cloister-dev`;
-
 /** The key-policy line of the banner: a policy `cloister kms policy --lint` accepts, bound to PCR0. */
 function policyLine(pcrs: Record<string, string>): string | null {
   const pcr0 = pcrs['0'];
   if (!pcr0) return null;
   try {
-    // The administrator is the dev account (every principal the emulator accepts: this run's credentials).
-    return JSON.stringify(
-      keyPolicy({ role: DEV_ROLE, admin: `arn:aws:iam::${DEV_ACCOUNT}:root`, pcrs: { 0: pcr0 } }),
-    );
+    return JSON.stringify(devKeyPolicy(pcr0));
   } catch (err) {
     // nsm.pcrs in cloister.yaml set PCR0 to something no policy should pin (all zeros...).
     return `none: ${(err as Error).message}`;
@@ -87,8 +81,13 @@ function banner(
   const lines = [
     `cloister dev: "${m.name}" runs in an emulated enclave (CID ${info.cid}${extra.isolate ? ', own network namespace: no way out but the proxy' : ', not isolated'})`,
   ];
-  for (const [p, a] of info.ingress)
-    lines.push(`  ingress     http://${a.address}:${a.port} -> enclave port ${p}`);
+  const attested = attestedPorts(config);
+  for (const [p, a] of info.ingress) {
+    const scheme = attested.has(p) ? 'https' : 'http';
+    lines.push(
+      `  ingress     ${scheme}://${a.address}:${a.port} -> enclave port ${p}${attested.has(p) ? ' (attested TLS)' : ''}`,
+    );
+  }
   if (egressEnabled(m)) {
     lines.push(
       `  egress      proxy http://127.0.0.1:${m.egress?.proxy_port ?? DEFAULT_EGRESS_PROXY_PORT}/ in the enclave; allow ${JSON.stringify(m.egress?.allow)}${m.egress?.deny ? ` deny ${JSON.stringify(m.egress.deny)}` : ''}`,
@@ -111,14 +110,21 @@ function banner(
       `  note        for AWS KMS, name your instance role and administrator: cloister kms policy --role ARN --admin ARN --pcr 0=${extra.pcrs['0']}`,
     );
   }
+  // How a client checks the attested ports (docs/attested-tls.md): this run's root and PCR0.
+  for (const [p, a] of info.ingress) {
+    if (!attested.has(p)) continue;
+    const pcr0 = extra.pcrs['0'] ? ` --pcr 0=${extra.pcrs['0']}` : '';
+    lines.push(`  verify      cloister attest connect ${a.address}:${a.port} --root ${extra.nsmRoot}${pcr0}`);
+  }
   for (const n of extra.notes) lines.push(`  note        ${n}`);
   return `${lines.join('\n')}\n`;
 }
 
 export async function run(argv: string[]): Promise<number> {
   const code = await runDev(argv);
-  // Everything was stopped; a straggling handle must not hold the exit (stdout/stderr are synchronous).
-  process.exit(code);
+  // Everything was stopped by now (enclave side, emulator, relay, listeners): the process ends on its own.
+  exitWhenClosed('dev', code);
+  return code;
 }
 
 async function runDev(argv: string[]): Promise<number> {
@@ -258,18 +264,18 @@ async function runDev(argv: string[]): Promise<number> {
         }),
         terminate: async () => {
           if (child.exitCode !== null || child.signalCode !== null) return;
-          child.kill('SIGTERM');
-          const timer = setTimeout(() => {
+          const killGroup = () => {
             try {
               process.kill(-child.pid!, 'SIGKILL');
             } catch {}
-          }, grace);
-          await exited;
-          clearTimeout(timer);
+          };
+          // SIGTERM to the supervisor alone (it stops the app in order); SIGKILL to the whole group.
+          await terminate(
+            { signal: (sig) => (sig === 'SIGKILL' ? killGroup() : child.kill(sig)), exited },
+            { graceMs: grace },
+          );
           // Anything the app left in the group goes too.
-          try {
-            process.kill(-child.pid!, 'SIGKILL');
-          } catch {}
+          killGroup();
         },
       };
     };

@@ -4,12 +4,13 @@
 //   - egress.allow gets the emulator's 127.0.0.1:<port> if the policy would refuse it (and says so);
 //   - ingress tls paths made absolute (the scratch dir has no tls/);
 //   - settings: emulated transport, software NSM with the dev PCRs, quieter logs, the RAM directory
-//     under /dev/shm (no tmpfs mounted on this machine).
+//     under /dev/shm (no tmpfs mounted on this machine), transparent egress off (this machine's network).
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { egressPolicy } from '../config/egress.ts';
+import { secretsToYaml } from '../config/secrets.ts';
 import type { Config, Manifest, Settings } from '../config/types.ts';
 import { resolveTlsMaterial } from '../plan/ingress.ts';
 import { CID_HOST } from '../transport/types.ts';
@@ -83,9 +84,18 @@ export function deriveEnclaveConfig(o: DeriveOptions): Derived {
   s.log.level = o.logLevel;
   // No mount on the developer's machine: a private directory under /dev/shm, removed at exit.
   s.ram_dir = { ...s.ram_dir, path: null, mount: 'never' };
+  // Transparent egress changes the routes and nat table of the network namespace it runs in: here that
+  // is the developer's machine, whose own traffic it would capture. The app keeps the proxy variables.
+  if (s.transparent.enabled) {
+    s.transparent = { ...s.transparent, enabled: false };
+    notes.push(
+      "transparent egress is off in dev mode (it would redirect this machine's own traffic); the app gets the proxy variables",
+    );
+  }
   mkdirSync(o.dir, { recursive: true });
-  // yaml's stringify drops undefined keys; the schema accepts every key we write back.
+  // yaml's stringify drops undefined keys; the schema accepts every key we write back. Secrets are typed
+  // in Settings: written back in their cloister.yaml form (file paths are absolute already).
   writeFileSync(join(o.dir, 'enclaver.yaml'), stringify(m));
-  writeFileSync(join(o.dir, 'cloister.yaml'), stringify(s));
+  writeFileSync(join(o.dir, 'cloister.yaml'), stringify({ ...s, secrets: secretsToYaml(s.secrets) }));
   return { configDir: o.dir, notes };
 }

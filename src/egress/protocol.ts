@@ -11,7 +11,15 @@
 // enclave's IP deny ranges that the host must refuse after resolving a name (odyn bug P4). Enclaver's
 // host side deserialises with serde's default (unknown fields ignored), so it simply does not enforce
 // them; Enclaver's enclave side never sends them, and the reply format is unchanged.
-import type { Socket } from 'node:net';
+//
+// Extension for transparent egress's DNS stub (relay resolver): a stream may instead carry
+//     [u16 LE length]{"resolve":"example.com"}   --->
+//                                             <---  {"Resolved":{"addresses":["192.0.2.1"],"ttl":60}}
+//                                                   (plus "rcode":"NXDOMAIN" when the name does not exist)
+//                                                   or {"Err":{...}} as for a connect
+// and is closed after the reply. A relay that predates it (cloister's, or Enclaver's: no "host") answers
+// Err 22, which the stub reports as SERVFAIL; nothing else on the wire changes.
+import { isIPv4, type Socket } from 'node:net';
 import { MAX_EGRESS_FRAME } from '../constants.ts';
 import { FrameError } from '../errors.ts';
 import type { NativeAddon } from '../native.ts';
@@ -27,6 +35,20 @@ export interface ConnectRequest {
 }
 
 export type ConnectResponse = { ok: true } | { ok: false; os_code: number; message: string };
+
+/** The DNS stub asks the relay for a name's IPv4 addresses (transparent egress, resolver: relay). */
+export interface ResolveRequest {
+  resolve: string;
+}
+
+export type RelayRequest = ConnectRequest | ResolveRequest;
+
+export type ResolveResponse =
+  | { ok: true; addresses: string[]; ttl: number; nxdomain?: boolean }
+  | { ok: false; os_code: number; message: string };
+
+/** Most addresses a resolve reply may carry (a frame holds 64 KiB; a DNS answer rarely has over 20). */
+export const MAX_RESOLVED = 64;
 
 export { FrameError };
 
@@ -46,6 +68,17 @@ export function encodeRequest(req: ConnectRequest): Buffer {
   return encodeFrame(body);
 }
 
+export function encodeResolveRequest(name: string): Buffer {
+  return encodeFrame({ resolve: name });
+}
+
+export function encodeResolveResponse(res: ResolveResponse): Buffer {
+  if (!res.ok) return encodeFrame({ Err: { os_code: res.os_code, message: res.message } });
+  const body: Record<string, unknown> = { addresses: res.addresses, ttl: res.ttl };
+  if (res.nxdomain) body.rcode = 'NXDOMAIN';
+  return encodeFrame({ Resolved: body });
+}
+
 export function encodeResponse(res: ConnectResponse): Buffer {
   return encodeFrame(res.ok ? 'Ok' : { Err: { os_code: res.os_code, message: res.message } });
 }
@@ -58,8 +91,22 @@ function parseJson(buf: Buffer): unknown {
   }
 }
 
-export function parseRequest(buf: Buffer): ConnectRequest {
+/** A connect or a resolve request (a connect-only peer treats a resolve frame as a bad request). */
+export function parseRelayRequest(buf: Buffer): RelayRequest {
   const v = parseJson(buf) as Record<string, unknown> | null;
+  if (typeof v === 'object' && v !== null && !Array.isArray(v) && 'resolve' in v && !('host' in v)) {
+    if (typeof v.resolve !== 'string' || v.resolve.length === 0 || v.resolve.length > 253)
+      throw new FrameError('request "resolve" must be a name of 1-253 characters');
+    return { resolve: v.resolve };
+  }
+  return connectRequest(v);
+}
+
+export function parseRequest(buf: Buffer): ConnectRequest {
+  return connectRequest(parseJson(buf) as Record<string, unknown> | null);
+}
+
+function connectRequest(v: Record<string, unknown> | null): ConnectRequest {
   if (typeof v !== 'object' || v === null || Array.isArray(v))
     throw new FrameError('request is not a JSON object');
   const { host, port, deny_ips } = v;
@@ -92,6 +139,32 @@ export function parseResponse(buf: Buffer): ConnectResponse {
     return { ok: false, os_code: code, message };
   }
   throw new FrameError('reply is neither "Ok" nor {"Err":...}');
+}
+
+/** A resolve reply. The host is untrusted: every address must be a dotted quad, the TTL a sane integer. */
+export function parseResolveResponse(buf: Buffer): ResolveResponse {
+  const v = parseJson(buf) as { Resolved?: Record<string, unknown> } | null;
+  const r = typeof v === 'object' && v !== null ? v.Resolved : undefined;
+  if (typeof r !== 'object' || r === null) {
+    const err = parseResponse(buf);
+    if (err.ok) throw new FrameError('resolve reply is "Ok", not {"Resolved":...}');
+    return err;
+  }
+  const { addresses, ttl, rcode } = r;
+  if (
+    !Array.isArray(addresses) ||
+    addresses.length > MAX_RESOLVED ||
+    !addresses.every((a) => typeof a === 'string' && isIPv4(a))
+  )
+    throw new FrameError(`"addresses" must be an array of at most ${MAX_RESOLVED} IPv4 addresses`);
+  if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 0 || ttl > 0x7fffffff)
+    throw new FrameError('"ttl" must be a non-negative integer');
+  return {
+    ok: true,
+    addresses: addresses as string[],
+    ttl,
+    ...(rcode === 'NXDOMAIN' ? { nxdomain: true } : {}),
+  };
 }
 
 /**

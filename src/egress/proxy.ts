@@ -48,6 +48,7 @@ import type { EgressPlan } from '../plan/index.ts';
 import type { Decision } from '../policy/policy.ts';
 import { keepServing } from '../server-errors.ts';
 import { type Service, serviceLifetime } from '../service.ts';
+import type { RamDir } from '../system/ram-dir.ts';
 import { type AcceptedHandle, FastConnection, fastPathAddon, takeConnections } from '../transport/fast.ts';
 import { socketFromHandle } from '../transport/node-internals.ts';
 import { joinFds, joinSockets } from '../transport/tunnel.ts';
@@ -55,6 +56,7 @@ import { EGRESS_VSOCK_PORT, type Transport } from '../transport/types.ts';
 import { parseConnectHead } from './connect-head.ts';
 import { boundedMemo } from './memo.ts';
 import { encodeRequest, fdLink, parseResponse, type RelayLink, readFrame } from './protocol.ts';
+import { startTransparent } from './transparent.ts';
 
 /** The answer to a CONNECT whose tunnel is up (the fast path sends it as the pump's greeting). */
 const CONNECT_OK = Buffer.from('HTTP/1.1 200 Connection established\r\n\r\n');
@@ -68,6 +70,8 @@ export interface EgressProxyDeps {
   logger: Logger;
   /** Default 0: a tunnel has no end the proxy could wait for, so close() cuts tunnels off at once. */
   closeGraceMs?: number;
+  /** The RAM directory (transparent egress writes resolv.conf there when the image's is read-only). */
+  ramDir?: () => Promise<RamDir>;
 }
 
 export interface EgressProxyService extends Service {
@@ -189,9 +193,13 @@ export async function startEgressProxy(plan: EgressPlan, deps: EgressProxyDeps):
   }
 
   function decide(host: string, port: number): Decision {
-    const d = check(`${port} ${host}`);
+    return record(check(`${port} ${host}`), { host, port });
+  }
+
+  /** Counts and logs one decision: CONNECT, absolute-form and transparent connections alike. */
+  function record(d: Decision, fields: Record<string, unknown>): Decision {
     egressDecisions.inc({ verdict: d.allowed ? 'allow' : 'deny', rule: d.rule ?? '(default deny)' });
-    const entry = { host, port, verdict: d.allowed ? 'allow' : 'deny', rule: d.rule, target: d.target };
+    const entry = { ...fields, verdict: d.allowed ? 'allow' : 'deny', rule: d.rule, target: d.target };
     // Allowed at debug: an app's every call at info would fill the log ring and push its own lines out.
     if (d.allowed) log.debug(entry, `egress allowed: ${d.reason}`);
     else log.warn(entry, `egress denied: ${d.reason}`);
@@ -486,8 +494,13 @@ export async function startEgressProxy(plan: EgressPlan, deps: EgressProxyDeps):
     rawReply(sock, refusal);
   });
 
+  let transparent: { close(): Promise<void> } | null = null;
   const lifetime = serviceLifetime({
-    stopAccepting: () => closeServer(server),
+    // Transparent mode's rules and listeners go first: the app's new connections then fail at once.
+    stopAccepting: async () => {
+      await transparent?.close();
+      return closeServer(server);
+    },
     connections: live,
     graceMs: deps.closeGraceMs ?? 0,
   });
@@ -587,6 +600,28 @@ export async function startEgressProxy(plan: EgressPlan, deps: EgressProxyDeps):
   keepServing(server, log, 'egress proxy', { port: bound });
   const url = `http://127.0.0.1:${bound}/`;
   log.info({ port: bound, allow: plan.rules.allow, deny: plan.rules.deny }, 'egress proxy listening');
+  // Transparent egress (transparent.ts) shares this proxy's decisions, tunnel slots and tunnels.
+  if (plan.transparent)
+    transparent = await startTransparent(plan.transparent, {
+      policy,
+      check: (host: string, port: number) => check(`${port} ${host}`),
+      record,
+      openUpstream,
+      track,
+      connections: live,
+      connectRelay: () => deps.transport.connect(plan.parentCid, EGRESS_VSOCK_PORT),
+      ...(deps.ramDir
+        ? {
+            ramFile: async (name: string, content: string) =>
+              (await deps.ramDir!()).writeFile(name, Buffer.from(content), { mode: 0o444 }),
+          }
+        : {}),
+      logger: log,
+      settings,
+    }).catch(async (e: unknown) => {
+      await lifetime.destroy();
+      throw e;
+    });
   return {
     address: { host: '127.0.0.1', port: bound },
     port: bound,

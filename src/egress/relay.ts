@@ -6,7 +6,7 @@
 //
 // The host is untrusted from the enclave's point of view: everything this side enforces (its own
 // policy, the enclave's deny_ips after DNS) is defence in depth, never the enclave's protection.
-import { lookup as dnsLookup } from 'node:dns/promises';
+import { lookup as dnsLookup, resolve4 } from 'node:dns/promises';
 import { connect as netConnect, type Server, type Socket } from 'node:net';
 import { ConnectionSet, closeServer, trackConnections } from '../connections.ts';
 import { withDeadline } from '../deadline.ts';
@@ -32,9 +32,11 @@ import { EGRESS_VSOCK_PORT, type Transport } from '../transport/types.ts';
 import { boundedMemo } from './memo.ts';
 import {
   type ConnectRequest,
+  encodeResolveResponse,
   encodeResponse,
   FrameError,
-  parseRequest,
+  MAX_RESOLVED,
+  parseRelayRequest,
   readFrame,
   readFrameFd,
   toWireError,
@@ -65,6 +67,11 @@ export interface RelayDeps {
   logger: Logger;
   /** Resolver (default: the system's, every A and AAAA record). Tests inject one to avoid real DNS. */
   lookup?: (host: string) => Promise<LookupResult[]>;
+  /**
+   * Answers the enclave's DNS stub (transparent egress, resolver: relay): IPv4 addresses with their TTL.
+   * Default: the system's DNS servers (c-ares, A records). Tests inject one to avoid real DNS.
+   */
+  resolve?: (name: string) => Promise<{ address: string; ttl: number }[]>;
 }
 
 /** close() cuts tunnels off at once: a tunnel has no end the relay could wait for. */
@@ -81,6 +88,9 @@ const ECANCELED = 125;
 const RELAY_OK = encodeResponse({ ok: true });
 
 const systemLookup = (host: string) => dnsLookup(host, { all: true, verbatim: true });
+const systemResolve = (name: string) => resolve4(name, { ttl: true });
+/** What a resolve reply says when DNS has no answer (RFC 2308: negative answers are cached this long). */
+const NEGATIVE_TTL_S = 30;
 
 function connectOnce(addr: string, family: number, port: number, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
@@ -106,6 +116,7 @@ export async function startEgressRelay(opts: RelaySlice, deps: RelayDeps): Promi
   const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
   const requestTimeoutMs = opts.requestTimeoutMs ?? 10_000;
   const lookup = deps.lookup ?? systemLookup;
+  const resolveName = deps.resolve ?? systemResolve;
   // Host-side policy: allow defaults to everything (names, IPs, the host itself) when only deny is given.
   const hostPolicy: Policy | null =
     opts.allow || opts.deny
@@ -235,7 +246,9 @@ export async function startEgressRelay(opts: RelaySlice, deps: RelayDeps): Promi
     sock.on('error', () => sock.destroy());
     let req: ConnectRequest | undefined;
     try {
-      req = parseRequest(await readFrame(sock, requestTimeoutMs));
+      const request = parseRelayRequest(await readFrame(sock, requestTimeoutMs));
+      if ('resolve' in request) return void (await answerResolve(sock, request.resolve));
+      req = request;
       const { upstream, address } = await dial(req, connectOnce);
       if (sock.destroyed) {
         upstream.destroy();
@@ -258,8 +271,15 @@ export async function startEgressRelay(opts: RelaySlice, deps: RelayDeps): Promi
     const h = conn.handle;
     let req: ConnectRequest | undefined;
     let upstream: number | undefined;
+    let sock: Socket | undefined;
     try {
-      req = parseRequest(await readFrameFd(native, h.fd, requestTimeoutMs));
+      const request = parseRelayRequest(await readFrameFd(native, h.fd, requestTimeoutMs));
+      // A resolve request (the DNS stub's) is rare and short: answered on the Node path.
+      if ('resolve' in request) {
+        sock = nodeSocket(conn);
+        return void (await answerResolve(sock, request.resolve));
+      }
+      req = request;
       const dialled = await dial(req, (addr, _family, port, ms) => native.tcpConnect(addr, port, ms));
       upstream = dialled.upstream;
       if (conn.destroyed) throw new RelayError(ECANCELED, 'the relay is closing');
@@ -276,16 +296,46 @@ export async function startEgressRelay(opts: RelaySlice, deps: RelayDeps): Promi
       h.close();
     } catch (e) {
       if (upstream !== undefined) native.closeFd(upstream);
+      if (sock) return refuse(sock, e, req);
       if (conn.destroyed) {
         h.close();
         return conn.finish();
       }
-      const sock = socketFromHandle(h, { readable: true, writable: true, allowHalfOpen: true });
-      sock.on('error', () => sock.destroy());
-      open.add(sock);
-      conn.finish();
-      refuse(sock, e, req);
+      refuse(nodeSocket(conn), e, req);
     }
+  }
+
+  /** Hands a fast-path connection over to Node (a refusal or a resolve answer is written through it). */
+  function nodeSocket(conn: FastConnection): Socket {
+    const sock = socketFromHandle(conn.handle, { readable: true, writable: true, allowHalfOpen: true });
+    sock.on('error', () => sock.destroy());
+    open.add(sock);
+    conn.finish();
+    return sock;
+  }
+
+  /** One resolve request (the enclave's DNS stub): IPv4 addresses and the smallest TTL, then close. */
+  async function answerResolve(sock: Socket, rawName: string): Promise<void> {
+    const target = normalizeTarget(rawName);
+    if ('error' in target || target.kind !== 'name')
+      throw new RelayError(EINVAL, `cannot resolve '${rawName}': not a host name`);
+    let reply: Parameters<typeof encodeResolveResponse>[0];
+    try {
+      const found = await withDeadline(resolveName(target.name), connectTimeoutMs, () =>
+        Object.assign(new Error('DNS lookup timed out'), { code: 'ETIMEDOUT' }),
+      );
+      const addresses = [...new Set(found.map((f) => f.address))].slice(0, MAX_RESOLVED);
+      const ttl = found.length === 0 ? NEGATIVE_TTL_S : Math.min(...found.map((f) => f.ttl));
+      reply = { ok: true, addresses, ttl };
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      // No such name, or no A record: an answer, not a failure (the stub says NXDOMAIN / no data).
+      if (code === 'ENOTFOUND' || code === 'ENODATA')
+        reply = { ok: true, addresses: [], ttl: NEGATIVE_TTL_S, nxdomain: code === 'ENOTFOUND' };
+      else throw e;
+    }
+    log.debug({ resolve: target.name, addresses: reply.addresses.length }, 'egress relay resolved');
+    if (!sock.destroyed && sock.writable) sock.end(encodeResolveResponse(reply));
   }
 
   const server: Server = await deps.transport.listen(opts.port ?? EGRESS_VSOCK_PORT);

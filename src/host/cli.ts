@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { intFlag, oneOf, UsageError } from '../cli-args.ts';
 import { loadConfig } from '../config/load.ts';
+import { exitWhenClosed } from '../exit.ts';
 import type { HostPortMapping } from '../ingress/host.ts';
 import { createLogger } from '../log/logger.ts';
 import { createTransport } from '../transport/index.ts';
@@ -140,8 +141,9 @@ export async function run(argv: string[]): Promise<number> {
       };
     },
   });
-  // Everything is closed; a straggling keep-alive handle must not hold the exit (stdout is synchronous).
-  process.exit(code);
+  // Every listener, stream and child is closed by now: the process ends on its own.
+  exitWhenClosed('host', code);
+  return code;
 }
 
 /** `nitro-cli console --enclave-id ID`, each line to stderr as `[console] ...` (no length limit). */

@@ -237,14 +237,13 @@ export async function startIngress(opts: IngressPlan, deps: IngressDeps): Promis
 
   try {
     for (const plan of plans) {
-      const server = await deps.transport.listen(plan.port);
-      servers.push(server);
       // A plain port's bytes stay in the kernel until the splice pump moves them: Node never starts
       // reading (no readStart/readStop per connection, no request read into JS only to be written
       // back at the handover). A PROXY header or a TLS handshake is read through Node, so those ports
       // keep Node's usual flowing sockets.
       const plain = !tlsOptions.get(plan.port) && !(plan.proxyProtocol ?? opts.proxyProtocol);
-      if (plain) (server as Server & { pauseOnConnect: boolean }).pauseOnConnect = true;
+      const server = await deps.transport.listen(plan.port, { pauseOnConnect: plain });
+      servers.push(server);
       if (plain && native)
         takeConnections(server, (h) => {
           const conn = new FastConnection(native, h);

@@ -3,11 +3,12 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../cli-args.ts';
+import { pcrValueProblem } from './condition-keys.ts';
 import { keyPolicy } from './generate.ts';
 import { formatReport, lintPolicy } from './lint.ts';
 
-export const KMS_USAGE = `usage: cloister kms policy --role ARN --admin ARN [--image-sha384 HEX] [--pcr N=HEX]...
-                           [--nitrotpm-pcr N=HEX]... [--action NAME]...
+export const KMS_USAGE = `usage: cloister kms policy --role ARN --admin ARN [--image-sha384 HEX | --measurements FILE]
+                           [--pcr N=HEX]... [--nitrotpm-pcr N=HEX]... [--action NAME]...
        cloister kms policy --lint FILE|- [--json]
 
 Prints a least-privilege KMS key policy (JSON) for a key only the measured enclave may decrypt:
@@ -15,6 +16,7 @@ Prints a least-privilege KMS key policy (JSON) for a key only the measured encla
                         document carrying the given measurements; Encrypt and DescribeKey without
   --admin ARN           the key administrator: key management and Encrypt, never a plaintext
   --image-sha384 HEX    PCR0 of the EIF (kms:RecipientAttestation:ImageSha384), 96 hex characters
+  --measurements FILE   the same, read from \`nitro-cli build-enclave\` or \`describe-eif\` JSON output
   --pcr N=HEX           a Nitro Enclave PCR (kms:RecipientAttestation:PCR<N>), repeatable
   --nitrotpm-pcr N=HEX  a NitroTPM PCR (kms:RecipientAttestation:NitroTPMPCR<N>), repeatable
   --action NAME         Decrypt, GenerateDataKey, GenerateDataKeyPair or DeriveSharedSecret, repeatable
@@ -34,6 +36,7 @@ function parse(argv: string[]) {
       role: { type: 'string' },
       admin: { type: 'string' },
       'image-sha384': { type: 'string' },
+      measurements: { type: 'string' },
       pcr: { type: 'string', multiple: true },
       'nitrotpm-pcr': { type: 'string', multiple: true },
       action: { type: 'string', multiple: true },
@@ -58,6 +61,31 @@ function indexed(flag: string, items: string[] | undefined): Record<number, stri
   return out;
 }
 
+/**
+ * PCR0 from --image-sha384, or from nitro-cli's JSON (`{"Measurements": {"PCR0": …}}`). Only PCR0: it
+ * measures the whole EIF, so PCR1/PCR2 add nothing; pin PCR8 (the signing certificate) with --pcr 8=.
+ */
+function imageFlag(hex: string | undefined, file: string | undefined): string | undefined {
+  if (file === undefined) return hex;
+  if (hex !== undefined) throw new UsageError('give --image-sha384 or --measurements, not both');
+  let pcr0: unknown;
+  try {
+    pcr0 = (JSON.parse(readFileSync(file, 'utf8')) as { Measurements?: { PCR0?: unknown } }).Measurements
+      ?.PCR0;
+  } catch (err) {
+    throw new UsageError(
+      `--measurements: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
+  }
+  if (typeof pcr0 !== 'string')
+    throw new UsageError(
+      `--measurements: ${file} has no Measurements.PCR0 (nitro-cli build-enclave's output)`,
+    );
+  const wrong = pcrValueProblem(pcr0, { kind: 'nitro', pcr: 0 });
+  if (wrong) throw new UsageError(`--measurements: Measurements.PCR0 in ${file} ${wrong.text}`);
+  return pcr0;
+}
+
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === undefined || sub === '-h' || sub === '--help' || sub === 'help') {
@@ -72,7 +100,7 @@ export async function run(argv: string[]): Promise<number> {
       return 0;
     }
     if (values.lint !== undefined) {
-      const generating = ['role', 'admin', 'image-sha384', 'pcr', 'nitrotpm-pcr', 'action'];
+      const generating = ['role', 'admin', 'image-sha384', 'measurements', 'pcr', 'nitrotpm-pcr', 'action'];
       const extra = generating.find((f) => values[f as keyof typeof values] !== undefined);
       if (extra) throw new UsageError(`--lint takes no --${extra}: it reads everything from the policy`);
       return lint(values.lint, values.json === true);
@@ -82,7 +110,7 @@ export async function run(argv: string[]): Promise<number> {
     const policy = keyPolicy({
       role: values.role,
       admin: values.admin,
-      imageSha384: values['image-sha384'],
+      imageSha384: imageFlag(values['image-sha384'], values.measurements),
       pcrs: indexed('--pcr', values.pcr),
       nitroTpmPcrs: indexed('--nitrotpm-pcr', values['nitrotpm-pcr']),
       actions: values.action,

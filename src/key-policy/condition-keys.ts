@@ -18,6 +18,32 @@ export const DEBUG_ZERO_PCRS = [0, 1, 2];
 /** PCRs that measure what runs: the image (0), kernel (1), application (2), signing certificate (8). */
 export const IMAGE_PCRS = [0, 1, 2, 8];
 
+const HEX_PCR = new RegExp(`^[0-9a-fA-F]{${PCR_HEX_LENGTH}}$`);
+
+/** Whether a value is one a document can carry in a PCR (96 hex characters, either case). */
+export const isPcrHex = (value: string): boolean => HEX_PCR.test(value);
+
+/**
+ * What is wrong with `value` as the measurement a key pins, or undefined: `length` (not 96 hex
+ * characters: no document carries it) or `debug` (all zeros in PCR0-2: every debug-mode enclave has it).
+ * `text` completes a sentence whose subject names the value.
+ */
+export function pcrValueProblem(
+  value: string,
+  measures: { kind: 'nitro' | 'tpm'; pcr: number },
+): { problem: 'length' | 'debug'; text: string } | undefined {
+  if (!isPcrHex(value)) {
+    const nonHex = /^[0-9a-fA-F]*$/.test(value) ? '' : ' with non-hex ones';
+    return {
+      problem: 'length',
+      text: `must be ${PCR_HEX_LENGTH} hex characters (a SHA-384 digest), not ${value.length} characters${nonHex}`,
+    };
+  }
+  if (/^0+$/.test(value) && measures.kind === 'nitro' && DEBUG_ZERO_PCRS.includes(measures.pcr))
+    return { problem: 'debug', text: 'is all zeros: that is what every debug-mode enclave reports' };
+  return undefined;
+}
+
 export const imageKey = `${ATTESTATION_PREFIX}ImageSha384`;
 export const pcrKey = (n: number) => `${ATTESTATION_PREFIX}PCR${n}`;
 export const tpmPcrKey = (n: number) => `${ATTESTATION_PREFIX}NitroTPMPCR${n}`;

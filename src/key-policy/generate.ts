@@ -11,13 +11,12 @@ import { UsageError } from '../errors.ts';
 import {
   ADMIN_ACTIONS,
   ATTESTING_ACTIONS,
-  DEBUG_ZERO_PCRS,
   INDIRECT_PLAINTEXT_ACTIONS,
   imageKey,
   NITRO_PCR_COUNT,
   NITROTPM_PCR_COUNT,
-  PCR_HEX_LENGTH,
   pcrKey,
+  pcrValueProblem,
   tpmPcrKey,
 } from './condition-keys.ts';
 
@@ -42,15 +41,13 @@ const ROLE_RE = /^arn:aws(?:-[a-z-]+)?:iam::\d{12}:(?:role|user)\/[\w+=,.@/-]+$/
 const ADMIN_RE = /^arn:aws(?:-[a-z-]+)?:iam::\d{12}:(?:root|(?:role|user)\/[\w+=,.@/-]+)$/;
 
 /** A PCR value as documents carry it (lower-case hex), or a UsageError naming the flag. */
-export function checkPcrValue(flag: string, value: string, debugZero: boolean): string {
-  if (!new RegExp(`^[0-9a-fA-F]{${PCR_HEX_LENGTH}}$`).test(value)) {
-    throw new UsageError(
-      `${flag} must be ${PCR_HEX_LENGTH} hex characters (a SHA-384 digest), not ${value.length} characters${/^[0-9a-fA-F]*$/.test(value) ? '' : ' with non-hex ones'}`,
-    );
-  }
-  if (debugZero && /^0+$/.test(value)) {
-    throw new UsageError(`${flag} is all zeros: that is what every debug-mode enclave reports`);
-  }
+function checkPcrValue(
+  flag: string,
+  value: string,
+  measures: { kind: 'nitro' | 'tpm'; pcr: number },
+): string {
+  const wrong = pcrValueProblem(value, measures);
+  if (wrong) throw new UsageError(`${flag} ${wrong.text}`);
   return value.toLowerCase();
 }
 
@@ -64,12 +61,13 @@ function pins(req: KeyPolicyRequest): Record<string, string> {
       'a document is either a Nitro Enclave one (--image-sha384, --pcr) or a NitroTPM one (--nitrotpm-pcr): one policy pins one kind',
     );
   }
-  if (req.imageSha384 !== undefined) out[imageKey] = checkPcrValue('--image-sha384', req.imageSha384, true);
+  if (req.imageSha384 !== undefined)
+    out[imageKey] = checkPcrValue('--image-sha384', req.imageSha384, { kind: 'nitro', pcr: 0 });
   for (const [n, v] of nitro) {
     const i = Number(n);
     if (!Number.isInteger(i) || i < 0 || i >= NITRO_PCR_COUNT)
       throw new UsageError(`--pcr index must be 0..${NITRO_PCR_COUNT - 1}, not '${n}'`);
-    out[pcrKey(i)] = checkPcrValue(`--pcr ${i}`, v, DEBUG_ZERO_PCRS.includes(i));
+    out[pcrKey(i)] = checkPcrValue(`--pcr ${i}`, v, { kind: 'nitro', pcr: i });
   }
   if (out[imageKey] && out[pcrKey(0)] && out[imageKey] !== out[pcrKey(0)])
     throw new UsageError('--image-sha384 and --pcr 0 are the same measurement and differ');
@@ -77,7 +75,7 @@ function pins(req: KeyPolicyRequest): Record<string, string> {
     const i = Number(n);
     if (!Number.isInteger(i) || i < 0 || i >= NITROTPM_PCR_COUNT)
       throw new UsageError(`--nitrotpm-pcr index must be 0..${NITROTPM_PCR_COUNT - 1}, not '${n}'`);
-    out[tpmPcrKey(i)] = checkPcrValue(`--nitrotpm-pcr ${i}`, v, false);
+    out[tpmPcrKey(i)] = checkPcrValue(`--nitrotpm-pcr ${i}`, v, { kind: 'tpm', pcr: i });
   }
   if (Object.keys(out).length === 0)
     throw new UsageError('give the measurements to pin: --image-sha384, --pcr N=HEX or --nitrotpm-pcr N=HEX');

@@ -21,12 +21,14 @@ import {
   canonicalKey,
   DEBUG_ZERO_PCRS,
   IMAGE_PCRS,
-  INDIRECT_PLAINTEXT_ACTIONS,
+  type INDIRECT_PLAINTEXT_ACTIONS,
   imageKey,
+  isPcrHex,
   NITRO_PCR_COUNT,
   NITROTPM_PCR_COUNT,
   PCR_HEX_LENGTH,
   pcrKey,
+  pcrValueProblem,
   tpmPcrKey,
 } from './condition-keys.ts';
 
@@ -77,39 +79,48 @@ interface Probe {
   anyone: boolean;
 }
 
-function probesFor(doc: PolicyDocument): Probe[] {
-  const out = new Map<string, Probe>();
-  const add = (p: Probe) => {
-    if (!out.has(p.principal)) out.set(p.principal, p);
+/** The request principal that stands for a Principal entry (or an ARN a condition names). */
+function probeFor(entry: string): Probe {
+  if (entry === '*') return { principal: OUTSIDER, label: 'any AWS principal ("*")', anyone: true };
+  const account = /^\d{12}$/.test(entry) ? entry : /^arn:[\w-]+:iam::(\d{12}):root$/.exec(entry)?.[1];
+  if (account) {
+    return {
+      principal: `arn:aws:iam::${account}:user/cloister-lint-any-iam-principal`,
+      label: `every IAM principal of account ${account}${entry === account ? '' : ` (${entry})`}`,
+      anyone: false,
+    };
+  }
+  // An instance's credentials are a session of its role: ask as one.
+  const role = /^arn:([\w-]+):iam::(\d{12}):role\/(?:.*\/)?([^/]+)$/.exec(entry);
+  return {
+    principal: role ? `arn:${role[1]}:sts::${role[2]}:assumed-role/${role[3]}/cloister-lint` : entry,
+    label: entry,
+    anyone: false,
   };
+}
+
+/**
+ * Who to ask as: every principal the policy names, every account it mentions anywhere (a `"*"` principal
+ * narrowed by kms:CallerAccount is every principal of that account), every exact principal ARN its
+ * conditions name (aws:PrincipalArn), and a principal of another account.
+ */
+function probesFor(doc: PolicyDocument): Probe[] {
+  const entries: string[] = [];
   for (const s of doc.Statement) {
     for (const p of [s.Principal, s.NotPrincipal]) {
-      if (p === undefined) continue;
-      const entries = p === '*' ? ['*'] : Object.values(p).flatMap((v) => list(v));
-      for (const e of entries) {
-        if (e === '*') {
-          add({ principal: OUTSIDER, label: 'any AWS principal ("*")', anyone: true });
-          continue;
-        }
-        const account = /^\d{12}$/.test(e) ? e : /^arn:[\w-]+:iam::(\d{12}):root$/.exec(e)?.[1];
-        if (account) {
-          add({
-            principal: `arn:aws:iam::${account}:user/cloister-lint-any-iam-principal`,
-            label: `every IAM principal of account ${account} (${e})`,
-            anyone: false,
-          });
-          continue;
-        }
-        const role = /^arn:([\w-]+):iam::(\d{12}):role\/(?:.*\/)?([^/]+)$/.exec(e);
-        add({
-          principal: role ? `arn:${role[1]}:sts::${role[2]}:assumed-role/${role[3]}/cloister-lint` : e,
-          label: e,
-          anyone: false,
-        });
-      }
+      if (p !== undefined) entries.push(...(p === '*' ? ['*'] : Object.values(p).flatMap((v) => list(v))));
     }
+    for (const block of Object.values(s.Condition ?? {}))
+      for (const values of Object.values(block))
+        for (const v of list(values)) {
+          if (/^arn:[\w-]+:(iam|sts)::\d{12}:[^*?]+$/.test(v)) entries.push(v);
+          entries.push(...(v.match(/\b\d{12}\b/g) ?? []));
+        }
   }
-  add({ principal: OUTSIDER, label: 'a principal of another account', anyone: true });
+  const out = new Map<string, Probe>();
+  for (const p of entries.map(probeFor)) if (!out.has(p.principal)) out.set(p.principal, p);
+  if (!out.has(OUTSIDER))
+    out.set(OUTSIDER, { principal: OUTSIDER, label: 'a principal of another account', anyone: true });
   return [...out.values()];
 }
 
@@ -118,7 +129,6 @@ function probesFor(doc: PolicyDocument): Probe[] {
 // same with PCR0-2 zeroed. The NitroTPM one has other values in all 24 PCRs.
 const OTHER = (n: number) => `${(n + 1).toString(16).padStart(2, '0')}`.repeat(PCR_HEX_LENGTH / 2);
 const ZERO = '0'.repeat(PCR_HEX_LENGTH);
-const HEX96 = new RegExp(`^[0-9a-fA-F]{${PCR_HEX_LENGTH}}$`);
 
 function nitroDoc(pcr: (n: number) => string): Record<string, string> {
   const ctx: Record<string, string> = {};
@@ -169,7 +179,7 @@ function pinnedDocs(conditions: Condition[]): Record<string, string>[] {
     const positive = c.effect === 'Allow' ? /^String(Equals|Like)/ : /^StringNot(Equals|Like)/;
     if (!pcr || !positive.test(base)) continue;
     // A real document carries 96 lower-case hex characters; a value no document can carry pins nothing.
-    const value = c.values.find((v) => HEX96.test(v))?.toLowerCase();
+    const value = c.values.find(isPcrHex)?.toLowerCase();
     if (value === undefined) continue;
     if (pcr.kind === 'tpm') {
       tpm[tpmPcrKey(pcr.pcr)] = value;
@@ -232,16 +242,21 @@ function staticFindings(doc: PolicyDocument, conditions: Condition[]): Finding[]
         });
         continue;
       }
-      if (!HEX96.test(v)) {
+      const wrong = pcrValueProblem(v, pcr);
+      if (wrong) {
+        const shown = v.length > 20 ? `${v.slice(0, 20)}…` : v;
         out.push({
           severity: 'error',
-          kind: 'pcr-value',
+          kind: wrong.problem === 'debug' ? 'debug-mode' : 'pcr-value',
           statements: at,
-          message: `${name} = '${v.length > 20 ? `${v.slice(0, 20)}…` : v}' is ${v.length} characters${/^[0-9a-fA-F]*$/.test(v) ? '' : ' with non-hex ones'}; a PCR is a SHA-384 digest, ${PCR_HEX_LENGTH} hex characters: no document matches it`,
+          message:
+            wrong.problem === 'debug'
+              ? `${name} ${wrong.text} (its memory is readable from the parent)`
+              : `${name} = '${shown}' ${wrong.text}: no document matches it`,
         });
         continue;
       }
-      if (/[A-F]/.test(v) && !base.endsWith('IgnoreCase') && !base.startsWith('Bool')) {
+      if (/[A-F]/.test(v) && !base.endsWith('IgnoreCase')) {
         out.push({
           severity: 'error',
           kind: 'pcr-value',
@@ -249,137 +264,113 @@ function staticFindings(doc: PolicyDocument, conditions: Condition[]): Finding[]
           message: `${name} is upper-case hex under the case-sensitive ${c.op}: documents carry lower case, so it never matches (use StringEqualsIgnoreCase)`,
         });
       }
-      if (/^0+$/.test(v) && pcr.kind === 'nitro' && DEBUG_ZERO_PCRS.includes(pcr.pcr)) {
-        out.push({
-          severity: 'error',
-          kind: 'debug-mode',
-          statements: at,
-          message: `${name} is all zeros: that is what every debug-mode enclave reports (its memory is readable from the parent)`,
-        });
-      }
     }
   }
   return out;
 }
 
-/** Access findings from the evaluator, grouped by principal and kind; actions listed together. */
-function accessFindings(doc: PolicyDocument, conditions: Condition[]): Finding[] {
-  const probes = probesFor(doc);
-  const groups = new Map<string, Finding>();
-  const record = (
-    kind: FindingKind,
-    severity: Severity,
-    probe: Probe,
-    action: string,
-    statements: string[],
-    what: string,
-  ) => {
-    const id = `${kind}\0${what}\0${probe.principal}\0${statements.join('\0')}`;
-    const f = groups.get(id);
-    if (f) {
-      f.actions!.push(action);
-      return;
-    }
-    groups.set(id, {
-      severity,
-      kind,
-      statements,
-      principal: probe.label,
-      actions: [action],
-      message: what,
-    });
-  };
-  const ask = (probe: Probe, action: string, ctx: Record<string, string>) =>
-    explainPolicy(doc, action, ctx, probe.principal);
+/** What a principal could do, as a finding (its actions are added as the probes find them). */
+interface Verdict {
+  kind: FindingKind;
+  severity: Severity;
+  what: string;
+}
 
+/** The documents a plaintext request is tried with, in order: the first one allowed is the finding. */
+const ESCALATION: Array<Verdict & { docs: Record<string, string>[] }> = [
+  {
+    kind: 'leak',
+    severity: 'error',
+    docs: [{}],
+    what: 'can get a plaintext without an attestation document',
+  },
+  {
+    kind: 'any-enclave',
+    severity: 'error',
+    docs: [OTHER_ENCLAVE, OTHER_TPM],
+    what: "can get a plaintext with another enclave's attestation document (other measurements)",
+  },
+  {
+    kind: 'debug-mode',
+    severity: 'error',
+    docs: [DEBUG_ENCLAVE],
+    what: "can get a plaintext with a debug-mode enclave's document (PCR0-2 all zeros)",
+  },
+];
+const WEAK_PIN: Verdict = {
+  kind: 'weak-pin',
+  severity: 'warning',
+  what: 'gets a plaintext with attestation, but the condition pins no image measurement (PCR0, 1, 2 or 8): any image started where the pinned PCRs hold may decrypt',
+};
+const INDIRECT: Record<(typeof INDIRECT_PLAINTEXT_ACTIONS)[number], Verdict> = {
+  'kms:ReEncryptFrom': {
+    kind: 'indirect-leak',
+    severity: 'error',
+    what: 'can re-encrypt under a key it holds (ReEncrypt takes no attestation document), then decrypt that',
+  },
+  'kms:CreateGrant': {
+    kind: 'indirect-leak',
+    severity: 'error',
+    what: 'can create a grant, and a grant gives its grantee Decrypt with no attestation condition',
+  },
+};
+const POLICY_CHANGE = (anyone: boolean): Verdict => ({
+  kind: 'policy-change',
+  severity: anyone ? 'error' : 'note',
+  what: anyone
+    ? 'can replace this key policy, and with it every condition'
+    : 'can replace this key policy (the key administrator: keep that principal as guarded as the key)',
+});
+
+/** The same document with another image (PCR0, 1, 2, 8 of another enclave), for the weak-pin probe. */
+function withOtherImage(ctx: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = { ...ctx, [imageKey]: OTHER_ENCLAVE[imageKey]! };
+  for (const n of IMAGE_PCRS) out[pcrKey(n)] = OTHER_ENCLAVE[pcrKey(n)]!;
+  return out;
+}
+
+/** Access findings from the evaluator, grouped by principal, verdict and statements; actions listed together. */
+function accessFindings(doc: PolicyDocument, conditions: Condition[]): Finding[] {
+  const groups = new Map<string, Finding>();
+  const record = (probe: Probe, action: string, statements: string[], v: Verdict) => {
+    const id = `${v.what}\0${probe.principal}\0${statements.join('\0')}`;
+    const f = groups.get(id);
+    if (f) f.actions!.push(action);
+    else
+      groups.set(id, {
+        severity: v.severity,
+        kind: v.kind,
+        statements,
+        principal: probe.label,
+        actions: [action],
+        message: v.what,
+      });
+  };
   const pinned = pinnedDocs(conditions);
   let anyoneDecrypts = false;
-  for (const probe of probes) {
+  for (const probe of probesFor(doc)) {
+    const ask = (action: string, ctx: Record<string, string>) =>
+      explainPolicy(doc, action, ctx, probe.principal);
     for (const action of PLAINTEXT_ACTIONS) {
-      const bare = ask(probe, action, {});
-      if (bare.allowed) {
-        record(
-          'leak',
-          'error',
-          probe,
-          action,
-          bare.allows,
-          'can get a plaintext without an attestation document',
-        );
-        continue;
-      }
-      const other = [ask(probe, action, OTHER_ENCLAVE), ask(probe, action, OTHER_TPM)].find((d) => d.allowed);
-      if (other) {
-        record(
-          'any-enclave',
-          'error',
-          probe,
-          action,
-          other.allows,
-          "can get a plaintext with another enclave's attestation document (other measurements)",
-        );
-        continue;
-      }
-      const debug = ask(probe, action, DEBUG_ENCLAVE);
-      if (debug.allowed) {
-        record(
-          'debug-mode',
-          'error',
-          probe,
-          action,
-          debug.allows,
-          "can get a plaintext with a debug-mode enclave's document (PCR0-2 all zeros)",
-        );
-        continue;
-      }
+      const found = ESCALATION.find((v) => {
+        const d = v.docs.map((ctx) => ask(action, ctx)).find((x) => x.allowed);
+        if (d) record(probe, action, d.allows, v);
+        return d !== undefined;
+      });
+      if (found) continue;
       for (const ctx of pinned) {
-        const right = ask(probe, action, ctx);
-        if (!right.allowed) continue;
+        if (!ask(action, ctx).allowed) continue;
         anyoneDecrypts = true;
-        // The same document with another image (PCR0, 1, 2, 8 of another enclave): still enough?
-        if (ctx[imageKey] === undefined) continue;
-        const otherImage: Record<string, string> = { ...ctx, [imageKey]: OTHER_ENCLAVE[imageKey]! };
-        for (const n of IMAGE_PCRS) otherImage[pcrKey(n)] = OTHER_ENCLAVE[pcrKey(n)]!;
-        const weak = ask(probe, action, otherImage);
-        if (weak.allowed) {
-          record(
-            'weak-pin',
-            'warning',
-            probe,
-            action,
-            weak.allows,
-            'gets a plaintext with attestation, but the condition pins no image measurement (PCR0, 1, 2 or 8): any image started where the pinned PCRs hold may decrypt',
-          );
-        }
+        const weak = ctx[imageKey] === undefined ? undefined : ask(action, withOtherImage(ctx));
+        if (weak?.allowed) record(probe, action, weak.allows, WEAK_PIN);
       }
     }
-    for (const action of INDIRECT_PLAINTEXT_ACTIONS) {
-      const d = ask(probe, action, {});
-      if (!d.allowed) continue;
-      record(
-        'indirect-leak',
-        'error',
-        probe,
-        action,
-        d.allows,
-        action === 'kms:CreateGrant'
-          ? 'can create a grant, and a grant gives its grantee Decrypt with no attestation condition'
-          : 'can re-encrypt under a key it holds (ReEncrypt takes no attestation document), then decrypt that',
-      );
+    for (const [action, verdict] of Object.entries(INDIRECT)) {
+      const d = ask(action, {});
+      if (d.allowed) record(probe, action, d.allows, verdict);
     }
-    const put = ask(probe, 'kms:PutKeyPolicy', {});
-    if (put.allowed) {
-      record(
-        'policy-change',
-        probe.anyone ? 'error' : 'note',
-        probe,
-        'kms:PutKeyPolicy',
-        put.allows,
-        probe.anyone
-          ? 'can replace this key policy, and with it every condition'
-          : 'can replace this key policy (the key administrator: keep that principal as guarded as the key)',
-      );
-    }
+    const put = ask('kms:PutKeyPolicy', {});
+    if (put.allowed) record(probe, 'kms:PutKeyPolicy', put.allows, POLICY_CHANGE(probe.anyone));
   }
   const out = [...groups.values()];
   for (const f of out) {

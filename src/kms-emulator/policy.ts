@@ -120,17 +120,36 @@ export function parsePolicy(text: string): PolicyDocument {
   return { Statement: statements as Statement[] };
 }
 
-function globToRegExp(glob: string, ignoreCase: boolean): RegExp {
-  const body = glob
-    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-    .replace(/\*/g, '.*')
-    .replace(/\?/g, '.');
-  return new RegExp(`^${body}$`, ignoreCase ? 'i' : '');
+/**
+ * IAM's wildcard match (`*` any run, `?` one character), in O(pattern x text) time: a policy is outside
+ * input, and a regular expression built from "kms:**********…x" would backtrack for hours.
+ */
+export function wildcardMatch(pattern: string, text: string, ignoreCase: boolean): boolean {
+  const p = ignoreCase ? pattern.toLowerCase() : pattern;
+  const t = ignoreCase ? text.toLowerCase() : text;
+  let i = 0; // in t
+  let j = 0; // in p
+  let star = -1; // the last * seen in p
+  let resume = 0; // where in t that * is matched up to
+  while (i < t.length) {
+    if (j < p.length && (p[j] === '?' || p[j] === t[i])) {
+      i++;
+      j++;
+    } else if (j < p.length && p[j] === '*') {
+      star = j++;
+      resume = i;
+    } else if (star !== -1) {
+      j = star + 1; // let the last * take one more character
+      i = ++resume;
+    } else return false;
+  }
+  while (j < p.length && p[j] === '*') j++;
+  return j === p.length;
 }
 
 function actionMatches(patterns: string[], action: string): boolean {
   // Action names are case-insensitive in IAM.
-  return patterns.some((p) => globToRegExp(p, true).test(action));
+  return patterns.some((p) => wildcardMatch(p, action, true));
 }
 
 const PRINCIPAL_ARN_RE = /^arn:([\w-]+):(iam|sts)::(\d{12}):(.+)$/;
@@ -201,7 +220,7 @@ function operatorHolds(op: string, actual: string | undefined, values: string[])
   let hit: boolean;
   if (base === 'Bool') hit = values.some((v) => v.toLowerCase() === actual.toLowerCase());
   else if (base.startsWith('Arn') || base.startsWith('StringLike') || base.startsWith('StringNotLike'))
-    hit = values.some((v) => globToRegExp(v, false).test(actual));
+    hit = values.some((v) => wildcardMatch(v, actual, false));
   else if (base.endsWith('IgnoreCase')) hit = values.some((v) => v.toLowerCase() === actual.toLowerCase());
   else hit = values.some((v) => v === actual);
   return negated ? !hit : hit;

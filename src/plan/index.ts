@@ -14,6 +14,7 @@
 import { egressEnabled, egressPolicy } from '../config/egress.ts';
 import type { Config, SecretSpec, Settings } from '../config/types.ts';
 import { DEFAULT_EGRESS_PROXY_PORT } from '../constants.ts';
+import { TransparentSetupError } from '../errors.ts';
 import type { Policy } from '../policy/policy.ts';
 import type { RamDirOptions } from '../system/ram-dir.ts';
 import { type AttestedTlsPlan, planAttestedTls } from './attested-tls.ts';
@@ -22,6 +23,12 @@ import { type IngressPlan, planIngress } from './ingress.ts';
 export type { AttestedTlsPlan } from './attested-tls.ts';
 
 export type { IngressPlan, PortPlan } from './ingress.ts';
+
+/** Transparent egress (cloister.yaml `transparent`), part of the egress plan: null when off. */
+export interface TransparentPlan {
+  /** Who resolves allowed names for the DNS stub. */
+  resolver: { kind: 'relay' } | { kind: 'doh'; url: URL; host: string; port: number; caFile: string | null };
+}
 
 export interface EgressPlan {
   /** 127.0.0.1 port of the egress proxy: egress.proxy_port, else DEFAULT_EGRESS_PROXY_PORT. */
@@ -32,6 +39,7 @@ export interface EgressPlan {
   /** How many allow and deny rules (for the start-up log line). */
   rules: { allow: number; deny: number };
   settings: Settings['egress'];
+  transparent: TransparentPlan | null;
 }
 
 export interface KmsPlan {
@@ -78,13 +86,31 @@ export interface RuntimePlan {
 export function planEgress(config: Config): EgressPlan | null {
   const m = config.manifest;
   if (!egressEnabled(m)) return null;
+  const policy = egressPolicy(m);
   return {
     port: m.egress?.proxy_port ?? DEFAULT_EGRESS_PROXY_PORT,
     parentCid: config.settings.transport.parent_cid,
-    policy: egressPolicy(m),
+    policy,
     rules: { allow: m.egress?.allow?.length ?? 0, deny: m.egress?.deny?.length ?? 0 },
     settings: config.settings.egress,
+    transparent: planTransparent(config.settings.transparent, policy),
   };
+}
+
+/** The transparent part (null when off). Throws when the DoH server is not allowed by the egress policy. */
+export function planTransparent(t: Settings['transparent'], policy: Policy): TransparentPlan | null {
+  if (!t.enabled) return null;
+  if (t.resolver === 'relay' || t.doh_url === null) return { resolver: { kind: 'relay' } };
+  const url = new URL(t.doh_url);
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const port = url.port === '' ? 443 : Number(url.port);
+  // The DoH server is reached through the same egress path as the app's traffic: one policy decides both.
+  const d = policy.check(host, port);
+  if (!d.allowed)
+    throw new TransparentSetupError(
+      `transparent.doh_url ${t.doh_url}: the DoH server must be allowed by egress.allow (${d.reason})`,
+    );
+  return { resolver: { kind: 'doh', url, host: d.target!, port, caFile: t.doh_ca_file } };
 }
 
 /** The KMS proxy part alone (null when the manifest has no kms_proxy). */

@@ -41,6 +41,11 @@ export interface Policy {
    * the IP deny rules that apply to `port`, plus loopback/unspecified when a wildcard let the name in.
    */
   resolvedDenyRanges(decision: Decision, port: number): readonly string[];
+  /**
+   * Every port some rule names, plus one that none names: a decision depends on the port only through
+   * these, so checking a host on each says whether some port is allowed for it (the DNS stub's question).
+   */
+  readonly distinctPorts: readonly number[];
 }
 
 interface Rule {
@@ -290,5 +295,10 @@ export function compilePolicy(allow: readonly string[], deny: readonly string[])
     return local ? [...out, ...localRanges] : out;
   }
 
-  return { check, resolvedDenyRanges };
+  const named = new Set([...allowRules, ...denyRules].flatMap((r) => (r.port === null ? [] : [r.port])));
+  let unnamed = 1;
+  while (named.has(unnamed)) unnamed++;
+  const distinctPorts = Object.freeze([...named, unnamed].sort((a, b) => a - b));
+
+  return { check, resolvedDenyRanges, distinctPorts };
 }

@@ -100,9 +100,26 @@ export async function loadSecrets(plan: SecretsPlan, deps: SecretsDeps): Promise
     kmsEndpoints: plan.kmsEndpoints,
   });
 
+  // Every secret needs the credentials (KMS at least): one failure message rather than a signing error each.
+  const haveCredentials = credentials.get().then(
+    () => null,
+    (err: Error) => err,
+  );
+
   const one = async (spec: SecretSpec): Promise<void> => {
     const s0 = performance.now();
     const region = regionOf(spec, env);
+    const noCredentials = await haveCredentials;
+    if (noCredentials) {
+      const stage = spec.source.kind === 'inline' || spec.source.kind === 'file' ? 'decrypt' : 'source';
+      throw secretError(
+        stage,
+        spec.name,
+        'CLO_ERR_KMS_NO_CREDENTIALS',
+        `secret ${spec.name}: no AWS credentials: ${noCredentials.message}`,
+        { cause: noCredentials },
+      );
+    }
     const ciphertext = await readCiphertext(spec, region, aws);
     let key: Awaited<ReturnType<RecipientKeys['get']>>;
     try {

@@ -26,6 +26,7 @@ import { buildPlan, type RuntimePlan, withSecretTlsKeys } from '../plan/index.ts
 import { type ErrorLog, keepServing } from '../server-errors.ts';
 import type { Service } from '../service.ts';
 import { LazyRamDir } from '../system/ram-dir.ts';
+import { terminate } from '../terminate.ts';
 import { APP_LOG_PORT, createTransport, STATUS_PORT, type Transport } from '../transport/index.ts';
 import { type AppExit, type AppOutput, launchApp, type OutputSource, type RunningApp } from './app.ts';
 import type { EnclaveArgs } from './args.ts';
@@ -82,6 +83,11 @@ function loadWithFlags(args: EnclaveArgs): Config {
   return { ...config, settings: applyFlags(config.settings, args) };
 }
 
+/** JSON.stringify replacer for the stderr fallback: an Error has no enumerable message of its own. */
+function errorText(_key: string, value: unknown): unknown {
+  return value instanceof Error ? value.message : value;
+}
+
 function exitCodeOf(exit: AppExit): number {
   return exit.code ?? 128 + (exit.signal ?? 0);
 }
@@ -113,7 +119,6 @@ export class Supervisor {
   private lastExit: AppExit | null = null;
   private failed = false;
   private stopping = false;
-  private graceTimer: NodeJS.Timeout | undefined;
   private resolveStop!: () => void;
   private readonly stopRequested = new Promise<void>((r) => {
     this.resolveStop = r;
@@ -126,7 +131,7 @@ export class Supervisor {
     return (
       this.logger ?? {
         error: (fields: object, msg: string) =>
-          process.stderr.write(`cloister: ${msg} ${JSON.stringify(fields)}\n`),
+          process.stderr.write(`cloister: ${msg} ${JSON.stringify(fields, errorText)}\n`),
       }
     );
   }
@@ -156,7 +161,7 @@ export class Supervisor {
       const warn = (fields: Record<string, unknown>, msg: string) =>
         this.logger
           ? this.logger.warn(fields, msg)
-          : process.stderr.write(`cloister: ${msg} ${JSON.stringify(fields)}\n`);
+          : process.stderr.write(`cloister: ${msg} ${JSON.stringify(fields, errorText)}\n`);
       const max = settings.streams.max_readers;
       this.board.serve(status, new ReaderLimit(`status stream (vsock ${STATUS_PORT})`, max, warn));
       if (this.args.console) {
@@ -278,6 +283,7 @@ export class Supervisor {
           const svc = await (await import('../egress/proxy.ts')).startEgressProxy(slice, {
             transport,
             logger,
+            ramDir: () => ramDir.get(),
           });
           egress = svc.address;
           return svc;
@@ -372,6 +378,15 @@ export class Supervisor {
         );
       }
     }
+    // The app finds the files cloister wrote for it (boot-time secrets, attested TLS) here: in dev mode
+    // the directory is a fresh one under /dev/shm.
+    const ramPath = ramDir.opened
+      ? await ramDir.get().then(
+          (d) => d.path,
+          () => null,
+        )
+      : null;
+    if (ramPath) env.CLOISTER_RAM_DIR = ramPath;
     return env;
   }
 
@@ -447,7 +462,6 @@ export class Supervisor {
       this.app = null;
       this.lastExit = exit;
       appState.set(0);
-      clearTimeout(this.graceTimer);
       this.logger.info(
         { pid: app.pid, code: exit.code, signal: exit.signalName },
         `Entrypoint ${describeExit(exit)}`,
@@ -537,14 +551,16 @@ export class Supervisor {
 
   /** Grace period, then SIGKILL for the whole group. `signal`: also send SIGTERM now. */
   private stopApp(app: RunningApp, signal = true): void {
-    if (signal) app.signalGroup('SIGTERM');
-    const grace = this.appSettings.stop_grace_ms;
-    clearTimeout(this.graceTimer);
-    this.graceTimer = setTimeout(() => {
-      if (this.app !== app) return;
-      this.logger.warn({ pid: app.pid, graceMs: grace }, 'the app did not stop in time; sending SIGKILL');
-      app.signalGroup('SIGKILL');
-    }, grace);
+    const graceMs = this.appSettings.stop_grace_ms;
+    void terminate(
+      { signal: (sig) => app.signalGroup(sig), exited: app.exited },
+      {
+        graceMs,
+        sigterm: signal,
+        onKill: () =>
+          this.logger.warn({ pid: app.pid, graceMs }, 'the app did not stop in time; sending SIGKILL'),
+      },
+    );
   }
 
   private fail(message: string): Promise<number> {

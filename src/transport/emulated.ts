@@ -4,7 +4,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { loadNative } from '../native.ts';
-import type { Transport } from './types.ts';
+import type { ListenOptions, Transport } from './types.ts';
 
 export function socketPath(dir: string, cid: number, port: number): string {
   return join(dir, String(cid), `${port}.sock`);
@@ -18,7 +18,7 @@ export class EmulatedTransport implements Transport {
     readonly ownCid: number,
   ) {}
 
-  async listen(port: number): Promise<Server> {
+  async listen(port: number, opts: ListenOptions = {}): Promise<Server> {
     const path = socketPath(this.dir, this.ownCid, port);
     mkdirSync(join(this.dir, String(this.ownCid)), { recursive: true, mode: 0o700 });
     // A stale socket file from a crashed run would make bind fail with EADDRINUSE, so it is removed;
@@ -29,7 +29,7 @@ export class EmulatedTransport implements Transport {
         code: 'EADDRINUSE',
       });
     }
-    return listenUnix(path);
+    return listenUnix(path, opts);
   }
 
   connectFd(cid: number, port: number, timeoutMs: number): Promise<number> {
@@ -51,9 +51,9 @@ export class EmulatedTransport implements Transport {
 
 /** True when something accepts connections on the Unix socket at `path`. */
 /** A half-open-capable server on the Unix socket `path`, replacing a stale socket file left there. */
-export function listenUnix(path: string): Promise<Server> {
+export function listenUnix(path: string, opts: ListenOptions = {}): Promise<Server> {
   rmSync(path, { force: true });
-  const server = createServer({ allowHalfOpen: true });
+  const server = createServer({ allowHalfOpen: true, pauseOnConnect: opts.pauseOnConnect ?? false });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(path, () => {

@@ -8,7 +8,7 @@
 // The socket belongs to one VM, so connect() ignores the CID it is given (the caller's --attach-cid).
 import { connect as netConnect, type Server, type Socket } from 'node:net';
 import { listenUnix } from './emulated.ts';
-import type { Transport } from './types.ts';
+import type { ListenOptions, Transport } from './types.ts';
 
 /** The longest acknowledgement line we accept ("OK " + a u32 + "\n" is 14 bytes). */
 const MAX_ACK = 64;
@@ -20,8 +20,8 @@ export class HybridTransport implements Transport {
     this.udsPath = udsPath;
   }
 
-  async listen(port: number): Promise<Server> {
-    return listenUnix(`${this.udsPath}_${port}`);
+  async listen(port: number, opts: ListenOptions = {}): Promise<Server> {
+    return listenUnix(`${this.udsPath}_${port}`, opts);
   }
 
   connect(_cid: number, port: number): Promise<Socket> {

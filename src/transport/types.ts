@@ -12,10 +12,16 @@ export {
   STATUS_PORT,
 } from '../constants.ts';
 
+/** Options of a transport listener (net.createServer's own, which every transport passes on). */
+export interface ListenOptions {
+  /** Accepted sockets start paused: Node reads nothing until the socket is resumed (or spliced). */
+  pauseOnConnect?: boolean;
+}
+
 export interface Transport {
   readonly kind: 'vsock' | 'emulated' | 'hybrid';
   /** Listen on `port` of this side's own CID. The server emits 'connection' with net.Socket. */
-  listen(port: number): Promise<Server>;
+  listen(port: number, opts?: ListenOptions): Promise<Server>;
   /** Connect to (cid, port). Rejects with an Error carrying `code` (ECONNREFUSED, ENOENT...). */
   connect(cid: number, port: number): Promise<Socket>;
   /**

@@ -6,7 +6,7 @@
 import { Server, type Socket } from 'node:net';
 import { isNativeError, loadNative, type VsockAddress } from '../native.ts';
 import { adoptFd, handleFd, listenOnHandle, socketFromHandle } from './node-internals.ts';
-import { CID_ANY, type Transport } from './types.ts';
+import { CID_ANY, type ListenOptions, type Transport } from './types.ts';
 
 /** VMADDR_PORT_ANY: let the kernel pick a free port. */
 export const VSOCK_PORT_ANY = 0xffffffff;
@@ -19,10 +19,13 @@ const DEFAULT_BACKLOG = 511;
  */
 export function serverFromListeningFd(
   fd: number,
-  opts: { allowHalfOpen?: boolean; backlog?: number } = {},
+  opts: { allowHalfOpen?: boolean; backlog?: number } & ListenOptions = {},
 ): Promise<Server> {
   const handle = adoptFd(fd, 'SERVER', 'adopting the listening socket');
-  const server = new Server({ allowHalfOpen: opts.allowHalfOpen ?? true });
+  const server = new Server({
+    allowHalfOpen: opts.allowHalfOpen ?? true,
+    pauseOnConnect: opts.pauseOnConnect ?? false,
+  });
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => reject(err);
     server.once('error', onError);
@@ -84,7 +87,7 @@ export class VsockTransport implements Transport {
     this.backlog = opts.backlog ?? DEFAULT_BACKLOG;
   }
 
-  async listen(port: number): Promise<Server> {
+  async listen(port: number, opts: ListenOptions = {}): Promise<Server> {
     const native = loadNative();
     const fd = native.vsockSocket();
     try {
@@ -96,7 +99,7 @@ export class VsockTransport implements Transport {
     }
     let server: Promise<Server>;
     try {
-      server = serverFromListeningFd(fd, { allowHalfOpen: true, backlog: this.backlog });
+      server = serverFromListeningFd(fd, { ...opts, allowHalfOpen: true, backlog: this.backlog });
     } catch (err) {
       native.closeFd(fd);
       throw err;

@@ -36,6 +36,12 @@ export interface FakeAws {
 
 type Creds = { accessKeyId: string; secretAccessKey: string };
 
+/** The enclave's AWS credentials in the end-to-end tests (what IMDS would give it). */
+export const WORLD_CREDS: Creds = {
+  accessKeyId: 'AKIDSECRETSWORLD',
+  secretAccessKey: 'secrets-world-secret',
+};
+
 function readBody(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];

@@ -1,11 +1,9 @@
 // Shared set-up for the egress tests: the full path in one process
 //   client -> proxy (EmulatedTransport cid 16) -> unix "vsock" -> relay (cid 2) -> local server
 // plus local upstream servers and a self-signed certificate. Everything listens on loopback.
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createNetServer, connect as netConnect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import type { Config } from '../../src/config/types.ts';
@@ -15,14 +13,13 @@ import { type RelayDeps, type RelaySlice, startEgressRelay } from '../../src/egr
 import { createLogger, type Logger } from '../../src/log/logger.ts';
 import { planEgress } from '../../src/plan/index.ts';
 import { EmulatedTransport } from '../../src/transport/emulated.ts';
+import { tempDir as makeTempDir } from './fixtures/temp-dir.ts';
 import { writeSelfSigned } from './fixtures/tls.ts';
 
 export const quietLogger = () => createLogger({ level: process.env.EGRESS_TEST_LOG ?? 'silent' });
 
 export function tempDir(t: TestContext, prefix = 'cloister-egress-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
+  return makeTempDir(t, prefix);
 }
 
 export function makeConfig(

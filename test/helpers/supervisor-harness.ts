@@ -4,7 +4,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { TestContext } from 'node:test';
 
 export const CID = 16;
@@ -28,6 +28,12 @@ export interface EnclaveOptions {
   noBootstrap?: boolean;
   /** Also a new PID namespace (with its own /proc), where cloister is PID 1. */
   pid1?: boolean;
+  /** The emulated vsock directory (default: a fresh one), e.g. one a host-side relay already serves. */
+  vsockDir?: string;
+  /** Extra files written into the config directory first (relative path -> contents). */
+  confFiles?: Record<string, string | Uint8Array>;
+  /** Also a private mount namespace (`unshare -m`): cloister may mount its tmpfs without touching this machine. */
+  mountNs?: boolean;
   /** How cloister is told where the config is (default `--config-dir <conf>`). */
   configFlags?: (confDir: string) => string[];
   /** The bundle to run (default dist/cli.js); a copy elsewhere runs without the native addon. */
@@ -51,12 +57,17 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** Poll until `check` returns a value (not undefined) or the deadline passes. */
-export async function waitUntil<T>(what: string, check: () => T | undefined, timeoutMs = 10000): Promise<T> {
+export async function waitUntil<T>(
+  what: string | (() => string),
+  check: () => T | undefined,
+  timeoutMs = 10000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = check();
     if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
     await sleep(20);
   }
 }
@@ -64,14 +75,19 @@ export async function waitUntil<T>(what: string, check: () => T | undefined, tim
 export function startEnclave(t: TestContext, opts: EnclaveOptions): Enclave {
   const dir = mkdtempSync(join(tmpdir(), 'cloister-sup-'));
   const conf = join(dir, 'conf');
-  const vsockDir = join(dir, 'vsock');
+  const vsockDir = opts.vsockDir ?? join(dir, 'vsock');
   mkdirSync(conf);
   writeFileSync(join(conf, 'enclaver.yaml'), opts.manifest ?? MANIFEST);
   if (opts.settings !== undefined) writeFileSync(join(conf, 'cloister.yaml'), opts.settings);
+  for (const [rel, data] of Object.entries(opts.confFiles ?? {})) {
+    mkdirSync(dirname(join(conf, rel)), { recursive: true });
+    writeFileSync(join(conf, rel), data);
+  }
   const args = [
     '-n',
     // --fork: the first process of a PID namespace must be a child; --kill-child: it dies with unshare.
     ...(opts.pid1 ? ['-p', '-f', '--mount-proc', '--kill-child'] : []),
+    ...(opts.mountNs ? ['-m', '--propagation', 'private'] : []),
     process.execPath,
     opts.cli ?? 'dist/cli.js',
     'enclave',

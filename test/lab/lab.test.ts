@@ -7,10 +7,9 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { before, test } from 'node:test';
-// @ts-expect-error: a plain .mjs script without type declarations
-import { pinnedNode } from '../../scripts/build-binary.mjs';
+import { binaryPath, pinnedNode, REPO } from '../helpers/build-outputs.ts';
 import { pid1Args, writePid1Config } from './config.ts';
 import type { Scenario } from './guest/lab.ts';
 import { serveHybridRequests, startVsockDevice, type VsockDevice } from './hybrid.ts';
@@ -18,8 +17,8 @@ import { KMS_CREDS, prepareKms } from './kms.ts';
 import { guestPieces } from './pieces.ts';
 import { type BootResult, boot, buildInitramfs } from './vm.ts';
 
-const repo = resolve(import.meta.dirname, '..', '..');
-const bin = join(repo, 'build', 'cloister-linux-x64');
+const repo = REPO;
+const bin = binaryPath('x64');
 const scenarioDir = join(import.meta.dirname, 'scenarios');
 const only = process.env.LAB_ONLY?.split(',').filter(Boolean);
 const deadlineMs = Number(process.env.LAB_DEADLINE_MS ?? 15 * 60_000);

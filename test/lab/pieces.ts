@@ -27,7 +27,9 @@ export const QEMU = { pkg: 'qemu-system-x86', command: 'qemu-system-x86_64' };
 
 /**
  * Modules loaded in the guest, in this order after their dependencies: virtio PCI and 9p for the shared
- * directories, AF_VSOCK with the loopback transport (CID 1), and the virtio transport for a vsock device.
+ * directories, AF_VSOCK with the loopback transport (CID 1), and the virtio transport for a vsock device;
+ * legacy iptables' nat table with REDIRECT and the tcp/udp match for transparent egress (crc32c first:
+ * libcrc32c, which conntrack needs, names it only as a softdep, and the guest has no modprobe).
  */
 export const GUEST_MODULES = [
   'virtio_pci',
@@ -35,6 +37,10 @@ export const GUEST_MODULES = [
   '9p',
   'vsock_loopback',
   'vmw_vsock_virtio_transport',
+  'crc32c_generic',
+  'xt_tcpudp',
+  'xt_REDIRECT',
+  'iptable_nat',
 ];
 
 export interface GuestPieces {

@@ -19,11 +19,11 @@ import {
 } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { cachedPinnedNode, DIST_CLI, NODE_VERSION, REPO } from '../helpers/build-outputs.ts';
 
-const repo = resolve(import.meta.dirname, '../..');
-const NODE_VERSION = '26.10.0';
+const repo = REPO;
 const BUILD_TIMEOUT_MS = 150_000;
 
 interface Summary {
@@ -98,10 +98,7 @@ test('build:binary makes one executable on the pinned Node runtime', () => {
   assert.match(notes, /NODE_SEA_BLOB/, 'the SEA blob note is present');
   // The runtime's build-id survives stripping and injection: the binary is the pinned node, not the
   // machine's (the build verified the pinned package's SHA-256 before using it).
-  const cache =
-    process.env.CLOISTER_BUILD_CACHE ??
-    join(process.env.XDG_CACHE_HOME ?? join(process.env.HOME ?? '/root', '.cache'), 'cloister-build');
-  const pinned = join(cache, `node-linux-${process.arch}-${NODE_VERSION}`, 'bin', 'node');
+  const pinned = cachedPinnedNode();
   assert.ok(existsSync(pinned), `pinned runtime in the build cache: ${pinned}`);
   assert.equal(buildId(first.output), buildId(pinned));
 });
@@ -256,7 +253,7 @@ test('the binary runs `cloister dev` with the example app end to end', { timeout
         ...process.env,
         DEMO_ORIGIN: `http://127.0.0.1:${address.port}`,
         // The app checks its attestation document with `node <CLOISTER_CLI> attest verify`.
-        CLOISTER_CLI: join(repo, 'dist/cli.js'),
+        CLOISTER_CLI: DIST_CLI,
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
       },
     },

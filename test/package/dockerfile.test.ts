@@ -4,11 +4,12 @@
 // `cloister enclave`, which the supervisor's parser accepts.
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseEnclaveArgs } from '../../src/supervisor/args.ts';
+import { NODE_VERSION, REPO } from '../helpers/build-outputs.ts';
 
-const repo = resolve(import.meta.dirname, '../..');
+const repo = REPO;
 const dockerfile = readFileSync(join(repo, 'Dockerfile.enclave'), 'utf8');
 // Instructions with their continuation lines joined, comments dropped.
 const instructions = dockerfile
@@ -20,14 +21,6 @@ const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as {
   scripts: Record<string, string>;
 };
 
-function pinnedNodeVersion(): string {
-  const m = /export const NODE_VERSION = '([0-9.]+)'/.exec(
-    readFileSync(join(repo, 'scripts/build-binary.mjs'), 'utf8'),
-  );
-  assert.ok(m, 'scripts/build-binary.mjs pins NODE_VERSION');
-  return m[1]!;
-}
-
 test('Dockerfile.enclave builds with npm scripts that exist, on the pinned Node', () => {
   const runs = instructions.filter((l) => l.startsWith('RUN '));
   const scripts = runs.flatMap((l) => [...l.matchAll(/npm run ([\w:-]+)/g)].map((m) => m[1]!));
@@ -37,7 +30,7 @@ test('Dockerfile.enclave builds with npm scripts that exist, on the pinned Node'
     runs.some((l) => /npm ci\b/.test(l)),
     'dependencies are installed with `npm ci` (exactly the lockfile), as in .ci/run',
   );
-  const version = pinnedNodeVersion();
+  const version = NODE_VERSION;
   const froms = instructions.filter((l) => /^FROM node:/.test(l) || /^ARG APP_IMAGE=node:/.test(l));
   assert.ok(froms.length > 0);
   for (const f of froms) assert.match(f, new RegExp(`node:${version.replace(/\./g, '\\.')}-`), f);

@@ -92,3 +92,48 @@ test('the packed tarball installs into an empty directory and its cloister bin r
   assert.equal(direct.status, 0, direct.stderr);
   assert.equal(direct.stdout, `cloister ${pkg.version}\n`);
 });
+
+test('the installed package exports cloister/attested-tls: a Node client verifies an attested certificate with it', {
+  timeout: 60_000,
+}, async () => {
+  const app = join(tmp, 'app');
+  assert.ok(existsSync(join(app, 'node_modules', pkg.name)), 'installed by the test above');
+  // A real attested certificate under a software NSM root, made with the repository's code...
+  const { SoftwareNsm } = await import('../../src/nsm/software.ts');
+  const { buildAttestedCertificate, generateAttestedKey } = await import(
+    '../../src/attested-tls/certificate.ts'
+  );
+  const pcr0 = 'ef'.repeat(48);
+  const sw = await SoftwareNsm.open({ stateDir: null, pcrs: { '0': pcr0 } });
+  const key = await generateAttestedKey();
+  const document = await sw.client().attestation({ public_key: key.spki });
+  const der = await buildAttestedCertificate({
+    key,
+    document,
+    commonName: 'pack',
+    dnsNames: ['localhost'],
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 600_000),
+  });
+  writeFileSync(join(app, 'cert.der'), der);
+  writeFileSync(join(app, 'root.pem'), sw.rootPem);
+  // ...checked by the installed package, imported by its public name, as a client program would.
+  const program = `
+import { readFileSync } from 'node:fs';
+import { verifyAttestedCertificate, AttestedAgent, AttestationError } from 'cloister/attested-tls';
+const cert = readFileSync('cert.der');
+const rootPem = readFileSync('root.pem', 'utf8');
+const id = await verifyAttestedCertificate(cert, { rootPem, pcrs: { 0: '${pcr0}' } });
+let check = null;
+try { await verifyAttestedCertificate(cert, { rootPem, pcrs: { 0: '${'00'.repeat(48)}' } }); }
+catch (e) { check = e instanceof AttestationError ? e.check : String(e); }
+console.log(JSON.stringify({ pcr0: id.attestation.pcrs['0'], check, agent: typeof AttestedAgent }));
+`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', program], {
+    cwd: app,
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { pcr0, check: 'pcr', agent: 'function' });
+});

@@ -3,11 +3,11 @@
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { SoftwareNsm } from '../../../src/nsm/software.ts';
+import { tempDir } from '../../helpers/fixtures/temp-dir.ts';
 
 const VECTORS = new URL('../../vectors/', import.meta.url).pathname;
 const BLOCKY = join(VECTORS, 'blocky_nitro_attestation.cbor');
@@ -30,12 +30,6 @@ function assertFails(r: ReturnType<typeof cli>, check: string): void {
   const lines = r.stderr.split('\n').filter(Boolean);
   assert.equal(lines.length, 1, r.stderr);
   assert.match(lines[0]!, new RegExp(`^cloister attest: ${check}: `));
-}
-
-function tempDir(t: { after: (fn: () => void) => void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'cloister-attest-cli-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
 }
 
 test('verify prints the document as JSON and exits 0 inside the chain window', () => {
@@ -104,7 +98,7 @@ test('describe decodes without verifying; usage errors exit 2', () => {
 });
 
 test('software NSM documents verify with the root from `attest root`, not with AWS', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'cloister-attest-cli-');
   const state = join(dir, 'state');
   const root = cli(['root', '--state-dir', state]);
   assert.equal(root.code, 0, root.stderr);
@@ -147,7 +141,7 @@ test('software NSM documents verify with the root from `attest root`, not with A
 });
 
 test('processes racing to create the software root agree on one', async (t) => {
-  const state = join(tempDir(t), 'fresh');
+  const state = join(tempDir(t, 'cloister-attest-cli-'), 'fresh');
   const outputs = await Promise.all(
     Array.from(
       { length: 3 },

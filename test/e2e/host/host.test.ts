@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { promisify } from 'node:util';
+import { DIST_CLI } from '../../helpers/build-outputs.ts';
 import {
   alive,
   type Captured,
@@ -23,6 +24,7 @@ import {
   waitFor as waitForChild,
 } from '../../helpers/fixtures/child.ts';
 import { freePort } from '../../helpers/fixtures/ports.ts';
+import { tempDir } from '../../helpers/fixtures/temp-dir.ts';
 
 const run = promisify(execFile);
 const FAKE = resolve('test/helpers/fixtures/fake-nitro-cli.sh');
@@ -90,7 +92,7 @@ async function startHost(t: TestContext, extra: string[] = []): Promise<Setup> {
         ...process.env,
         FAKE_NITRO_STATE: state,
         FAKE_NITRO_NODE: process.execPath,
-        FAKE_NITRO_CLOISTER: resolve('dist/cli.js'),
+        FAKE_NITRO_CLOISTER: DIST_CLI,
         FAKE_NITRO_VSOCK_DIR: join(dir, 'vsock'),
       },
     },
@@ -130,6 +132,8 @@ test(
       1,
       'terminate-enclave ran',
     );
+    // It exited because everything closed (src/exit.ts names any handle still open 2 s after).
+    assert.doesNotMatch(s.err(), /still open after shutdown/);
   },
 );
 
@@ -162,11 +166,11 @@ test('cloister host: SIGTERM terminates the enclave and exits 109', opts, async 
   assert.equal(alive(enclavePid), false, 'the enclave process is gone');
   // The ingress listener is gone too.
   await assert.rejects(run('curl', ['-sS', '--max-time', '5', `http://127.0.0.1:${s.hostPort}/`]));
+  assert.doesNotMatch(s.err(), /still open after shutdown/);
 });
 
 test('cloister host --attach-cid: a host side restarts while the enclave keeps running', opts, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'cloister-attach-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'cloister-attach-');
   const manifest = join(dir, 'enclaver.yaml');
   writeFileSync(manifest, 'version: v1\nname: attach\ntarget: attach:latest\nsources:\n  app: app:latest\n');
   const vsock = ['--transport', 'emulated', '--vsock-dir', join(dir, 'vsock')];
@@ -191,7 +195,7 @@ test('cloister host --attach-cid: a host side restarts while the enclave keeps r
   assert.ok(enclave.child.exitCode === null && alive(enclave.child.pid!), 'nothing terminated the enclave');
 
   const bad = spawnSync(process.execPath, [
-    'dist/cli.js',
+    DIST_CLI,
     'host',
     '-f',
     manifest,

@@ -57,8 +57,8 @@ async function chain(
   let arrived = 0;
   const listenOn = transport.listen.bind(transport);
   const servers = new Set<unknown>();
-  transport.listen = async (port) => {
-    const server = await listenOn(port);
+  transport.listen = async (port, listenOpts) => {
+    const server = await listenOn(port, listenOpts);
     servers.add(server);
     server.on('connection', () => arrived++);
     return server;

@@ -2,17 +2,18 @@
 // key policy (exit 1, the statement named, text and --json), stdin, and usage errors (exit 2).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { DIST_CLI } from '../../helpers/build-outputs.ts';
+import { tempDir } from '../../helpers/fixtures/temp-dir.ts';
 
 const ROLE = 'arn:aws:iam::111122223333:role/enclave';
 const ADMIN = 'arn:aws:iam::111122223333:role/key-admin';
 const PCR0 = '5a'.repeat(48);
 
 function cli(args: string[], input?: string) {
-  const r = spawnSync(process.execPath, ['dist/cli.js', 'kms', ...args], {
+  const r = spawnSync(process.execPath, [DIST_CLI, 'kms', ...args], {
     input,
     encoding: 'utf8',
     timeout: 30_000,
@@ -21,14 +22,8 @@ function cli(args: string[], input?: string) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-function tempDir(t: { after: (fn: () => void) => void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'cloister-kms-policy-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
 test('cloister kms policy prints JSON that cloister kms policy --lint accepts (exit 0)', (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'cloister-kms-policy-');
   const printed = cli([
     'policy',
     '--role',
@@ -63,7 +58,7 @@ test('cloister kms policy prints JSON that cloister kms policy --lint accepts (e
 });
 
 test("--lint on AWS's default key policy: exit 1, the leak named by statement, as text and as --json", (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'cloister-kms-policy-');
   const file = join(dir, 'default.json');
   writeFileSync(
     file,
@@ -102,8 +97,36 @@ test("--lint on AWS's default key policy: exit 1, the leak named by statement, a
   assert.deepEqual(report.findings[0].statements, ['Enable IAM User Permissions']);
 });
 
+test("--measurements reads PCR0 from nitro-cli build-enclave's JSON and pins it as ImageSha384", (t) => {
+  const dir = tempDir(t, 'cloister-kms-policy-');
+  const build = join(dir, 'build.json');
+  const measurements = {
+    HashAlgorithm: 'Sha384 { ... }',
+    PCR0: PCR0,
+    PCR1: '1b'.repeat(48),
+    PCR2: '2c'.repeat(48),
+  };
+  writeFileSync(build, JSON.stringify({ Measurements: measurements }));
+  const r = cli(['policy', '--role', ROLE, '--admin', ADMIN, '--measurements', build]);
+  assert.equal(r.code, 0, r.stderr);
+  const decrypts = JSON.parse(r.stdout).Statement.find(
+    (s: { Sid: string }) => s.Sid === 'EnclaveDecryptsOnlyWhenAttested',
+  );
+  assert.deepEqual(decrypts.Condition.StringEqualsIgnoreCase, {
+    'kms:RecipientAttestation:ImageSha384': PCR0,
+  });
+  writeFileSync(build, JSON.stringify({ Measurements: { ...measurements, PCR0: '0'.repeat(96) } }));
+  const debug = cli(['policy', '--role', ROLE, '--admin', ADMIN, '--measurements', build]);
+  assert.equal(debug.code, 2);
+  assert.match(debug.stderr, /Measurements\.PCR0 in .*build\.json is all zeros/);
+  writeFileSync(build, '{"Measurements": {}}');
+  const none = cli(['policy', '--role', ROLE, '--admin', ADMIN, '--measurements', build]);
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /has no Measurements\.PCR0/);
+});
+
 test('usage errors exit 2 naming the flag; an unreadable file too', (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'cloister-kms-policy-');
   for (const [args, msg] of [
     [['policy', '--role', ROLE, '--admin', ADMIN], /give the measurements to pin/],
     [['policy', '--role', ROLE, '--admin', ADMIN, '--pcr', '0=abc'], /--pcr 0 must be 96 hex characters/],

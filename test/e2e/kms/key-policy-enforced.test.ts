@@ -14,6 +14,7 @@ import {
   PutKeyPolicyCommand,
 } from '@aws-sdk/client-kms';
 import { lintPolicy } from '../../../src/key-policy/lint.ts';
+import { DIST_CLI } from '../../helpers/build-outputs.ts';
 import { PCR0, PROXY_CREDS, REGION, startHarness } from '../../helpers/kms-harness.ts';
 
 const ACCOUNT = '111122223333';
@@ -24,7 +25,7 @@ const ADMIN_ARN = `arn:aws:iam::${ACCOUNT}:user/${ADMIN.accessKeyId}`;
 function printedPolicy(pcr0: string): string {
   const r = spawnSync(
     process.execPath,
-    ['dist/cli.js', 'kms', 'policy', '--role', ROLE, '--admin', ADMIN_ARN, '--image-sha384', pcr0],
+    [DIST_CLI, 'kms', 'policy', '--role', ROLE, '--admin', ADMIN_ARN, '--image-sha384', pcr0],
     { encoding: 'utf8', timeout: 30_000 },
   );
   assert.equal(r.status, 0, r.stderr);

@@ -68,6 +68,11 @@ test('the addon has the ABI version this code expects and exports every function
     'spliceJoin',
     'spliceCancel',
     'spliceIdlePipes',
+    'originalDestination',
+    'iptablesGet',
+    'iptablesReplace',
+    'rtnetlinkRequest',
+    'bindMount',
   ]) {
     assert.equal(typeof (native as unknown as Record<string, unknown>)[fn], 'function', fn);
   }

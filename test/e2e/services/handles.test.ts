@@ -6,7 +6,7 @@ import { test } from 'node:test';
 
 const CHILD = new URL('../../helpers/fixtures/service-handles.ts', import.meta.url).pathname;
 
-test('egress relay and proxy, KMS proxy, attestation API, metrics, both ingress sides: close() leaves nothing open', () => {
+test('egress relay and proxy, KMS proxy, attestation API, metrics, both ingress sides, attested TLS: close() leaves nothing open', () => {
   const r = spawnSync(process.execPath, ['--import', 'tsx', CHILD], { encoding: 'utf8', timeout: 120_000 });
   assert.equal(r.status, 0, `the child did not exit by itself (a handle kept it alive?):\n${r.stderr}`);
   const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as {
@@ -15,7 +15,14 @@ test('egress relay and proxy, KMS proxy, attestation API, metrics, both ingress 
     after: string[];
   };
   // Each service really answered before it was closed.
-  assert.deepEqual(out.statuses, { api: 404, metrics: 503, viaHostIngress: 200, kms: 405, egress: 502 });
+  assert.deepEqual(out.statuses, {
+    api: 404,
+    metrics: 503,
+    viaHostIngress: 200,
+    kms: 405,
+    egress: 502,
+    attested: 'app\n',
+  });
   const left = [...out.after];
   for (const b of out.before) {
     const i = left.indexOf(b);

@@ -2,7 +2,7 @@
 // parent instance, it relays egress on vsock 17002 and forwards ingress), started by the first scenario
 // that asks and left running until the guest powers off. Host ports: 18080 -> enclave 8080, 18443 -> 8443.
 import { appendFileSync } from 'node:fs';
-import { cloister, type Proc, type ScenarioContext, waitForTcp } from './lab.ts';
+import { cloister, type Proc, type Scenario, type ScenarioContext, waitForTcp } from './lab.ts';
 
 export const INGRESS_PLAIN = 18080;
 export const INGRESS_TLS = 18443;
@@ -29,4 +29,14 @@ export function pid1Host(ctx: ScenarioContext): Promise<Proc> {
     return p;
   })();
   return host;
+}
+
+/**
+ * A "pid1" scenario: before `run`, the shared host side is started (by the first scenario that needs it)
+ * and cloister enclave, PID 1, is serving; `run` gets that `cloister host` to read its output.
+ */
+export function pid1Scenario(
+  s: Omit<Scenario, 'phase' | 'run'> & { run(ctx: ScenarioContext, host: Proc): Promise<void> },
+): Scenario {
+  return { ...s, phase: 'pid1', run: async (ctx) => s.run(ctx, await pid1Host(ctx)) };
 }

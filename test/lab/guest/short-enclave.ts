@@ -1,9 +1,10 @@
 // A short-lived `cloister enclave` (not PID 1: busybox still is) on the real vsock loopback, and
 // `cloister host --attach-cid 1` reading its status and log streams. Used by the "pre" scenarios, which
 // run one at a time because every enclave serves status on the same port 17000 of CID 1.
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cloister, minimalManifest, type Proc, type ScenarioContext } from './lab.ts';
+import { cloister, minimalManifest, type Proc, type ScenarioContext, waitForTcp } from './lab.ts';
 
 export interface ShortRun {
   enclave: Proc;
@@ -12,24 +13,38 @@ export interface ShortRun {
   hostCode: number;
 }
 
-export async function runShortEnclave(ctx: ScenarioContext, app: string[], settings = ''): Promise<ShortRun> {
+/** Writes <tmp>/enclaver.yaml and <tmp>/cloister.yaml (software NSM, then `settings`); returns the manifest. */
+function writeConfig(ctx: ScenarioContext, manifestText: string, settings: string): string {
   const manifest = join(ctx.tmp, 'enclaver.yaml');
-  writeFileSync(manifest, minimalManifest('lab-short'));
+  writeFileSync(manifest, manifestText);
   writeFileSync(
     join(ctx.tmp, 'cloister.yaml'),
     `nsm:\n  kind: software\n  state_dir: ${ctx.tmp}/nsm\n${settings}`,
   );
-  // --no-bootstrap: lo must still be down when cloister becomes PID 1 after this phase.
-  const enclave = cloister(ctx, [
-    'enclave',
-    '--transport',
-    'vsock',
-    '--no-bootstrap',
-    '-f',
-    manifest,
-    '--',
-    ...app,
-  ]);
+  return manifest;
+}
+
+/**
+ * `cloister enclave` over vsock, not bootstrapping: lo must still be down when cloister becomes PID 1.
+ * `parentCid`: where its egress relay is (the guest's own CID 1 when a scenario relays or listens there).
+ */
+function startEnclave(
+  ctx: ScenarioContext,
+  manifest: string,
+  app: string[],
+  opts: { parentCid?: number; env?: NodeJS.ProcessEnv } = {},
+): Proc {
+  const parent = opts.parentCid === undefined ? [] : ['--parent-cid', String(opts.parentCid)];
+  return cloister(
+    ctx,
+    ['enclave', '--transport', 'vsock', ...parent, '--no-bootstrap', '-f', manifest, '--', ...app],
+    opts.env,
+  );
+}
+
+export async function runShortEnclave(ctx: ScenarioContext, app: string[], settings = ''): Promise<ShortRun> {
+  const manifest = writeConfig(ctx, minimalManifest('lab-short'), settings);
+  const enclave = startEnclave(ctx, manifest, app);
   const host = cloister(ctx, [
     'host',
     '--attach-cid',
@@ -43,4 +58,32 @@ export async function runShortEnclave(ctx: ScenarioContext, app: string[], setti
   ]);
   const hostCode = await host.exited;
   return { enclave, host, hostCode };
+}
+
+export interface EgressEnclave {
+  enclave: Proc;
+  manifest: string;
+}
+
+/**
+ * An enclave whose app only sleeps and whose egress proxy (127.0.0.1:`proxyPort`, allowing 127.0.0.1) is
+ * accepting when this resolves. lo is up for the scenario only (down again after it: PID 1 brings it up).
+ */
+export async function startEgressEnclave(
+  ctx: ScenarioContext,
+  opts: { name: string; proxyPort: number; settings?: string; env?: NodeJS.ProcessEnv },
+): Promise<EgressEnclave> {
+  execFileSync('ip', ['link', 'set', 'lo', 'up']);
+  ctx.defer(() => void execFileSync('ip', ['link', 'set', 'lo', 'down']));
+  const manifest = writeConfig(
+    ctx,
+    `${minimalManifest(opts.name)}egress:\n  proxy_port: ${opts.proxyPort}\n  allow:\n    - 127.0.0.1\n`,
+    opts.settings ?? '',
+  );
+  const enclave = startEnclave(ctx, manifest, ['/bin/sh', '-c', 'sleep 600'], {
+    parentCid: 1,
+    env: opts.env,
+  });
+  await waitForTcp(opts.proxyPort, 60_000);
+  return { enclave, manifest };
 }

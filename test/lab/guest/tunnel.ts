@@ -1,9 +1,12 @@
 // A client of the enclave's egress proxy (127.0.0.1:10000) speaking HTTP CONNECT by hand, and small TCP
 // servers on the guest's loopback standing in for the internet: every tunnel goes proxy -> real vsock
 // (CID 1, port 17002) -> cloister host's relay -> the server.
+import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { keystream } from './bytes.ts';
+import type { Readable, Writable } from 'node:stream';
+import { keystream, sha256Of } from './bytes.ts';
+import type { ScenarioContext } from './lab.ts';
 
 export interface ProxyReply {
   status: number;
@@ -44,8 +47,8 @@ export function proxyConnect(target: string, proxyPort = 10000): Promise<ProxyRe
   });
 }
 
-/** Resolves with everything `s` sends until its FIN, hashed. */
-export function drainHash(s: Socket): Promise<{ sha256: string; bytes: number }> {
+/** Resolves with everything `s` sends until its FIN (or a response until its end), hashed. */
+export function drainHash(s: Readable): Promise<{ sha256: string; bytes: number }> {
   return new Promise((resolve, reject) => {
     const h = createHash('sha256');
     let bytes = 0;
@@ -59,8 +62,8 @@ export function drainHash(s: Socket): Promise<{ sha256: string; bytes: number }>
   });
 }
 
-/** Writes the keystream of `seed` to `s` with backpressure; ends the write side if `end`. */
-export async function sendStream(s: Socket, seed: string, bytes: number, end = true): Promise<void> {
+/** Writes the keystream of `seed` to `s` (a socket, a request) with backpressure; ends it if `end`. */
+export async function sendStream(s: Writable, seed: string, bytes: number, end = true): Promise<void> {
   for (const b of keystream(seed, bytes)) {
     if (!s.write(b)) await new Promise((r) => s.once('drain', r));
   }
@@ -71,4 +74,37 @@ export async function listenLocal(onConn: (s: Socket) => void): Promise<{ server
   const server = createServer({ allowHalfOpen: true }, onConn);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { server, port: (server.address() as { port: number }).port };
+}
+
+export interface BothWays {
+  /** The server's connection handler: hashes what arrives, sends `<seed>-down`. */
+  serve(s: Socket): void;
+  /** The client side on `c`: sends `<seed>-up`, hashes what comes back, checks both ends; resolves with ms. */
+  run(c: Socket): Promise<number>;
+}
+
+/** One bulk transfer both ways, checked at both ends with the keystreams' SHA-256. */
+export function bothWays(seed: string, bytes: number): BothWays {
+  let got: Promise<{ sha256: string; bytes: number }> | undefined;
+  return {
+    serve(s) {
+      got = drainHash(s);
+      void sendStream(s, `${seed}-down`, bytes);
+    },
+    async run(c) {
+      const started = Date.now();
+      const [down] = await Promise.all([drainHash(c), sendStream(c, `${seed}-up`, bytes)]);
+      const ms = Date.now() - started;
+      assert.deepEqual(down, { sha256: sha256Of(`${seed}-down`, bytes), bytes });
+      assert.ok(got, 'the server saw the connection');
+      assert.deepEqual(await got, { sha256: sha256Of(`${seed}-up`, bytes), bytes });
+      return ms;
+    },
+  };
+}
+
+/** The numbers bench/lab.ts reads from a both-ways bulk scenario's result. */
+export function noteThroughput(ctx: ScenarioContext, bytes: number, ms: number): void {
+  ctx.note('both_ways_ms', ms);
+  ctx.note('mib_per_s_each_way', Math.round((bytes / (1024 * 1024) / (ms / 1000)) * 10) / 10);
 }

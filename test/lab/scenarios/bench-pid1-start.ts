@@ -6,15 +6,13 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Scenario, sleep } from '../guest/lab.ts';
-import { pid1Host } from '../guest/pid1-host.ts';
+import { pid1Scenario } from '../guest/pid1-host.ts';
 
 const uptime = (file: string) => Number(readFileSync(file, 'utf8').trim().split(' ')[0]);
 
-export const scenario: Scenario = {
+export const scenario: Scenario = pid1Scenario({
   title: 'start-up: PID 1 exec to the app first statement, and the same runtime started by a shell',
-  phase: 'pid1',
   async run(ctx) {
-    await pid1Host(ctx);
     const end = Date.now() + 120_000;
     while (!existsSync(`${ctx.env.results}/app-first-instruction`)) {
       if (Date.now() > end) throw new Error('the app never ran its first statement');
@@ -39,4 +37,4 @@ export const scenario: Scenario = {
     ctx.note('pid1_exec_to_app_ms', Math.round((first - exec) * 1000));
     ctx.note('shell_to_app_ms', runs);
   },
-};
+});

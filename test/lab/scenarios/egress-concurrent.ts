@@ -4,18 +4,16 @@ import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { sha256Of } from '../guest/bytes.ts';
 import type { Scenario } from '../guest/lab.ts';
-import { pid1Host } from '../guest/pid1-host.ts';
+import { pid1Scenario } from '../guest/pid1-host.ts';
 import { drainHash, listenLocal, proxyConnect, sendStream } from '../guest/tunnel.ts';
 
 const TUNNELS = 200;
 const BYTES = 64 * 1024;
 
-export const scenario: Scenario = {
+export const scenario: Scenario = pid1Scenario({
   title: `egress: ${TUNNELS} concurrent tunnels, each with its own bytes both ways`,
-  phase: 'pid1',
   timeoutMs: 180_000,
   async run(ctx) {
-    await pid1Host(ctx);
     // The server echoes back the SHA-256 of what it got, then its own stream named by the first line.
     const { server, port } = await listenLocal((s: Socket) => {
       void drainHash(s).then(async (got) => {
@@ -45,4 +43,4 @@ export const scenario: Scenario = {
     );
     ctx.note('ms', Date.now() - started);
   },
-};
+});

@@ -2,14 +2,12 @@
 // rule covers, with 403 saying so. Neither reaches vsock.
 import assert from 'node:assert/strict';
 import type { Scenario } from '../guest/lab.ts';
-import { pid1Host } from '../guest/pid1-host.ts';
+import { pid1Scenario } from '../guest/pid1-host.ts';
 import { proxyConnect } from '../guest/tunnel.ts';
 
-export const scenario: Scenario = {
+export const scenario: Scenario = pid1Scenario({
   title: 'egress: a denied target gets 403 naming the rule',
-  phase: 'pid1',
   async run(ctx) {
-    await pid1Host(ctx);
     const r = await proxyConnect('127.0.0.2:443');
     assert.equal(r.status, 403, r.head);
     const body = r.body.toString();
@@ -20,4 +18,4 @@ export const scenario: Scenario = {
     assert.match(other.body.toString(), /10\.1\.2\.3:443 is not in the egress policy/);
     ctx.note('body', body.trim());
   },
-};
+});

@@ -4,17 +4,15 @@ import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { MiB, sha256Of } from '../guest/bytes.ts';
 import type { Scenario } from '../guest/lab.ts';
-import { pid1Host } from '../guest/pid1-host.ts';
+import { pid1Scenario } from '../guest/pid1-host.ts';
 import { drainHash, listenLocal, proxyConnect, sendStream } from '../guest/tunnel.ts';
 
 const BYTES = 4 * MiB;
 
-export const scenario: Scenario = {
+export const scenario: Scenario = pid1Scenario({
   title: 'egress: half-close carried both ways (client FIN first, server FIN first)',
-  phase: 'pid1',
   timeoutMs: 120_000,
   async run(ctx) {
-    await pid1Host(ctx);
     // Client ends first: the server reads to EOF, only then answers with the hash and its own data.
     {
       const { server, port } = await listenLocal((s: Socket) => {
@@ -56,4 +54,4 @@ export const scenario: Scenario = {
       assert.deepEqual(await got, { sha256: sha256Of('client-after-server-fin', BYTES), bytes: BYTES });
     }
   },
-};
+});

@@ -6,13 +6,11 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import { promisify } from 'node:util';
 import type { Scenario } from '../guest/lab.ts';
-import { EGRESS_PROXY, pid1Host } from '../guest/pid1-host.ts';
+import { EGRESS_PROXY, pid1Scenario } from '../guest/pid1-host.ts';
 
-export const scenario: Scenario = {
+export const scenario: Scenario = pid1Scenario({
   title: 'egress: curl reaches an HTTPS server through the proxy, real vsock and the relay',
-  phase: 'pid1',
   async run(ctx) {
-    await pid1Host(ctx);
     const tls = '/tmp/lab/config/tls';
     const server = createServer(
       { key: readFileSync(`${tls}/key.pem`), cert: readFileSync(`${tls}/cert.pem`) },
@@ -34,4 +32,4 @@ export const scenario: Scenario = {
     ]);
     assert.equal(out, 'hello from the guest over TLS: /lab');
   },
-};
+});

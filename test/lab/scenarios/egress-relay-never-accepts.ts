@@ -4,11 +4,10 @@
 // is full and the kernel refuses), and meanwhile the proxy must keep answering other requests at once:
 // no tunnel waiting on vsock may hold the event loop or a thread.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { cloister, minimalManifest, type Scenario, waitForTcp } from '../guest/lab.ts';
+import type { Scenario } from '../guest/lab.ts';
+import { startEgressEnclave } from '../guest/short-enclave.ts';
 import { proxyConnect } from '../guest/tunnel.ts';
 
 const PROXY_PORT = 10200;
@@ -27,8 +26,7 @@ export const scenario: Scenario = {
   phase: 'pre',
   timeoutMs: 120_000,
   async run(ctx) {
-    execFileSync('ip', ['link', 'set', 'lo', 'up']);
-    ctx.defer(() => void execFileSync('ip', ['link', 'set', 'lo', 'down']));
+    // The relay's port: bound and listening on the guest's CID, never accepting.
     const addon = createRequire(import.meta.url)(
       join(ctx.env.repo, 'native', 'build', 'Release', 'cloister_native.node'),
     ) as VsockAddon;
@@ -36,31 +34,11 @@ export const scenario: Scenario = {
     addon.vsockBind(fd, 0xffffffff, 17002);
     addon.vsockListen(fd, 1);
     ctx.defer(() => addon.closeFd(fd));
-
-    const manifest = join(ctx.tmp, 'enclaver.yaml');
-    writeFileSync(
-      manifest,
-      `${minimalManifest('lab-never-accepts')}egress:\n  proxy_port: ${PROXY_PORT}\n  allow:\n    - 127.0.0.1\n`,
-    );
-    writeFileSync(
-      join(ctx.tmp, 'cloister.yaml'),
-      `nsm:\n  kind: software\n  state_dir: ${ctx.tmp}/nsm\negress:\n  connect_timeout_ms: ${TIMEOUT_MS}\n`,
-    );
-    cloister(ctx, [
-      'enclave',
-      '--transport',
-      'vsock',
-      '--parent-cid',
-      '1',
-      '--no-bootstrap',
-      '-f',
-      manifest,
-      '--',
-      '/bin/sh',
-      '-c',
-      'sleep 600',
-    ]);
-    await waitForTcp(PROXY_PORT, 60_000);
+    await startEgressEnclave(ctx, {
+      name: 'lab-never-accepts',
+      proxyPort: PROXY_PORT,
+      settings: `egress:\n  connect_timeout_ms: ${TIMEOUT_MS}\n`,
+    });
 
     const started = Date.now();
     const pending = Array.from({ length: TUNNELS }, () =>

@@ -5,14 +5,13 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { type Scenario, sleep } from '../guest/lab.ts';
-import { pid1Host } from '../guest/pid1-host.ts';
+import { pid1Scenario } from '../guest/pid1-host.ts';
 
-export const scenario: Scenario = {
+export const scenario: Scenario = pid1Scenario({
   title: 'hybrid vsock: cloister host outside the VM drives cloister enclave inside over virtio-vsock',
-  phase: 'pid1',
   timeoutMs: 200_000,
+  // run starts once the enclave is up (and lo, for the app)
   async run(ctx) {
-    await pid1Host(ctx); // the enclave is up (and lo, for the app)
     writeFileSync(`${ctx.env.results}/hybrid-request.json`, JSON.stringify({ at: Date.now() }));
     const done = `${ctx.env.results}/hybrid-done.json`;
     const end = Date.now() + 180_000;
@@ -26,4 +25,4 @@ export const scenario: Scenario = {
     assert.equal(verdict.ok, true, JSON.stringify(verdict, null, 2));
     assert.equal(readFileSync('/proc/1/cmdline', 'utf8').split('\0')[1], 'enclave', 'PID 1 still runs');
   },
-};
+});

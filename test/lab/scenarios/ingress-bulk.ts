@@ -1,20 +1,18 @@
 // Ingress on a real kernel: TCP (cloister host, 127.0.0.1:18080) -> real vsock port 8080 -> cloister
 // enclave -> the app on 127.0.0.1:8080, 64 MiB each way with SHA-256, carried by the splice engine.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { request } from 'node:http';
-import { keystream, MiB, sha256Of } from '../guest/bytes.ts';
+import { MiB, sha256Of } from '../guest/bytes.ts';
 import type { Scenario } from '../guest/lab.ts';
-import { INGRESS_PLAIN, pid1Host } from '../guest/pid1-host.ts';
+import { INGRESS_PLAIN, pid1Scenario } from '../guest/pid1-host.ts';
+import { drainHash, sendStream } from '../guest/tunnel.ts';
 
 const BYTES = 64 * MiB;
 
-export const scenario: Scenario = {
+export const scenario: Scenario = pid1Scenario({
   title: 'ingress: 64 MiB in and 64 MiB out through TCP -> vsock -> app with matching SHA-256',
-  phase: 'pid1',
   timeoutMs: 240_000,
-  async run(ctx) {
-    const host = await pid1Host(ctx);
+  async run(ctx, host) {
     let started = Date.now();
     const up = await new Promise<string>((resolve, reject) => {
       const req = request(
@@ -35,12 +33,7 @@ export const scenario: Scenario = {
         },
       );
       req.on('error', reject);
-      void (async () => {
-        for (const b of keystream('ingress-up', BYTES)) {
-          if (!req.write(b)) await new Promise((r) => req.once('drain', r));
-        }
-        req.end();
-      })();
+      void sendStream(req, 'ingress-up', BYTES);
     });
     ctx.note('in_ms', Date.now() - started);
     assert.deepEqual(JSON.parse(up), { sha256: sha256Of('ingress-up', BYTES), bytes: BYTES });
@@ -53,16 +46,7 @@ export const scenario: Scenario = {
           path: `/stream?seed=ingress-down&bytes=${BYTES}`,
           agent: false,
         },
-        (res) => {
-          const h = createHash('sha256');
-          let bytes = 0;
-          res.on('data', (c: Buffer) => {
-            h.update(c);
-            bytes += c.length;
-          });
-          res.on('end', () => resolve({ sha256: h.digest('hex'), bytes }));
-          res.on('error', reject);
-        },
+        (res) => void drainHash(res).then(resolve, reject),
       )
         .on('error', reject)
         .end();
@@ -75,4 +59,4 @@ export const scenario: Scenario = {
       10_000,
     );
   },
-};
+});

@@ -4,13 +4,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import type { Scenario } from '../guest/lab.ts';
-import { INGRESS_TLS, pid1Host } from '../guest/pid1-host.ts';
+import { INGRESS_TLS, pid1Scenario } from '../guest/pid1-host.ts';
 
-export const scenario: Scenario = {
+export const scenario: Scenario = pid1Scenario({
   title: 'ingress: TLS terminated in the enclave, the app answers plain HTTP',
-  phase: 'pid1',
-  async run(ctx) {
-    await pid1Host(ctx);
+  async run() {
     const out = execFileSync(
       'curl',
       [
@@ -26,4 +24,4 @@ export const scenario: Scenario = {
     const who = JSON.parse(out) as { port: number };
     assert.equal(who.port, 8443, 'the app got the request on its plain port');
   },
-};
+});

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { cloister, type Scenario } from '../guest/lab.ts';
-import { pid1Host } from '../guest/pid1-host.ts';
+import { pid1Scenario } from '../guest/pid1-host.ts';
 
 const KMS_PORT = 18500; // test/lab/kms.ts
 
@@ -25,12 +25,10 @@ async function decrypt(blob: string): Promise<{ status: number; body: Record<str
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
-export const scenario: Scenario = {
+export const scenario: Scenario = pid1Scenario({
   title: 'KMS: Decrypt through the proxy and real vsock to the emulator; refused for another PCR0',
-  phase: 'pid1',
   timeoutMs: 120_000,
   async run(ctx) {
-    await pid1Host(ctx);
     const fixture = JSON.parse(readFileSync(`${ctx.env.results}/kms-fixture.json`, 'utf8')) as {
       allowed: string;
       denied: string;
@@ -58,4 +56,4 @@ export const scenario: Scenario = {
     assert.equal(no.status, 400, JSON.stringify(no.body));
     assert.match(String(no.body.__type), /AccessDeniedException/);
   },
-};
+});

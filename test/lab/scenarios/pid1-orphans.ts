@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { type Scenario, sleep } from '../guest/lab.ts';
-import { INGRESS_PLAIN, pid1Host } from '../guest/pid1-host.ts';
+import { INGRESS_PLAIN, pid1Scenario } from '../guest/pid1-host.ts';
 
 /** [state, ppid] from /proc/<pid>/stat, or null once the pid is gone (reaped). */
 function stat(pid: number): [string, number] | null {
@@ -17,11 +17,9 @@ function stat(pid: number): [string, number] | null {
   }
 }
 
-export const scenario: Scenario = {
+export const scenario: Scenario = pid1Scenario({
   title: 'PID 1: 20 orphans the app leaves behind are reaped, no zombie left',
-  phase: 'pid1',
-  async run(ctx) {
-    await pid1Host(ctx);
+  async run() {
     const res = await fetch(`http://127.0.0.1:${INGRESS_PLAIN}/orphans?n=20`);
     const { pids } = (await res.json()) as { pids: number[] };
     assert.equal(pids.length, 20);
@@ -44,4 +42,4 @@ export const scenario: Scenario = {
       'every orphan exited and was reaped (none still a zombie)',
     );
   },
-};
+});

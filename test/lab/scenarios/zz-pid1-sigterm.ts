@@ -6,14 +6,13 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Scenario, sleep } from '../guest/lab.ts';
-import { pid1Host } from '../guest/pid1-host.ts';
+import { pid1Scenario } from '../guest/pid1-host.ts';
 
-export const scenario: Scenario = {
+export const scenario: Scenario = pid1Scenario({
   title: 'PID 1 SIGTERM: the app stops gracefully within the grace period, cloister exits with its code',
-  phase: 'pid1',
   endsBoot: true,
+  // run starts once the app is up (also when this runs alone: LAB_ONLY=zz-pid1-sigterm)
   async run(ctx) {
-    await pid1Host(ctx); // the app is up (when this runs alone: LAB_ONLY=zz-pid1-sigterm)
     const started = `${ctx.env.results}/app-started.json`;
     while (!existsSync(started)) await sleep(200);
     const { pid } = JSON.parse(readFileSync(`${ctx.env.results}/app-started.json`, 'utf8')) as {
@@ -37,4 +36,4 @@ export const scenario: Scenario = {
       'no SIGKILL: the app finished inside the grace period',
     );
   },
-};
+});

@@ -110,7 +110,7 @@ test('renew: a new certificate for the same key; files replaced, key first and c
   assert.equal(readFileSync(a.files!.cert, 'utf8'), after.pem);
 });
 
-test('renewal runs by itself before the document reaches max age', async (t) => {
+test('renewal runs by itself on its timer (due at 3/4 of max age), and the app is told', async (t) => {
   const { a, events } = await setup(t, { maxAgeMs: 1000 });
   const first = a.current();
   const deadline = Date.now() + 20_000;

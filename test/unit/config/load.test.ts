@@ -332,7 +332,7 @@ const bad: BadCase[] = [
     keyPath: 'foo',
     line: 3,
     match:
-      'allowed keys: app, log, transport, egress, ingress, kms, streams, api, secrets, ram_dir, nsm, attested_tls',
+      'allowed keys: app, log, transport, egress, transparent, ingress, kms, streams, api, secrets, ram_dir, nsm, attested_tls',
   },
   {
     name: 'settings: unknown key',
@@ -736,6 +736,11 @@ egress:
   idle_timeout_ms: 60000
   max_header_bytes: 8192
   max_tunnels: 100
+transparent:
+  enabled: true
+  resolver: doh
+  doh_url: https://dns.example/dns-query
+  doh_ca_file: ca.pem
 ingress:
   upstream_retry_ms: 1000
   proxy_protocol: true
@@ -784,6 +789,12 @@ attested_tls:
         idle_timeout_ms: 60000,
         max_header_bytes: 8192,
         max_tunnels: 100,
+      },
+      transparent: {
+        enabled: true,
+        resolver: 'doh',
+        doh_url: 'https://dns.example/dns-query',
+        doh_ca_file: join(dir, 'ca.pem'),
       },
       ingress: { upstream_retry_ms: 1000, proxy_protocol: true, proxy_protocol_tlvs: [1, 0xea], ports: {} },
       kms: { ready_wait_ms: 2000, upstream_timeout_ms: 5000 },

@@ -3,7 +3,9 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { stringify } from 'yaml';
 import { ConfigError, findConfigFiles, loadConfig } from '../../../src/config/load.ts';
+import { secretsToYaml } from '../../../src/config/secrets.ts';
 import { BASE_MANIFEST as BASE, configDirs } from '../../helpers/config-dirs.ts';
 
 const { configDir } = configDirs();
@@ -43,6 +45,11 @@ test('a full secrets list loads: every source, targets, defaults', () => {
 `,
   );
   const { settings } = loadConfig(findConfigFiles(dir));
+  // What `cloister dev` writes back (and `cloister secrets encrypt` prints) loads to the same secrets.
+  const again = loadConfig(
+    findConfigFiles(configDir(MANIFEST, stringify({ secrets: secretsToYaml(settings.secrets) }))),
+  );
+  assert.deepEqual(again.settings.secrets, settings.secrets);
   assert.deepEqual(settings.secrets, [
     {
       name: 'vault-tls-key',

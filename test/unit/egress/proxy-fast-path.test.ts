@@ -83,8 +83,17 @@ test("a CONNECT head split over two writes goes to Node's HTTP server and still 
         if (got.endsWith('\r\n\r\nping')) resolve();
       }),
     );
+    // The second half is sent only once the proxy has handed the connection to Node's server (its
+    // net.Socket appears), so the proxy saw a partial head whatever the machine's load.
+    const handedToNode = new Promise<void>((resolve) => {
+      const onSocket = () => {
+        unsubscribe('net.server.socket', onSocket);
+        resolve();
+      };
+      subscribe('net.server.socket', onSocket);
+    });
     s.write(`CONNECT 127.0.0.1:${echo} HTTP/1.1\r\n`);
-    await new Promise((r) => setTimeout(r, 50));
+    await handedToNode;
     s.write('Host: x\r\n\r\nping');
     await done;
     s.destroy();

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import { keyPolicy } from '../../../src/key-policy/generate.ts';
 import { type FindingKind, formatReport, lintPolicy } from '../../../src/key-policy/lint.ts';
 import { defaultPolicy } from '../../../src/kms-emulator/actions.ts';
+import { seededRandom } from '../../helpers/seeded-random.ts';
 
 const A = '111122223333';
 const ROLE = `arn:aws:iam::${A}:role/enclave`;
@@ -136,6 +137,28 @@ const CASES: Case[] = [
     name: 'a statement without Principal',
     policy: doc(admin, { ...good, Principal: undefined }),
     errors: [{ kind: 'no-principal', statement: 'EnclaveDecrypts' }],
+  },
+  {
+    name: 'a wildcard principal narrowed to the account by kms:CallerAccount: every principal of it',
+    policy: doc(admin, {
+      ...good,
+      Principal: '*',
+      Condition: { StringEquals: { 'kms:CallerAccount': A } },
+    }),
+    errors: [
+      {
+        kind: 'leak',
+        statement: 'EnclaveDecrypts',
+        principal: /every IAM principal of account 111122223333/,
+      },
+    ],
+  },
+  {
+    name: 'a wildcard principal narrowed by aws:PrincipalArn to the role, without attestation',
+    policy: doc(admin, { ...good, Principal: '*', Condition: { ArnEquals: { 'aws:PrincipalArn': ROLE } } }),
+    errors: [
+      { kind: 'leak', statement: 'EnclaveDecrypts', principal: /^arn:aws:iam::111122223333:role\/enclave$/ },
+    ],
   },
   {
     name: 'a wildcard principal may rewrite the policy',
@@ -295,4 +318,43 @@ test('a leak is reported once per principal and statement, with every action it 
   ]);
   // GenerateDataKeyWithoutPlaintext and Encrypt yield no plaintext: never in a leak.
   assert.ok(!report.findings.some((f) => f.actions?.includes('kms:GenerateDataKeyWithoutPlaintext')));
+});
+
+test('a mangled policy is always a report, never an exception (structure fuzz of a printed policy)', (t) => {
+  const rnd = seededRandom(t);
+  const base = keyPolicy({ role: ROLE, admin: ADMIN, imageSha384: PCR0 });
+  const junk: unknown[] = [
+    null,
+    7,
+    true,
+    '',
+    '*',
+    'kms:*',
+    [],
+    {},
+    ['*', 1],
+    { AWS: [null] },
+    { x: { y: 1 } },
+  ];
+  const pick = <T>(xs: readonly T[]): T => xs[rnd.int(0, xs.length)]!;
+  // Replaces or deletes one random node of the tree.
+  const mangle = (node: unknown, depth: number): unknown => {
+    if (node === null || typeof node !== 'object' || rnd.int(0, 4) === 0 || depth > 6) return pick(junk);
+    const copy: Record<string, unknown> | unknown[] = Array.isArray(node) ? [...node] : { ...node };
+    const keys = Object.keys(copy);
+    if (keys.length === 0) return pick(junk);
+    const k = pick(keys);
+    if (rnd.int(0, 5) === 0) delete (copy as Record<string, unknown>)[k];
+    else (copy as Record<string, unknown>)[k] = mangle((copy as Record<string, unknown>)[k], depth + 1);
+    return copy;
+  };
+  const kinds = new Set<string>();
+  for (let i = 0; i < 400; i++) {
+    const text = JSON.stringify(mangle(base, 0)) ?? 'null';
+    const report = lintPolicy(text);
+    assert.equal(typeof report.ok, 'boolean', text);
+    assert.equal(report.errors, report.findings.filter((f) => f.severity === 'error').length);
+    for (const f of report.findings) kinds.add(f.kind);
+  }
+  t.diagnostic(`finding kinds seen: ${[...kinds].sort().join(', ')}`);
 });

@@ -2,7 +2,7 @@
 // (OR); ...IfExists holds when the key is missing; Null tests presence; NitroTPM keys are ordinary keys.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { evaluatePolicy, parsePolicy } from '../../../src/kms-emulator/policy.ts';
+import { evaluatePolicy, parsePolicy, wildcardMatch } from '../../../src/kms-emulator/policy.ts';
 
 const P = 'kms:RecipientAttestation:';
 const PCR0 = 'aa'.repeat(48);
@@ -106,4 +106,40 @@ test('Bool and Arn operators; unknown operators are still refused', () => {
   for (const op of ['NumericEquals', 'ForAnyValue:StringEquals', 'NullIfExists', 'StringEqualsIfExist']) {
     assert.throws(() => decrypt({ [op]: { k: '1' } }), { type: 'MalformedPolicyDocumentException' }, op);
   }
+});
+
+test('wildcards: * and ? as IAM reads them, and no pattern from a policy makes matching slow', () => {
+  for (const [pattern, text, ok] of [
+    ['kms:*', 'kms:Decrypt', true],
+    ['kms:GenerateDataKey*', 'kms:GenerateDataKeyPairWithoutPlaintext', true],
+    ['kms:?ecrypt', 'kms:Decrypt', true],
+    ['kms:?ncrypt', 'kms:Encrypt', true],
+    ['kms:?ecrypt', 'kms:ReEncrypt', false],
+    ['*crypt', 'kms:Decrypt', true],
+    ['a*b*c', 'aXXbYYc', true],
+    ['a*b*c', 'aXXbYY', false],
+    ['', '', true],
+    ['*', '', true],
+    ['a.c', 'abc', false], // regular-expression characters are literal
+  ] as const) {
+    assert.equal(wildcardMatch(pattern, text, false), ok, `${pattern} ~ ${text}`);
+  }
+  assert.equal(wildcardMatch('KMS:DECRYPT', 'kms:Decrypt', true), true);
+  // A regular expression built from these would backtrack for hours; they must decide at once.
+  const stars = `kms:${'*a'.repeat(2000)}x`;
+  const doc = parsePolicy(
+    JSON.stringify({
+      Statement: [
+        { Effect: 'Allow', Principal: '*', Action: stars },
+        {
+          Effect: 'Allow',
+          Principal: '*',
+          Action: 'kms:Decrypt',
+          Condition: { StringLike: { [`${P}PCR0`]: `${'*a'.repeat(2000)}x` } },
+        },
+      ],
+    }),
+  );
+  assert.equal(evaluatePolicy(doc, `kms:${'a'.repeat(3000)}`, {}).allowed, false);
+  assert.equal(can(doc, { [`${P}PCR0`]: 'a'.repeat(3000) }), false);
 });

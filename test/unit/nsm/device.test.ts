@@ -1,7 +1,7 @@
 // The /dev/nsm ioctl path without a device: a test-only LD_PRELOAD shim (test/native/nsm_shim.c,
 // compiled here) answers NSM_IOCTL_RAW like the Linux driver and records what it was sent.
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 import { decode } from 'cbor-x';
 import { openNsmDevice } from '../../../src/nsm/device.ts';
 import { NsmError } from '../../../src/nsm/types.ts';
+import { buildShims } from '../../helpers/native/shims.ts';
 
 const GET_RANDOM = '6947657452616e646f6d';
 const DESCRIBE_PCR0 = 'a16b4465736372696265504352a165696e64657800';
@@ -20,17 +21,7 @@ let n = 0;
 
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'cloister-nsm-'));
-  shim = join(dir, 'nsm_shim.so');
-  execFileSync('cc', [
-    '-shared',
-    '-fPIC',
-    '-O2',
-    '-Wall',
-    '-o',
-    shim,
-    'test/helpers/native/nsm_shim.c',
-    '-ldl',
-  ]);
+  shim = buildShims(dir, ['nsm_shim']);
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -2,8 +2,7 @@
 // its own root (and not with AWS's), a root that survives restarts, leaf and CA rotation.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { decodeDocument } from '../../../src/attestation/document.ts';
@@ -12,12 +11,7 @@ import { parseCertificate } from '../../../src/attestation/x509.ts';
 import { cborDecode } from '../../../src/nsm/codec.ts';
 import { openNsm } from '../../../src/nsm/index.ts';
 import { SoftwareNsm } from '../../../src/nsm/software.ts';
-
-function tempDir(t: { after: (fn: () => void) => void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'cloister-swnsm-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+import { tempDir } from '../../helpers/fixtures/temp-dir.ts';
 
 const PCR0 = 'a1'.repeat(48);
 
@@ -57,7 +51,10 @@ test('DescribeNSM, PCR lock/extend semantics and GetRandom', async () => {
 });
 
 test('documents carry the request, the nine keys in order, and verify with the software root only', async (t) => {
-  const sw = await SoftwareNsm.open({ stateDir: tempDir(t), pcrs: { '0': PCR0, '8': 'b2'.repeat(48) } });
+  const sw = await SoftwareNsm.open({
+    stateDir: tempDir(t, 'cloister-swnsm-'),
+    pcrs: { '0': PCR0, '8': 'b2'.repeat(48) },
+  });
   const nsm = sw.client();
   const nonce = Buffer.from('n0nce');
   const userData = Buffer.alloc(1024, 9);
@@ -120,7 +117,7 @@ test('an unconfigured software NSM is a debug-mode enclave', async () => {
 });
 
 test('the root persists in the state directory (atomically created, shared by concurrent openers)', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'cloister-swnsm-');
   const [a, b] = await Promise.all([
     SoftwareNsm.open({ stateDir: dir }),
     SoftwareNsm.open({ stateDir: dir }),

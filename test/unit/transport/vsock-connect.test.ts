@@ -4,13 +4,14 @@
 // (test/helpers/native/vsock_shim.c) makes AF_VSOCK connects stay in progress for ever, or complete
 // to a Unix echo server; the real-kernel run of the same scenario is the lab's (test/lab/).
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { buildShims } from '../../helpers/native/shims.ts';
 
 const CHILD = 'test/helpers/native/vsock-connect-child.ts';
 let dir: string;
@@ -18,21 +19,7 @@ let preload: string;
 
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'cloister-vsock-connect-'));
-  const shims = ['vsock_shim', 'nsm_shim'].map((name) => {
-    const so = join(dir, `${name}.so`);
-    execFileSync('cc', [
-      '-shared',
-      '-fPIC',
-      '-O2',
-      '-Wall',
-      '-o',
-      so,
-      `test/helpers/native/${name}.c`,
-      '-ldl',
-    ]);
-    return so;
-  });
-  preload = shims.join(' ');
+  preload = buildShims(dir);
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
