@@ -405,6 +405,18 @@ test('S3, SSM and Secrets Manager endpoints the egress policy does not allow: th
   const fatal = String((await status.waitFor(['fatal'], 60_000)).error);
   for (const n of ['from-s3', 'from-ssm', 'from-sm'])
     assert.match(fatal, new RegExp(`secret ${n}: cannot read its ciphertext`));
-  assert.match(e.stdout(), /"reason":"CLO_ERR_EGRESS_DENIED"/);
+  // The log lines (one per secret, with the egress proxy's code) reach the console echo after the status.
+  await waitUntil(
+    () => `the three refusals in the log:\n${e.stdout().slice(-3000)}`,
+    () => {
+      const lines = e
+        .stdout()
+        .split('\n')
+        .filter((l) => l.includes('"msg":"boot-time secret failed"'));
+      return lines.length === 3 && lines.every((l) => l.includes('"reason":"CLO_ERR_EGRESS_DENIED"'))
+        ? true
+        : undefined;
+    },
+  );
   assert.equal((world.out().match(/^REQ /gm) ?? []).length, before, 'no request reached the stand-ins');
 });
