@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { writeBlocks } from '../test/helpers/fixtures/bulk.ts';
+import { cpuUs, gbit, pct } from './measure.ts';
 
 const { values } = parseArgs({
   options: {
@@ -146,7 +147,6 @@ const paths = (
     string,
   ][]
 ).filter(([name]) => !only || only.includes(name));
-const gbit = (r: { bytes: number; seconds: number }) => (r.bytes * 8) / r.seconds / 1e9;
 const best = async (args: string[]) => {
   let top = 0;
   for (let i = 0; i < RUNS; i++) {
@@ -159,15 +159,6 @@ const best = async (args: string[]) => {
   }
   return top;
 };
-// utime + stime of a process in µs (USER_HZ is 100 on Linux). CPU per tunnel moves much less than
-// wall-clock rates when other work shares the 2 cores.
-const cpuUs = (pid: number) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10_000;
-};
-const pct = (xs: number[], p: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!;
-
 const results = {
   mib: MIB,
   runs: RUNS,
