@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { writeBlocks } from '../test/helpers/fixtures/bulk.ts';
+import { cpuUs, gbit, pct } from './measure.ts';
 
 const { values } = parseArgs({
   options: {
@@ -146,7 +147,6 @@ const paths = (
     string,
   ][]
 ).filter(([name]) => !only || only.includes(name));
-const gbit = (r: { bytes: number; seconds: number }) => (r.bytes * 8) / r.seconds / 1e9;
 const best = async (args: string[]) => {
   let top = 0;
   for (let i = 0; i < RUNS; i++) {
@@ -159,15 +159,6 @@ const best = async (args: string[]) => {
   }
   return top;
 };
-// utime + stime of a process in µs (USER_HZ is 100 on Linux). CPU per tunnel moves much less than
-// wall-clock rates when other work shares the 2 cores.
-const cpuUs = (pid: number) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10_000;
-};
-const pct = (xs: number[], p: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!;
-
 const results = {
   mib: MIB,
   runs: RUNS,
@@ -187,7 +178,13 @@ const holder = spawn(
     stdio: ['pipe', 'pipe', 'inherit'],
   },
 );
-await new Promise((r) => holder.stdout.once('data', r));
+// A holder that dies before it prints (a refused tunnel) must fail the run, not hang it.
+await new Promise((resolve, reject) => {
+  holder.stdout.once('data', resolve);
+  holder.once('exit', (code) =>
+    reject(new Error(`the 1000-tunnel holder exited (${code}) before opening them`)),
+  );
+});
 await new Promise((r) => setTimeout(r, 500));
 const during = { proxy: rss(proxy.child.pid!), relay: rss(relay.child.pid!) };
 holder.stdin.end();

@@ -9,14 +9,13 @@ import { execFileSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 import dnsPacket from 'dns-packet';
-import { DEFAULT_SETTINGS } from '../src/config/types.ts';
 import { startEgressProxy } from '../src/egress/proxy.ts';
 import { startEgressRelay } from '../src/egress/relay.ts';
 import { createLogger } from '../src/log/logger.ts';
-import { planEgress } from '../src/plan/index.ts';
 import { bringUpLoopback } from '../src/system/index.ts';
 import { EmulatedTransport } from '../src/transport/emulated.ts';
 import { writeBlocks } from '../test/helpers/fixtures/bulk.ts';
+import { benchEgressPlan } from './measure.ts';
 
 export const SERVER = '10.77.0.1';
 export const PORTS = { source: 9001, sink: 9002, echo: 9003 };
@@ -58,18 +57,7 @@ if (role === 'servers') {
   );
   say('ready');
 } else if (role === 'enclave') {
-  const plan = planEgress({
-    manifestPath: '',
-    configDir: '',
-    manifest: {
-      version: 'v1',
-      name: 'bench',
-      target: 't',
-      sources: { app: 'a' },
-      egress: { allow: [SERVER, 'bench.test'], proxy_port: 0 },
-    },
-    settings: { ...DEFAULT_SETTINGS, transparent: { ...DEFAULT_SETTINGS.transparent, enabled: true } },
-  })!;
+  const plan = benchEgressPlan([SERVER, 'bench.test'], true);
   const svc = await startEgressProxy(plan, { transport: new EmulatedTransport(a1!, 16), logger });
   say(String(svc.port));
   process.on('SIGTERM', () => void svc.close().then(() => process.exit(0)));

@@ -11,10 +11,11 @@
 // cached name and a refused one. Nothing leaves the machine: neither namespace has any device but lo.
 // Run: node --import tsx bench/transparent.ts [--mib 1024] [--runs 2]
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { cpuUs, gbit, pct } from './measure.ts';
 
 const { values } = parseArgs({
   options: { mib: { type: 'string', default: '1024' }, runs: { type: 'string', default: '2' } },
@@ -100,13 +101,6 @@ function client(ns: number, args: string[]): Promise<ClientOut> {
   });
 }
 const egressClient = (ns: number, args: string[]) => client(ns, [join(here, 'egress-client.ts'), ...args]);
-const cpuUs = (pid: number) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10_000;
-};
-const pct = (xs: number[], p: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!;
-const gbit = (r: { bytes: number; seconds: number }) => (r.bytes * 8) / r.seconds / 1e9;
 
 // The enclave process is `sh -c exec node ...`: after exec it is the node process itself.
 const enclavePid = enclave.child.pid!;

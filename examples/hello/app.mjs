@@ -6,7 +6,8 @@
 // host side), CLOISTER_CLI (to run `cloister attest verify`), CLOISTER_DEV_NSM_ROOT (the software NSM's
 // root certificate), CLOISTER_DEV_KMS_URL (the KMS emulator, reached through the egress proxy).
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
 import { CreateKeyCommand, DecryptCommand, EncryptCommand, KMSClient } from '@aws-sdk/client-kms';
 import { HttpResponse } from '@smithy/protocol-http';
@@ -173,20 +174,48 @@ const plain = Buffer.from(opened.Plaintext).toString();
 if (plain !== secret) fail('the decrypted secret does not match');
 say(`   Decrypt through the KMS proxy (${need('AWS_KMS_ENDPOINT')}), attested -> "${plain}"`);
 
-// --- 4. Ingress --------------------------------------------------------------------------------------
+// --- 4. Boot-time secrets ----------------------------------------------------------------------------
+// (Only when demo.mjs set them up: `cloister secrets encrypt --dev`, bound to this enclave's PCR0.)
+const passwordSha = process.env.DEMO_PASSWORD_SHA256;
+if (passwordSha) {
+  say('4. Boot-time secrets: cloister decrypted them (attested, bound to PCR0) before starting this app.');
+  const sha = (b) => createHash('sha256').update(b).digest('hex');
+  const fromEnv = need('DEMO_PASSWORD');
+  const file = `${need('CLOISTER_RAM_DIR')}/demo/password`;
+  const st = statSync(file);
+  if (sha(fromEnv) !== passwordSha) fail('DEMO_PASSWORD is not the password demo.mjs encrypted');
+  if (sha(readFileSync(file)) !== passwordSha) fail(`${file} does not hold the password`);
+  if ((st.mode & 0o777) !== 0o400) fail(`${file} has mode ${(st.mode & 0o777).toString(8)}, not 400`);
+  // Never print a secret: its digest says it arrived.
+  say(
+    `   password: in DEMO_PASSWORD and in ${file} (mode 0400, a RAM file system), sha256 ${passwordSha.slice(0, 12)}...`,
+  );
+  say('   TLS key of ingress port 8443: decrypted into cloister, which terminates TLS with it');
+}
+
+// --- 5. Ingress --------------------------------------------------------------------------------------
 say(
-  '4. Clients reach the app through ingress: the host forwards a port, cloister hands it to 127.0.0.1:8080.',
+  `${passwordSha ? 5 : 4}. Clients reach the app through ingress: the host forwards a port, cloister hands it to 127.0.0.1.`,
 );
+// Port 8080 (plain) and, with boot-time secrets, 8443 (cloister terminates TLS with the decrypted key).
+const ports = passwordSha ? [8080, 8443] : [8080];
+let waiting = ports.length;
 const served = new Promise((resolve) => {
-  const server = createServer((req, res) => {
-    res.end(`hello from inside the enclave, PCR0 ${pcr0.slice(0, 16)}...\n`);
-    say(`   served ${req.method} ${req.url} to a client outside the enclave`);
-    server.close();
-    resolve();
-  }).listen(8080, '127.0.0.1', () => say('   ingress ready: listening on 127.0.0.1:8080'));
+  for (const port of ports) {
+    const server = createServer((req, res) => {
+      res.end(`hello from inside the enclave, PCR0 ${pcr0.slice(0, 16)}...\n`);
+      say(`   served ${req.method} ${req.url} on port ${port} to a client outside the enclave`);
+      server.close();
+      if (--waiting === 0) resolve();
+    }).listen(port, '127.0.0.1', () => {
+      if (port === ports.at(-1)) say(`   ingress ready: listening on 127.0.0.1:${ports.join(' and ')}`);
+    });
+  }
 });
 const timeout = setTimeout(() => fail('nobody called the ingress endpoint within 30 s'), 30_000);
 await served;
 clearTimeout(timeout);
-say('Done: egress filtered, attestation verified, secret sealed to this enclave, ingress served. Exiting 0.');
+say(
+  `Done: egress filtered, attestation verified, secret sealed to this enclave${passwordSha ? ', boot-time secrets delivered' : ''}, ingress served. Exiting 0.`,
+);
 process.exit(0);

@@ -5,7 +5,7 @@
 //
 //   extension ATTESTATION_OID, non-critical, extnValue = DER OCTET STRING { COSE_Sign1 document bytes }
 //   document.public_key = DER SubjectPublicKeyInfo of the certificate's key (byte for byte)
-import { webcrypto } from 'node:crypto';
+import { createHash, webcrypto } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { AttestationError } from '../errors.ts';
@@ -22,6 +22,25 @@ export const ATTESTATION_OID = '2.25.328075810561014814304407295221838237412';
  * hex in braces ("2.25.{036d...}"), so parsed extensions are matched against this rendering.
  */
 const ATTESTATION_OID_PARSED = new asn1js.ObjectIdentifier({ value: ATTESTATION_OID }).getValue();
+
+/**
+ * The PCR cloister extends with the attested key and locks before the first document (docs/attested-tls.md,
+ * "The key PCR"). Locked PCRs are in every document the enclave makes from then on, whoever asks for it, so
+ * a document that some other path attested for a caller-chosen key (an app that forwards the attestation
+ * API, say) still names the real TLS key here and fails the binding check. The last PCR: the one least
+ * likely to be an app's.
+ */
+export const KEY_PCR = 31;
+
+/** What the NSM is asked to extend KEY_PCR with: SHA-384 of the key's SubjectPublicKeyInfo. */
+export function keyPcrData(spki: Uint8Array): Buffer {
+  return createHash('sha384').update(spki).digest();
+}
+
+/** KEY_PCR's value after one extension of the all-zero PCR with keyPcrData(spki), as the NSM computes it. */
+export function expectedKeyPcr(spki: Uint8Array): Buffer {
+  return createHash('sha384').update(Buffer.alloc(48)).update(keyPcrData(spki)).digest();
+}
 
 /** The key of the attested certificate: P-256 (fast handshakes; OpenSSL's P-256 code is the quickest). */
 export const ATTESTED_CURVE = 'P-256';

@@ -18,7 +18,13 @@ import type { Nsm } from '../nsm/types.ts';
 import type { AttestedTlsPlan } from '../plan/attested-tls.ts';
 import type { Service } from '../service.ts';
 import type { RamDir } from '../system/ram-dir.ts';
-import { type AttestedKey, buildAttestedCertificate, generateAttestedKey } from './certificate.ts';
+import {
+  type AttestedKey,
+  buildAttestedCertificate,
+  generateAttestedKey,
+  KEY_PCR,
+  keyPcrData,
+} from './certificate.ts';
 import { nonceFromServername } from './sni-nonce.ts';
 
 export interface AttestedTlsDeps {
@@ -99,6 +105,16 @@ export async function startAttestedTls(plan: AttestedTlsPlan, deps: AttestedTlsD
   }
   const key: AttestedKey = await generateAttestedKey();
   const keyPem = KeyObject.from(key.keys.privateKey).export({ type: 'pkcs8', format: 'pem' }) as string;
+  // Measure the key into KEY_PCR and lock it, before any document exists (certificate.ts, KEY_PCR).
+  try {
+    await deps.nsm.extendPcr(KEY_PCR, keyPcrData(key.spki));
+    await deps.nsm.lockPcr(KEY_PCR);
+  } catch (err) {
+    throw new AttestedTlsIssueError(
+      `cannot measure the TLS key into PCR${KEY_PCR} (is it locked, or used by the app?): ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
 
   async function issue(nonce: Buffer | null): Promise<Issued> {
     let document: Uint8Array;

@@ -1,8 +1,9 @@
 // Client side: is this TLS certificate the attested certificate of an enclave we trust? The document it
 // carries is verified as any attestation document (signature, chain to the pinned root, PCRs, age, nonce:
 // src/attestation/verify.ts), and then bound to the certificate: its public_key must be the certificate's
-// own SubjectPublicKeyInfo. The TLS handshake has already proved that the peer holds that key's private
-// half, and that key never leaves the enclave, so the peer is the attested enclave.
+// own SubjectPublicKeyInfo, and the key PCR (certificate.ts KEY_PCR) must measure that key. The TLS
+// handshake has already proved that the peer holds that key's private half, and that key never leaves the
+// enclave, so the peer is the attested enclave.
 import { createHash } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import { type DocumentJson, documentToJson } from '../attestation/describe.ts';
@@ -14,7 +15,7 @@ import {
   summarizeCertificate,
 } from '../attestation/x509.ts';
 import { AttestationError } from '../errors.ts';
-import { documentFromCertificate } from './certificate.ts';
+import { documentFromCertificate, expectedKeyPcr, KEY_PCR } from './certificate.ts';
 
 /** What a client pins: the attestation policy, without the key (the certificate names it). */
 export type AttestedTlsPolicy = Omit<VerifyOptions, 'publicKey'>;
@@ -67,6 +68,16 @@ export async function verifyAttestedCertificate(
     throw new AttestationError(
       'binding',
       "the document's public_key is not this certificate's key (a certificate for another key carries it)",
+    );
+  }
+  // The enclave locked KEY_PCR to its TLS key before making any document: a document attested for another
+  // key inside the same enclave carries the real key's value there. (Absent: an enclave that never locked it,
+  // which the pinned PCR0 decides; a document cannot drop a locked PCR.)
+  const keyPcr = verified.pcrs.get(KEY_PCR);
+  if (keyPcr && !keyPcr.equals(expectedKeyPcr(spki))) {
+    throw new AttestationError(
+      'binding',
+      `PCR${KEY_PCR} does not measure this certificate's key: the enclave's TLS key is another one`,
     );
   }
   return {

@@ -92,6 +92,8 @@ export function listenOnHandle(server: Server, handle: PipeHandle, backlog: numb
 export interface AcceptedHandle {
   readonly fd: number;
   close(cb?: () => void): void;
+  /** TCP handles only: TCP_NODELAY (a tunnel's small writes must not wait for an ACK). */
+  setNoDelay?(enable: boolean): number;
 }
 type OnConnection = (this: unknown, err: number, client: AcceptedHandle | undefined) => void;
 

@@ -60,6 +60,17 @@ test('npm run demo: every step of the story happens and is checked', {
     /\[host side\] GET http:\/\/127\.0\.0\.1:\d+\/hello -> 200: hello from inside the enclave/,
     why,
   );
+  // Boot-time secrets bound to PCR0: the password in env and a 0400 RAM file, the TLS key serving 8443.
+  assert.match(
+    r.out,
+    /password: in DEMO_PASSWORD and in \/\S+\/demo\/password \(mode 0400, a RAM file system\)/,
+    why,
+  );
+  assert.match(
+    r.out,
+    /\[host side\] GET https:\/\/127\.0\.0\.1:\d+\/hello -> 200 over TLS \(certificate verified\): hello from inside the enclave/,
+    why,
+  );
   assert.match(r.out, /Demo finished: every check passed\./, why);
   assert.ok(!r.out.includes('FAILED'), why);
 });

@@ -42,10 +42,9 @@ function startEnclave(
   );
 }
 
-export async function runShortEnclave(ctx: ScenarioContext, app: string[], settings = ''): Promise<ShortRun> {
-  const manifest = writeConfig(ctx, minimalManifest('lab-short'), settings);
-  const enclave = startEnclave(ctx, manifest, app);
-  const host = cloister(ctx, [
+/** `cloister host --attach-cid 1` for the enclave of `manifest`: its status and logs, and its egress relay. */
+export function attachHost(ctx: ScenarioContext, manifest: string, statusTimeoutS = 60): Proc {
+  return cloister(ctx, [
     'host',
     '--attach-cid',
     '1',
@@ -54,8 +53,14 @@ export async function runShortEnclave(ctx: ScenarioContext, app: string[], setti
     '-f',
     manifest,
     '--status-timeout',
-    '60',
+    String(statusTimeoutS),
   ]);
+}
+
+export async function runShortEnclave(ctx: ScenarioContext, app: string[], settings = ''): Promise<ShortRun> {
+  const manifest = writeConfig(ctx, minimalManifest('lab-short'), settings);
+  const enclave = startEnclave(ctx, manifest, app);
+  const host = attachHost(ctx, manifest);
   const hostCode = await host.exited;
   return { enclave, host, hostCode };
 }

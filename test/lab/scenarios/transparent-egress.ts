@@ -11,7 +11,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import { join } from 'node:path';
 import dnsPacket from 'dns-packet';
-import { cloister, minimalManifest, type Scenario, start } from '../guest/lab.ts';
+import { writeSelfSigned } from '../../helpers/fixtures/tls.ts';
+import { minimalManifest, type Scenario, start } from '../guest/lab.ts';
+import { attachHost } from '../guest/short-enclave.ts';
 
 const APP_SERVER = '10.77.0.1';
 const DOH_SERVER = '10.77.0.2';
@@ -32,29 +34,7 @@ export const scenario: Scenario = {
     }
     const key = join(ctx.tmp, 'key.pem');
     const cert = join(ctx.tmp, 'cert.pem');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=lab.test',
-        '-addext',
-        `subjectAltName=DNS:lab.test,IP:${APP_SERVER},IP:${DOH_SERVER},IP:${DENIED_SERVER}`,
-        '-keyout',
-        key,
-        '-out',
-        cert,
-      ],
-      { stdio: 'ignore' },
-    );
+    writeSelfSigned(key, cert, `DNS:lab.test,IP:${APP_SERVER},IP:${DOH_SERVER},IP:${DENIED_SERVER}`);
     const tls = { key: readFileSync(key), cert: readFileSync(cert) };
     const dohQueries: string[] = [];
     const server = createServer(tls, (req, res) => {
@@ -125,17 +105,7 @@ kill -TERM $PPID
       '-c',
       `mount --bind ${ctx.tmp}/resolv.conf /etc/resolv.conf && ${ctx.env.bin} enclave --transport vsock --parent-cid 1 --no-bootstrap -f ${manifest} -- sh ${ctx.tmp}/app.sh; echo "== after"; ip route show; iptables-legacy-save -t nat; cat /etc/resolv.conf`,
     ]);
-    const host = cloister(ctx, [
-      'host',
-      '--attach-cid',
-      '1',
-      '--transport',
-      'vsock',
-      '-f',
-      manifest,
-      '--status-timeout',
-      '120',
-    ]);
+    const host = attachHost(ctx, manifest, 120);
     await enclave.exited;
     await host.stop(5000);
     const log = enclave.out();

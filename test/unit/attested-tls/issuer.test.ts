@@ -1,5 +1,6 @@
 // The enclave side of attested TLS (src/attested-tls/issuer.ts) with the software NSM and a real RAM
-// directory, and the Node client (client.ts) against it over loopback TLS in this process.
+// directory, the key PCR against a forged certificate, and the Node client (client.ts) against it over
+// loopback TLS in this process.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
@@ -7,9 +8,16 @@ import { request as httpsRequest } from 'node:https';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { type TestContext, test } from 'node:test';
 import { TLSSocket } from 'node:tls';
+import {
+  buildAttestedCertificate,
+  expectedKeyPcr,
+  generateAttestedKey,
+  KEY_PCR,
+} from '../../../src/attested-tls/certificate.ts';
 import { AttestedAgent, connectAttested } from '../../../src/attested-tls/client.ts';
 import { type AttestedTls, startAttestedTls } from '../../../src/attested-tls/issuer.ts';
-import { AttestationError } from '../../../src/errors.ts';
+import { verifyAttestedCertificate } from '../../../src/attested-tls/verify.ts';
+import { AttestationError, AttestedTlsIssueError } from '../../../src/errors.ts';
 import { createLogger } from '../../../src/log/logger.ts';
 import { SoftwareNsm } from '../../../src/nsm/software.ts';
 import type { AttestedTlsPlan } from '../../../src/plan/attested-tls.ts';
@@ -179,4 +187,45 @@ test('AttestedAgent: a request goes out only to a verified server; a wrong PCR0 
   t.after(() => bad.destroy());
   await assert.rejects(get(bad), (e: unknown) => e instanceof AttestationError && e.check === 'pcr');
   assert.equal(requests, 1, 'the refused server never saw the request');
+});
+
+test('the key PCR: locked to the TLS key at start, so a document attested for another key cannot pass', async (t) => {
+  const { sw, a } = await setup(t);
+  const spki = new X509Certificate(a.current().der).publicKey.export({ type: 'spki', format: 'der' });
+  const pcr = await sw.client().describePcr(KEY_PCR);
+  assert.equal(pcr.lock, true);
+  assert.deepEqual(Buffer.from(pcr.data), expectedKeyPcr(spki));
+
+  // An attestation oracle inside the enclave (an app forwarding the attestation API, say) attests the
+  // attacker's key; the attacker wraps that document in a certificate for its key. Every check but the key
+  // PCR would pass: the public_key is the attacker's and the PCRs are the enclave's.
+  const forge = async (nsm: SoftwareNsm) => {
+    const attacker = await generateAttestedKey();
+    const document = await nsm.client().attestation({ public_key: attacker.spki });
+    return buildAttestedCertificate({
+      key: attacker,
+      document,
+      commonName: 'forged',
+      dnsNames: [],
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 600_000),
+    });
+  };
+  const policy = { rootPem: sw.rootPem, pcrs: { 0: PCR0 } };
+  await assert.rejects(
+    verifyAttestedCertificate(await forge(sw), policy),
+    (e: unknown) => e instanceof AttestationError && e.check === 'binding' && /PCR31/.test(e.message),
+  );
+  // The same forgery against an enclave that never locked the key PCR passes: the PCR is what stops it.
+  const unlocked = await SoftwareNsm.open({ stateDir: null, pcrs: { '0': PCR0 } });
+  await verifyAttestedCertificate(await forge(unlocked), { ...policy, rootPem: unlocked.rootPem });
+
+  // A second start on the same NSM cannot re-measure a locked PCR: it fails, naming it.
+  await assert.rejects(
+    startAttestedTls(
+      { maxAgeMs: 600_000, commonName: 'again', dnsNames: [], files: null },
+      { nsm: sw.client(), logger },
+    ),
+    (e: unknown) => e instanceof AttestedTlsIssueError && /PCR31/.test(e.message),
+  );
 });
