@@ -7,8 +7,10 @@
 //
 // A connection whose enclave fails a check is closed before a byte of it is sent, and the failed check is
 // reported; the proxy keeps serving.
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server } from 'node:net';
+import { ConnectionSet, closeServer } from '../connections.ts';
 import { toCloisterError } from '../errors.ts';
+import { type Service, serviceLifetime } from '../service.ts';
 import { type AttestedIdentity, type AttestedTlsPolicy, connectAttested } from './client.ts';
 
 export interface AttestProxyOptions {
@@ -22,16 +24,15 @@ export interface AttestProxyOptions {
   onConnection?: (outcome: { identity: AttestedIdentity } | { error: Error }) => void;
 }
 
-export interface AttestProxy {
+/** close() cuts connections off at once (a forwarded connection has no end the proxy could wait for). */
+export interface AttestProxy extends Service {
   address: { host: string; port: number };
-  close(): Promise<void>;
 }
 
 export async function startAttestProxy(o: AttestProxyOptions): Promise<AttestProxy> {
-  const open = new Set<Socket>();
+  const open = new ConnectionSet();
   const server: Server = createServer({ pauseOnConnect: true, allowHalfOpen: true }, (client) => {
     open.add(client);
-    client.on('close', () => open.delete(client));
     client.on('error', () => {});
     connectAttested({
       ...o.policy,
@@ -47,7 +48,6 @@ export async function startAttestProxy(o: AttestProxyOptions): Promise<AttestPro
           return;
         }
         open.add(socket);
-        socket.on('close', () => open.delete(socket));
         socket.on('error', () => client.destroy());
         client.on('error', () => socket.destroy());
         client.on('close', () => socket.destroy());
@@ -70,12 +70,14 @@ export async function startAttestProxy(o: AttestProxyOptions): Promise<AttestPro
     });
   });
   const addr = server.address() as { address: string; port: number };
+  const lifetime = serviceLifetime({
+    stopAccepting: () => closeServer(server),
+    connections: open,
+    graceMs: 0,
+  });
   return {
     address: { host: addr.address, port: addr.port },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const s of open) s.destroy();
-      }),
+    close: lifetime.close,
+    destroy: lifetime.destroy,
   };
 }

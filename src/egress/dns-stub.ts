@@ -16,11 +16,13 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, type Server, type Socket } from 'node:net';
 import dnsPacket from 'dns-packet';
+import { ConnectionSet, closeServer } from '../connections.ts';
 import { DnsResolveError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { dnsQueries } from '../metrics.ts';
 import { type IpRange, inRange, LOCAL_RANGES, parseIp, parseRange } from '../policy/address.ts';
 import { type Decision, normalizeHost, type Policy } from '../policy/policy.ts';
+import { type Service, serviceLifetime } from '../service.ts';
 import type { Resolved } from './dns-resolvers.ts';
 import type { NameBindings } from './name-bindings.ts';
 
@@ -215,9 +217,9 @@ function header(id: number, rcode: number): Buffer {
   return b;
 }
 
-export interface DnsStub {
+/** close() cuts TCP connections off at once (a query in flight is retried by the resolver). */
+export interface DnsStub extends Service {
   port: number;
-  close(): Promise<void>;
 }
 
 /** Serves `answer` on host:port over UDP and TCP (port 0: one free port for both, tests). */
@@ -226,10 +228,9 @@ export async function startDnsStub(
   opts: { host?: string; port?: number; logger: Logger },
 ): Promise<DnsStub> {
   const host = opts.host ?? '127.0.0.1';
-  const open = new Set<Socket>();
+  const open = new ConnectionSet();
   const tcp: Server = createServer({ allowHalfOpen: false }, (sock) => {
     open.add(sock);
-    sock.once('close', () => open.delete(sock));
     serveTcp(sock, answer);
   });
   await new Promise<void>((resolve, reject) => {
@@ -255,15 +256,15 @@ export async function startDnsStub(
       (e) => opts.logger.error({ err: e }, 'dns stub: a query failed'),
     );
   });
-  return {
-    port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        udp.close();
-        tcp.close(() => resolve());
-        for (const s of open) s.destroy();
-      }),
-  };
+  const lifetime = serviceLifetime({
+    stopAccepting: () => {
+      udp.close();
+      return closeServer(tcp);
+    },
+    connections: open,
+    graceMs: 0,
+  });
+  return { port, close: lifetime.close, destroy: lifetime.destroy };
 }
 
 /** RFC 1035 §4.2.2 framing: a 2-byte length before each message; several queries per connection. */

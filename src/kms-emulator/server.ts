@@ -4,12 +4,14 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { verifyAttestation } from '../attestation/verify.ts';
+import { ConnectionSet, closeServer, trackConnections } from '../connections.ts';
 import { renderKms } from '../errors.ts';
 import { refuseOddRequests } from '../http/refuse.ts';
 import { listenOn, readLimitedBody } from '../http/server.ts';
 import { sendJson } from '../kms/errors.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { keepServing } from '../server-errors.ts';
+import { type Service, serviceLifetime } from '../service.ts';
 import { ACTIONS, type ActionContext, type VerifiedRecipient } from './actions.ts';
 import { KmsError, sendKmsError } from './errors.ts';
 import { SignatureError, verifySignature } from './sigv4-verify.ts';
@@ -45,13 +47,13 @@ export interface KmsEmulatorOptions {
   tls?: { key: string; cert: string };
 }
 
-export interface KmsEmulator {
+/** close() and destroy() both cut requests in flight off (a test and dev stand-in). */
+export interface KmsEmulator extends Service {
   /** http(s)://host:port (no trailing slash). */
   url: string;
   host: string;
   port: number;
   store: KeyStore;
-  close(): Promise<void>;
 }
 
 const MAX_BODY = 1 << 20;
@@ -166,6 +168,10 @@ export async function startKmsEmulator(opts: KmsEmulatorOptions): Promise<KmsEmu
     : createServer(onRequest);
   server.keepAliveTimeout = 65_000;
   refuseOddRequests(server, renderKms);
+  const connections = new ConnectionSet();
+  // Requests in flight are cut off at close: the emulator is a test and dev stand-in.
+  const lifetime = serviceLifetime({ stopAccepting: () => closeServer(server), connections, graceMs: 0 });
+  trackConnections(server, connections);
   const addr = await listenOn(server, opts.port ?? 0, opts.host);
   keepServing(server, logger, 'kms emulator', { port: addr.port });
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
@@ -176,10 +182,7 @@ export async function startKmsEmulator(opts: KmsEmulatorOptions): Promise<KmsEmu
     host: addr.address,
     port: addr.port,
     store,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close: lifetime.close,
+    destroy: lifetime.destroy,
   };
 }

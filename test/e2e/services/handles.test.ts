@@ -6,7 +6,7 @@ import { test } from 'node:test';
 
 const CHILD = new URL('../../helpers/fixtures/service-handles.ts', import.meta.url).pathname;
 
-test('egress relay and proxy, KMS proxy, attestation API, metrics, both ingress sides, attested TLS: close() leaves nothing open', () => {
+test('egress relay and proxy, KMS proxy, attestation API, metrics, both ingress sides, attested TLS, KMS emulator, DNS stub: close() leaves nothing open', () => {
   const r = spawnSync(process.execPath, ['--import', 'tsx', CHILD], { encoding: 'utf8', timeout: 120_000 });
   assert.equal(r.status, 0, `the child did not exit by itself (a handle kept it alive?):\n${r.stderr}`);
   const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as {
@@ -21,6 +21,8 @@ test('egress relay and proxy, KMS proxy, attestation API, metrics, both ingress 
     viaHostIngress: 200,
     kms: 405,
     egress: 502,
+    // The KMS emulator refuses a GET (it serves POST only).
+    emulator: 400,
     attested: 'app\n',
   });
   const left = [...out.after];
