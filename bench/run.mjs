@@ -8,6 +8,7 @@ const ALL = [
   'attestation',
   'attested-tls',
   'kms',
+  'secrets',
   'interop-burst',
   'ingress',
   'egress',

@@ -58,9 +58,19 @@ export function failureCode(err: unknown): string {
   return err instanceof CloisterError ? err.code : 'CLO_ERR_INTERNAL';
 }
 
-function refused(spec: SecretSpec, reply: UpstreamReply): never {
-  const { code, message } = awsErrorCode(reply);
-  fail(spec, code, `${code}${message ? `: ${message}` : ''} (HTTP ${reply.status})`);
+/** A fetch's 200 reply; a failure to reach the service or its refusal as SecretSourceError. */
+async function fetched(spec: SecretSpec, call: () => Promise<UpstreamReply>): Promise<UpstreamReply> {
+  let reply: UpstreamReply;
+  try {
+    reply = await call();
+  } catch (err) {
+    return fetchFailed(spec, err);
+  }
+  if (reply.status !== 200) {
+    const { code, message } = awsErrorCode(reply);
+    fail(spec, code, `${code}${message ? `: ${message}` : ''} (HTTP ${reply.status})`);
+  }
+  return reply;
 }
 
 function jsonBody(spec: SecretSpec, reply: UpstreamReply): Record<string, unknown> {
@@ -95,35 +105,17 @@ export async function readCiphertext(spec: SecretSpec, region: string, aws: AwsA
       break;
     }
     case 's3': {
-      let reply: UpstreamReply;
-      try {
-        reply = await aws.s3GetObject(s.region ?? region, s);
-      } catch (err) {
-        return fetchFailed(spec, err);
-      }
-      if (reply.status !== 200) refused(spec, reply);
+      const reply = await fetched(spec, () => aws.s3GetObject(s.region ?? region, s));
       bytes = s.format === 'base64' ? fromBase64(spec, reply.body.toString('latin1')) : reply.body;
       break;
     }
     case 'ssm': {
-      let reply: UpstreamReply;
-      try {
-        // WithDecryption false: a SecureString would come back still encrypted under SSM's own key; the
-        // value cloister wants is a KMS ciphertext only this enclave can open, stored as a String.
-        reply = await aws.jsonCall(
-          'ssm',
-          s.region ?? region,
-          'AmazonSSM.GetParameter',
-          {
-            Name: s.name,
-            WithDecryption: false,
-          },
-          s.endpoint,
-        );
-      } catch (err) {
-        return fetchFailed(spec, err);
-      }
-      if (reply.status !== 200) refused(spec, reply);
+      // WithDecryption false: a SecureString would come back still encrypted under SSM's own key; the
+      // value cloister wants is a KMS ciphertext only this enclave can open, stored as a String.
+      const input = { Name: s.name, WithDecryption: false };
+      const reply = await fetched(spec, () =>
+        aws.jsonCall('ssm', s.region ?? region, 'AmazonSSM.GetParameter', input, s.endpoint),
+      );
       const p = jsonBody(spec, reply).Parameter as { Value?: unknown } | undefined;
       if (typeof p?.Value !== 'string')
         fail(spec, 'CLO_ERR_SECRET_SOURCE', 'the reply has no Parameter.Value');
@@ -131,19 +123,16 @@ export async function readCiphertext(spec: SecretSpec, region: string, aws: AwsA
       break;
     }
     case 'secretsmanager': {
-      let reply: UpstreamReply;
-      try {
-        reply = await aws.jsonCall(
+      const input = { SecretId: s.id, ...(s.version_stage ? { VersionStage: s.version_stage } : {}) };
+      const reply = await fetched(spec, () =>
+        aws.jsonCall(
           'secretsmanager',
           s.region ?? region,
           'secretsmanager.GetSecretValue',
-          { SecretId: s.id, ...(s.version_stage ? { VersionStage: s.version_stage } : {}) },
+          input,
           s.endpoint,
-        );
-      } catch (err) {
-        return fetchFailed(spec, err);
-      }
-      if (reply.status !== 200) refused(spec, reply);
+        ),
+      );
       const j = jsonBody(spec, reply);
       // SecretBinary is the ciphertext itself (base64 on the wire); SecretString its base64 text.
       if (typeof j.SecretBinary === 'string') bytes = fromBase64(spec, j.SecretBinary);

@@ -5,7 +5,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KMSClient } from '@aws-sdk/client-kms';
-import { type Config, DEFAULT_SETTINGS, type Manifest, type Settings } from '../../src/config/types.ts';
+import {
+  type Config,
+  DEFAULT_SETTINGS,
+  type Manifest,
+  type SecretSpec,
+  type Settings,
+} from '../../src/config/types.ts';
 import { startEgressProxy } from '../../src/egress/proxy.ts';
 import { startEgressRelay } from '../../src/egress/relay.ts';
 import type { EgressProxy } from '../../src/kms/egress.ts';
@@ -18,6 +24,7 @@ import {
 import { createLogger, type Logger } from '../../src/log/logger.ts';
 import { openSoftwareNsm } from '../../src/nsm/software.ts';
 import type { Nsm } from '../../src/nsm/types.ts';
+import type { SecretsPlan } from '../../src/plan/index.ts';
 import { type KmsPlan, planEgress, planKms } from '../../src/plan/index.ts';
 import { EmulatedTransport } from '../../src/transport/emulated.ts';
 import { CID_HOST } from '../../src/transport/types.ts';
@@ -188,5 +195,16 @@ export function clientEnv(dir: string): NodeJS.ProcessEnv {
     AWS_EC2_METADATA_DISABLED: 'true',
     AWS_PAGER: '',
     NO_PROXY: '127.0.0.1,localhost',
+  };
+}
+
+/** A boot-time secrets plan (src/secrets/) whose KMS is the harness's emulator. */
+export function secretsPlan(h: Harness, secrets: SecretSpec[]): SecretsPlan {
+  return {
+    secrets,
+    kmsEndpoints: { [REGION]: h.emulator.url },
+    timeoutMs: 10_000,
+    readyWaitMs: 10_000,
+    owner: { uid: null, gid: null },
   };
 }

@@ -9,23 +9,18 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { connect as tlsConnect } from 'node:tls';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { CreateKeyCommand, EncryptCommand, KMSClient } from '@aws-sdk/client-kms';
 import { startKmsEmulator } from '../../../src/kms-emulator/server.ts';
 import { createLogger } from '../../../src/log/logger.ts';
 import { loadOrCreateRoot } from '../../../src/nsm/software.ts';
 import { WORLD_CREDS } from '../../helpers/aws-fakes.ts';
 import { writeSelfSigned } from '../../helpers/fixtures/tls.ts';
-import {
-  connectPort,
-  type Enclave,
-  readStatus,
-  startEnclave,
-  waitUntil,
-} from '../../helpers/supervisor-harness.ts';
+import { connectPort, readStatus, startEnclave, waitUntil } from '../../helpers/supervisor-harness.ts';
 
 const PCR0 = 'a7'.repeat(48);
 const APP_UID = 4242;
@@ -198,26 +193,21 @@ ${secrets}`;
 const entry = (name: string, source: string, targets: string, more = '') =>
   `  - name: ${name}\n    source: ${source}\n    region: us-east-1\n    encryption_context: { app: ${CONTEXT.app} }\n    targets: ${targets}\n${more}`;
 
-function allSecrets(): string {
+/** The three fetched sources, each to the targets `targets(kind)` gives. */
+function fetchedEntries(targets: (kind: 'S3' | 'SSM' | 'SM') => string): string {
   const { s3, ssm, secretsmanager } = world.urls;
+  return [
+    entry('from-s3', `{ s3: { bucket: boot, key: secret.bin }, endpoint: "${s3}" }`, targets('S3')),
+    entry('from-ssm', `{ ssm: { name: /boot/secret }, endpoint: "${ssm}" }`, targets('SSM')),
+    entry('from-sm', `{ secretsmanager: { id: boot/secret }, endpoint: "${secretsmanager}" }`, targets('SM')),
+  ].join('');
+}
+
+function allSecrets(): string {
   return [
     entry('inline', `{ inline: "${ct.binary}" }`, '{ env: S_INLINE, env_base64: true, file: inline.bin }'),
     entry('from-file', '{ file: ct.bin }', '{ env: S_FILE, env_base64: true, file: file.bin }'),
-    entry(
-      'from-s3',
-      `{ s3: { bucket: boot, key: secret.bin }, endpoint: "${s3}" }`,
-      '{ env: S_S3, env_base64: true, file: s3.bin }',
-    ),
-    entry(
-      'from-ssm',
-      `{ ssm: { name: /boot/secret }, endpoint: "${ssm}" }`,
-      '{ env: S_SSM, env_base64: true, file: ssm.bin }',
-    ),
-    entry(
-      'from-sm',
-      `{ secretsmanager: { id: boot/secret }, endpoint: "${secretsmanager}" }`,
-      '{ env: S_SM, env_base64: true, file: sm.bin }',
-    ),
+    fetchedEntries((k) => `{ env: S_${k}, env_base64: true, file: ${k.toLowerCase()}.bin }`),
     entry(
       'password',
       `{ inline: "${ct.password}" }`,
@@ -233,22 +223,17 @@ const confFiles = () => ({
   'ct.bin': Buffer.from(ct.binary!, 'base64'),
 });
 
-async function httpOverVsock(
-  t: import('node:test').TestContext,
-  e: Enclave,
-  port: number,
-  path: string,
-): Promise<string> {
-  const sock = await connectPort(t, e, port);
+/** Sends one HTTP/1.1 request (Connection: close) on `sock` and reads the whole answer. */
+function exchange(sock: Socket | TLSSocket, host: string, path: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    let body = '';
+    let text = '';
     sock.setEncoding('utf8');
     sock.on('data', (d: string) => {
-      body += d;
+      text += d;
     });
-    sock.on('end', () => resolve(body));
+    sock.on('end', () => resolve(text));
     sock.on('error', reject);
-    sock.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    sock.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
   });
 }
 
@@ -324,21 +309,12 @@ test('every source reaches env and RAM file (exact bytes, 0400, app uid, tmpfs);
 
   // Ingress 8443: cloister terminates TLS with the decrypted key.
   const sock = await connectPort(t, e, 8443);
-  const body = await new Promise<string>((resolve, reject) => {
-    const s = tlsConnect({ socket: sock, ca: conf.cert, servername: 'localhost' }, () => {
-      s.write('GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
-    });
-    let text = '';
-    s.setEncoding('utf8');
-    s.on('data', (d: string) => {
-      text += d;
-    });
-    s.on('end', () => resolve(text));
-    s.on('error', reject);
-  });
+  const tls = tlsConnect({ socket: sock, ca: conf.cert, servername: 'localhost' });
+  await new Promise((resolve, reject) => tls.once('secureConnect', resolve).once('error', reject));
+  const body = await exchange(tls, 'localhost', '/');
   assert.match(body, /over the secret key$/);
 
-  const metrics = await httpOverVsock(t, e, 9100, '/metrics');
+  const metrics = await exchange(await connectPort(t, e, 9100), 'x', '/metrics');
   assert.match(metrics, /cloister_/);
   assertNoPlaintext('the console (cloister log at trace level and the app output)', e.stdout() + e.stderr());
   assertNoPlaintext('the status stream', status.lines.join('\n'));
@@ -370,31 +346,12 @@ test('a key bound to another PCR0 stops the start: fatal, naming the secret and 
 });
 
 test('S3, SSM and Secrets Manager endpoints the egress policy does not allow: the start fails with CLO_ERR_EGRESS_DENIED, nothing fetched', async (t) => {
-  const { s3, ssm, secretsmanager } = world.urls;
   const kmsAuthority = new URL(world.urls.kms!).host;
   const before = (world.out().match(/^REQ /gm) ?? []).length;
   const e = startEnclave(t, {
     app: [process.execPath, '-e', 'console.log("RESULT started")'],
     manifest: manifest(kmsAuthority, false),
-    settings: settings(
-      [
-        entry(
-          'from-s3',
-          `{ s3: { bucket: boot, key: secret.bin }, endpoint: "${s3}" }`,
-          '{ env: A, env_base64: true }',
-        ),
-        entry(
-          'from-ssm',
-          `{ ssm: { name: /boot/secret }, endpoint: "${ssm}" }`,
-          '{ env: B, env_base64: true }',
-        ),
-        entry(
-          'from-sm',
-          `{ secretsmanager: { id: boot/secret }, endpoint: "${secretsmanager}" }`,
-          '{ env: C, env_base64: true }',
-        ),
-      ].join(''),
-    ),
+    settings: settings(fetchedEntries((k) => `{ env: ${k}, env_base64: true }`)),
     noBootstrap: false,
     mountNs: true,
     vsockDir: world.vsockDir,

@@ -10,13 +10,20 @@ import type { SecretSource, SecretSpec } from '../../../src/config/types.ts';
 import { startEgressProxy } from '../../../src/egress/proxy.ts';
 import { isSecretError, type SecretError } from '../../../src/errors.ts';
 import { createLogger } from '../../../src/log/logger.ts';
-import { planEgress, type SecretsPlan } from '../../../src/plan/index.ts';
+import { planEgress } from '../../../src/plan/index.ts';
 import { loadSecrets, type SecretsDeps } from '../../../src/secrets/load.ts';
 import { LazyRamDir } from '../../../src/system/ram-dir.ts';
 import { EmulatedTransport } from '../../../src/transport/emulated.ts';
 import { type FakeAws, startFakeAws } from '../../helpers/aws-fakes.ts';
 import { makeConfig } from '../../helpers/egress-fixture.ts';
-import { type Harness, PCR0, PROXY_CREDS, REGION, startHarness } from '../../helpers/kms-harness.ts';
+import {
+  type Harness,
+  PCR0,
+  PROXY_CREDS,
+  REGION,
+  secretsPlan,
+  startHarness,
+} from '../../helpers/kms-harness.ts';
 
 // NUL, bytes that are not UTF-8, a newline: what an env target can carry only as base64.
 const BINARY = Buffer.from([0x00, 0xff, 0xfe, 0x0a, 0x80, 0x41, 0x00, 0xc3, 0x28, 0x9d]);
@@ -98,15 +105,7 @@ function spec(
   };
 }
 
-function plan(secrets: SecretSpec[]): SecretsPlan {
-  return {
-    secrets,
-    kmsEndpoints: { [REGION]: h.emulator.url },
-    timeoutMs: 10_000,
-    readyWaitMs: 10_000,
-    owner: { uid: null, gid: null },
-  };
-}
+const plan = (secrets: SecretSpec[]) => secretsPlan(h, secrets);
 
 function deps(ramDir: LazyRamDir, egress = h.egress): SecretsDeps {
   return {
