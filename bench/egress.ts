@@ -178,7 +178,13 @@ const holder = spawn(
     stdio: ['pipe', 'pipe', 'inherit'],
   },
 );
-await new Promise((r) => holder.stdout.once('data', r));
+// A holder that dies before it prints (a refused tunnel) must fail the run, not hang it.
+await new Promise((resolve, reject) => {
+  holder.stdout.once('data', resolve);
+  holder.once('exit', (code) =>
+    reject(new Error(`the 1000-tunnel holder exited (${code}) before opening them`)),
+  );
+});
 await new Promise((r) => setTimeout(r, 500));
 const during = { proxy: rss(proxy.child.pid!), relay: rss(relay.child.pid!) };
 holder.stdin.end();

@@ -5,16 +5,23 @@
 //       -> 127.0.0.1:<port> (app)                       vs          wrk -> 127.0.0.1:<port> (app)
 //
 // The real processes run: `cloister dev --no-isolate` (so the app's port is also reachable directly for
-// the baseline). Run: npm run build && node --import tsx bench/ingress.ts
+// the baseline). Run: npm run build && node --import tsx bench/ingress.ts [--before <tree>]
 // Writes bench/results/ingress.json.
+//
+// `--before <tree>` adds "ingress-before" rows from a second `cloister dev` run from another checkout's
+// dist/ (bench/before-tree.sh makes one), measured in the same invocation, alternating with this tree.
+// For the new-connection test it also prints the CPU (user + system, /proc/<pid>/stat) that the host
+// side, the enclave side and the app spent per request: a number that moves far less with load than
+// the wall-clock rates when other work shares the cores.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
 
 const run = promisify(execFile);
+const { values } = parseArgs({ options: { before: { type: 'string' } } });
 const DURATION = process.env.BENCH_DURATION ?? '5s';
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const GIB = 1024 * 1024 * 1024;
@@ -38,6 +45,7 @@ tcp({ allowHalfOpen: true }, (s) => { let n = 0; s.on('data', (d) => { n += d.le
 `;
 
 interface WrkResult {
+  requests: number;
   rps: number;
   p50ms: number;
   p99ms: number;
@@ -61,7 +69,8 @@ async function wrk(url: string, keepAlive: boolean): Promise<WrkResult> {
   const errLine = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0);
   const errors = (errLine ? errLine.slice(1).reduce((a, b) => a + Number(b), 0) : 0) + non2xx;
-  return { rps, p50ms: p50, p99ms: p99, errors };
+  const requests = Number(/(\d+) requests in/.exec(stdout)?.[1]);
+  return { requests, rps, p50ms: p50, p99ms: p99, errors };
 }
 
 async function throughput(port: number): Promise<{ seconds: number; mibPerS: number }> {
@@ -85,7 +94,18 @@ async function throughput(port: number): Promise<{ seconds: number; mibPerS: num
   return { seconds, mibPerS: 1024 / seconds };
 }
 
-async function main() {
+/** A running `cloister dev` from `tree` with its own app: the ports direct and through ingress. */
+interface Dev {
+  name: string;
+  proc: ChildProcess;
+  dir: string;
+  httpPort: number;
+  sinkPort: number;
+  hostHttp: number;
+  hostSink: number;
+}
+
+async function startDev(name: string, tree: string): Promise<Dev> {
   const dir = mkdtempSync(join(tmpdir(), 'cloister-bench-ingress-'));
   const [httpPort, sinkPort, hostHttp, hostSink] = [
     await freePort(),
@@ -98,10 +118,10 @@ async function main() {
     join(dir, 'enclaver.yaml'),
     `version: v1\nname: bench\ntarget: bench:latest\nsources:\n  app: app:latest\ningress:\n  - listen_port: ${httpPort}\n  - listen_port: ${sinkPort}\n`,
   );
-  const dev: ChildProcess = spawn(
+  const proc: ChildProcess = spawn(
     process.execPath,
     [
-      'dist/cli.js',
+      join(tree, 'dist/cli.js'),
       'dev',
       '-f',
       join(dir, 'enclaver.yaml'),
@@ -121,46 +141,89 @@ async function main() {
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  try {
-    await new Promise<void>((resolve, reject) => {
-      let out = '';
-      const t = setTimeout(() => reject(new Error('bench app did not start')), 30_000);
-      dev.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (out.includes('bench app ready')) {
-          clearTimeout(t);
-          resolve();
-        }
-      });
-      dev.once('exit', (c) => reject(new Error(`cloister dev exited (${c})`)));
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    const t = setTimeout(() => reject(new Error('bench app did not start')), 30_000);
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('bench app ready')) {
+        clearTimeout(t);
+        resolve();
+      }
     });
+    proc.once('exit', (c) => reject(new Error(`cloister dev exited (${c})`)));
+  });
+  return { name, proc, dir, httpPort, sinkPort, hostHttp, hostSink };
+}
+
+async function stopDev(dev: Dev): Promise<void> {
+  dev.proc.kill('SIGTERM');
+  await new Promise((r) => (dev.proc.exitCode !== null ? r(null) : dev.proc.once('exit', r)));
+  rmSync(dev.dir, { recursive: true, force: true });
+}
+
+// utime + stime in µs (USER_HZ 100) of the dev process (host side), its child (the enclave side) and
+// that one's child (the app).
+const cpuUs = (pid: number) => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10_000;
+};
+const childOf = (pid: number) =>
+  Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)[0]);
+function roles(dev: Dev): { host: number; enclave: number; app: number } {
+  const host = dev.proc.pid!;
+  const enclave = childOf(host);
+  return { host, enclave, app: childOf(enclave) };
+}
+
+async function main() {
+  const devs = [await startDev('ingress', '.')];
+  if (values.before) devs.push(await startDev('ingress-before', values.before));
+  const direct = devs[0]!;
+  try {
     const rows: Record<string, unknown>[] = [];
     for (const keepAlive of [true, false]) {
-      for (const [path, port] of [
-        ['direct', httpPort],
-        ['ingress', hostHttp],
-      ] as const) {
-        const r = await wrk(`http://127.0.0.1:${port}/`, keepAlive);
-        rows.push({ test: `http ${keepAlive ? 'keep-alive' : 'new connection per request'}`, path, ...r });
+      const test = `http ${keepAlive ? 'keep-alive' : 'new connection per request'}`;
+      const d = await wrk(`http://127.0.0.1:${direct.httpPort}/`, keepAlive);
+      rows.push({ test, path: 'direct', ...d });
+      for (const dev of devs) {
+        const pids = roles(dev);
+        const before = { host: cpuUs(pids.host), enclave: cpuUs(pids.enclave), app: cpuUs(pids.app) };
+        const r = await wrk(`http://127.0.0.1:${dev.hostHttp}/`, keepAlive);
+        const { requests } = r;
+        const cpu = keepAlive
+          ? undefined
+          : {
+              host: (cpuUs(pids.host) - before.host) / requests,
+              enclave: (cpuUs(pids.enclave) - before.enclave) / requests,
+              app: (cpuUs(pids.app) - before.app) / requests,
+            };
+        rows.push({ test, path: dev.name, ...r, pctDirect: (100 * r.rps) / d.rps, cpu });
       }
     }
-    for (const [path, port] of [
-      ['direct', sinkPort],
-      ['ingress', hostSink],
-    ] as const) {
-      const r = await throughput(port);
-      rows.push({ test: '1 GiB upload', path, seconds: r.seconds, mibPerS: r.mibPerS });
+    const up = await throughput(direct.sinkPort);
+    rows.push({ test: '1 GiB upload', path: 'direct', seconds: up.seconds, mibPerS: up.mibPerS });
+    for (const dev of devs) {
+      const r = await throughput(dev.hostSink);
+      rows.push({ test: '1 GiB upload', path: dev.name, ...r, pctDirect: (100 * r.mibPerS) / up.mibPerS });
     }
     console.table(
-      rows.map((r) => ({
-        test: r.test,
-        path: r.path,
-        'req/s': r.rps !== undefined ? Math.round(r.rps as number) : '',
-        'p50 ms': r.p50ms !== undefined ? (r.p50ms as number).toFixed(2) : '',
-        'p99 ms': r.p99ms !== undefined ? (r.p99ms as number).toFixed(2) : '',
-        errors: r.errors ?? '',
-        'MiB/s': r.mibPerS !== undefined ? Math.round(r.mibPerS as number) : '',
-      })),
+      rows.map((r) => {
+        const cpu = r.cpu as { host: number; enclave: number; app: number } | undefined;
+        return {
+          test: r.test,
+          path: r.path,
+          'req/s': r.rps !== undefined ? Math.round(r.rps as number) : '',
+          'p50 ms': r.p50ms !== undefined ? (r.p50ms as number).toFixed(2) : '',
+          'p99 ms': r.p99ms !== undefined ? (r.p99ms as number).toFixed(2) : '',
+          errors: r.errors ?? '',
+          'MiB/s': r.mibPerS !== undefined ? Math.round(r.mibPerS as number) : '',
+          '% direct': r.pctDirect !== undefined ? `${(r.pctDirect as number).toFixed(0)}%` : '',
+          'CPU µs/req host+enclave (app)': cpu
+            ? `${cpu.host.toFixed(0)}+${cpu.enclave.toFixed(0)} (${cpu.app.toFixed(0)})`
+            : '',
+        };
+      }),
     );
     mkdirSync('bench/results', { recursive: true });
     writeFileSync(
@@ -168,9 +231,7 @@ async function main() {
       `${JSON.stringify({ date: new Date().toISOString(), node: process.version, connections: CONNECTIONS, duration: DURATION, rows }, null, 2)}\n`,
     );
   } finally {
-    dev.kill('SIGTERM');
-    await new Promise((r) => (dev.exitCode !== null ? r(null) : dev.once('exit', r)));
-    rmSync(dir, { recursive: true, force: true });
+    for (const dev of devs) await stopDev(dev);
   }
 }
 

@@ -95,8 +95,10 @@ void poller_hold(poller *pl);
 void poller_release(poller *pl);
 
 // Connects the non-blocking socket fd (owned from here: closed on failure) to sa on the poller; the
-// promise resolves with fd once connected, ETIMEDOUT after timeout ms (< 0: none). fdwait.c.
-napi_value connect_fd(napi_env env, int fd, const struct sockaddr *sa, socklen_t salen, int32_t timeout);
+// promise resolves with fd once connected, ETIMEDOUT after timeout ms (< 0: none). `probe`: check once
+// with poll() whether it completed inside connect() (loopback TCP does) before waiting. fdwait.c.
+napi_value connect_fd(napi_env env, int fd, const struct sockaddr *sa, socklen_t salen, int32_t timeout,
+                      bool probe);
 
 // ---------------------------------------------------------------------------------------------
 // units: each adds its functions to the exports

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -223,7 +224,8 @@ static wait_op *wait_new(napi_env env, wait_kind kind, int fd, napi_value *promi
   return op;
 }
 
-napi_value connect_fd(napi_env env, int fd, const struct sockaddr *sa, socklen_t salen, int32_t timeout) {
+napi_value connect_fd(napi_env env, int fd, const struct sockaddr *sa, socklen_t salen, int32_t timeout,
+                      bool probe) {
   napi_value promise;
   wait_op *op = wait_new(env, WAIT_CONNECT, fd, &promise);
   if (!op) {
@@ -240,6 +242,19 @@ napi_value connect_fd(napi_env env, int fd, const struct sockaddr *sa, socklen_t
   if (errno != EINPROGRESS && errno != EINTR && errno != EALREADY) {
     wait_settle(op, errno, "connect", false);
     return promise;
+  }
+  if (probe) {
+    // Loopback TCP: the handshake has usually completed inside connect() itself, so one poll() settles
+    // it now instead of a poller registration, a loop turn and its removal.
+    struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+    if (poll(&pfd, 1, 0) == 1) {
+      int soerr = 0;
+      socklen_t len = sizeof soerr;
+      if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) soerr = errno;
+      if (!soerr && !(pfd.revents & POLLOUT)) soerr = ECONNRESET;
+      wait_settle(op, soerr, "connect", false);
+      return promise;
+    }
   }
   int err = wait_start(env, op, EPOLLOUT, timeout, "cloister.connect");
   if (err) wait_settle(op, err, "epoll_ctl", false);
@@ -285,7 +300,7 @@ static napi_value TcpConnect(napi_env env, napi_callback_info info) {
   if (fd < 0) return throw_errno(env, "socket", errno);
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return connect_fd(env, fd, (struct sockaddr *)&ss, salen, timeout);
+  return connect_fd(env, fd, (struct sockaddr *)&ss, salen, timeout, true);
 }
 
 // unixConnect(path, timeoutMs): Promise<fd> of a connected, non-blocking Unix stream socket.
@@ -305,7 +320,7 @@ static napi_value UnixConnect(napi_env env, napi_callback_info info) {
   if (!arg_i32(env, argv[1], "timeoutMs", &timeout)) return NULL;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, "socket", errno);
-  return connect_fd(env, fd, (struct sockaddr *)&sa, sizeof sa, timeout);
+  return connect_fd(env, fd, (struct sockaddr *)&sa, sizeof sa, timeout, false);
 }
 
 // Starts a read wait on an fd the caller keeps: tried at once, registered only if nothing is there yet.

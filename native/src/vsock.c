@@ -104,7 +104,7 @@ static napi_value VsockConnect(napi_env env, napi_callback_info info) {
     napi_reject_deferred(env, deferred, make_errno_error(env, "socket", errno));
     return promise;
   }
-  return connect_fd(env, fd, (struct sockaddr *)&sa, sizeof sa, timeout);
+  return connect_fd(env, fd, (struct sockaddr *)&sa, sizeof sa, timeout, false);
 }
 
 bool init_vsock(napi_env env, napi_value exports) {

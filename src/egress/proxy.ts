@@ -567,6 +567,7 @@ export async function startEgressProxy(plan: EgressPlan, deps: EgressProxyDeps):
       const { upstream, release } = opened;
       if (conn.destroyed) throw new EgressRelayUnreachableError('the egress proxy is closing');
       egressOpenTunnels.inc();
+      h.setNoDelay?.(true);
       conn.tunnel(
         joinFds(native, h.fd, upstream, {
           idleTimeoutMs: settings.idle_timeout_ms,

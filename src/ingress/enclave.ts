@@ -8,16 +8,20 @@
 // With `tls`, the TLS session ends here, so the parent instance only ever relays ciphertext.
 import { connect as netConnect, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { type SecureContext, TLSSocket } from 'node:tls';
 import { ConnectionSet, closeServer } from '../connections.ts';
+import { onceWithin } from '../deadline.ts';
 import { ProxyHeaderError, TlsHandshakeError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { ingressConnections } from '../metrics.ts';
+import type { NativeAddon } from '../native.ts';
 import type { IngressPlan, PortPlan } from '../plan/ingress.ts';
 import { keepServing } from '../server-errors.ts';
 import { type Service, serviceLifetime } from '../service.ts';
+import { FastConnection, fastPathAddon, takeConnections } from '../transport/fast.ts';
+import { joinFds } from '../transport/tunnel.ts';
 import type { Transport } from '../transport/types.ts';
+import { connectWithRetry } from './connect-retry.ts';
 import { keepTlvs, readProxyV2 } from './proxy-protocol.ts';
 import { splice } from './splice.ts';
 
@@ -25,6 +29,8 @@ export { type PortPlan, planIngress, resolveTlsMaterial, type TlsMaterial } from
 
 /** How long close() waits for in-flight connections when the plan names no grace (closeGraceMs). */
 const CLOSE_GRACE_MS = 10_000;
+/** One try of the fast path's connect to the app (loopback: refused or accepted at once in practice). */
+const FAST_CONNECT_TIMEOUT_MS = 10_000;
 /** A client that has not finished its TLS handshake (or PROXY header) by then is dropped. */
 const HANDSHAKE_TIMEOUT_MS = 30_000;
 
@@ -54,12 +60,15 @@ function streamOver(sock: Socket): Duplex {
   return d;
 }
 
+/** The app is still starting: its port refuses (or resets) until it listens. */
+const appStarting = (err: NodeJS.ErrnoException) =>
+  err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET' || err.code === 'EADDRNOTAVAIL';
+
 /** Connects to 127.0.0.1:port, retrying refused connections with backoff until deadline. */
-export async function connectUpstream(port: number, deadline: number, gone: () => boolean): Promise<Socket> {
-  let delay = 25;
-  for (;;) {
-    try {
-      return await new Promise<Socket>((res, rej) => {
+export function connectUpstream(port: number, deadline: number, gone: () => boolean): Promise<Socket> {
+  return connectWithRetry(
+    () =>
+      new Promise<Socket>((res, rej) => {
         const s = netConnect({ host: '127.0.0.1', port, allowHalfOpen: true });
         s.once('error', rej);
         s.once('connect', () => {
@@ -67,15 +76,9 @@ export async function connectUpstream(port: number, deadline: number, gone: () =
           s.setNoDelay(true);
           res(s);
         });
-      });
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      const retriable = code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EADDRNOTAVAIL';
-      if (!retriable || Date.now() + delay > deadline || gone()) throw err;
-      await sleep(delay);
-      delay = Math.min(delay * 2, 1000);
-    }
-  }
+      }),
+    { deadline, gone, maxDelayMs: 1000, retriable: appStarting },
+  );
 }
 
 export interface IngressDeps {
@@ -147,25 +150,18 @@ export async function startIngress(opts: IngressPlan, deps: IngressDeps): Promis
         inbound = tls;
         conns.add(tls);
         tls.on('error', () => {});
-        await new Promise<void>((res, rej) => {
-          const timer = setTimeout(
-            () => rej(new TlsHandshakeError('TLS handshake timed out')),
-            HANDSHAKE_TIMEOUT_MS,
-          );
-          tls.once('secure', () => {
-            clearTimeout(timer);
-            res();
-          });
-          tls.once('error', (e) => {
-            clearTimeout(timer);
-            rej(new TlsHandshakeError(`TLS handshake failed: ${e.message}`, { cause: e }));
-          });
-          const gone = () => {
-            clearTimeout(timer);
-            rej(new TlsHandshakeError('TLS handshake failed: client went away'));
-          };
-          tls.once('end', gone);
-          tls.once('close', gone);
+        await onceWithin(
+          tls,
+          'secure',
+          HANDSHAKE_TIMEOUT_MS,
+          () => new TlsHandshakeError('TLS handshake timed out'),
+          {
+            endsOn: ['end', 'close'],
+            gone: () => new TlsHandshakeError('TLS handshake failed: client went away'),
+          },
+        ).catch((e: Error) => {
+          if (e instanceof TlsHandshakeError) throw e;
+          throw new TlsHandshakeError(`TLS handshake failed: ${e.message}`, { cause: e });
         });
       }
       inbound.pause();
@@ -194,15 +190,61 @@ export async function startIngress(opts: IngressPlan, deps: IngressDeps): Promis
     }
   };
 
+  // The fast path (transport/fast.ts) for plain ports: vsock accept -> TCP connect to the app -> splice
+  // pump, no net.Socket. TLS and PROXY-header ports read through Node and keep the path above.
+  const native = fastPathAddon();
+  const forwardFast = async (native: NativeAddon, port: number, conn: FastConnection) => {
+    const h = conn.handle;
+    const label = String(port);
+    let upstream: number;
+    try {
+      upstream = await connectWithRetry(() => native.tcpConnect('127.0.0.1', port, FAST_CONNECT_TIMEOUT_MS), {
+        deadline: Date.now() + opts.upstreamRetryMs,
+        gone: () => conn.destroyed,
+        maxDelayMs: 1000,
+        retriable: appStarting,
+      });
+    } catch (err) {
+      ingressConnections.inc({ port: label, result: 'upstream_failed' });
+      log.warn({ port, err }, `Connection to upstream (127.0.0.1:${port}) failed`);
+      h.close();
+      return conn.finish();
+    }
+    if (conn.destroyed) {
+      native.closeFd(upstream);
+      h.close();
+      return conn.finish();
+    }
+    ingressConnections.inc({ port: label, result: 'ok' });
+    conn.tunnel(
+      joinFds(native, h.fd, upstream, {
+        onClose: ({ aToB, bToA }) => {
+          log.debug({ port, in: aToB, out: bToA, engine: 'splice' }, 'ingress connection closed');
+          conn.finish();
+        },
+      }),
+    );
+    // The pump holds its own copies of both fds.
+    native.closeFd(upstream);
+    h.close();
+  };
+
   try {
     for (const plan of plans) {
       // A plain port's bytes stay in the kernel until the splice pump moves them: Node never starts
       // reading (no readStart/readStop per connection, no request read into JS only to be written
       // back at the handover). A PROXY header or a TLS handshake is read through Node, so those ports
       // keep Node's usual flowing sockets.
-      const pauseOnConnect = !tlsOptions.get(plan.port) && !(plan.proxyProtocol ?? opts.proxyProtocol);
-      const server = await deps.transport.listen(plan.port, { pauseOnConnect });
+      const plain = !tlsOptions.get(plan.port) && !(plan.proxyProtocol ?? opts.proxyProtocol);
+      const server = await deps.transport.listen(plan.port, { pauseOnConnect: plain });
       servers.push(server);
+      if (plain && native)
+        takeConnections(server, (h) => {
+          const conn = new FastConnection(native, h);
+          conns.add(conn);
+          void forwardFast(native, plan.port, conn);
+          return true;
+        });
       server.on('connection', (sock: Socket) => {
         // Each connection runs on its own: a slow TLS handshake or a late app never blocks accept().
         void handle(plan, sock);

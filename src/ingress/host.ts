@@ -7,12 +7,15 @@
 // it (settings.ingress.proxy_protocol on both sides) and passes it on to the app.
 // The parent instance is untrusted: it only ever moves bytes, ciphertext when the port terminates TLS inside.
 import { createServer, type Server, type Socket } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectionSet, closeServer } from '../connections.ts';
 import type { Logger } from '../log/logger.ts';
+import type { NativeAddon } from '../native.ts';
 import { keepServing } from '../server-errors.ts';
 import { type Service, serviceLifetime } from '../service.ts';
+import { FastConnection, fastPathAddon, takeConnections } from '../transport/fast.ts';
+import { joinFds } from '../transport/tunnel.ts';
 import type { Transport } from '../transport/types.ts';
+import { connectWithRetry } from './connect-retry.ts';
 import { encodeProxyV2 } from './proxy-protocol.ts';
 import { splice } from './splice.ts';
 
@@ -47,25 +50,6 @@ export interface HostIngress extends Service {
   addresses(): Map<number, { address: string; port: number }>;
 }
 
-async function connectEnclave(
-  transport: Transport,
-  cid: number,
-  port: number,
-  deadline: number,
-  gone: () => boolean,
-): Promise<Socket> {
-  let delay = 25;
-  for (;;) {
-    try {
-      return await transport.connect(cid, port);
-    } catch (err) {
-      if (Date.now() + delay > deadline || gone()) throw err;
-      await sleep(delay);
-      delay = Math.min(delay * 2, 500);
-    }
-  }
-}
-
 export async function startHostIngress(opts: HostIngressSlice, deps: HostIngressDeps): Promise<HostIngress> {
   const log = deps.logger.child({ component: 'ingress-host' });
   const conns = new ConnectionSet();
@@ -85,13 +69,11 @@ export async function startHostIngress(opts: HostIngressSlice, deps: HostIngress
     client.setNoDelay(true);
     let upstream: Socket;
     try {
-      upstream = await connectEnclave(
-        deps.transport,
-        deps.enclaveCid,
-        enclavePort,
-        Date.now() + retryMs,
-        () => client.destroyed,
-      );
+      upstream = await connectWithRetry(() => deps.transport.connect(deps.enclaveCid, enclavePort), {
+        deadline: Date.now() + retryMs,
+        gone: () => client.destroyed,
+        maxDelayMs: 500,
+      });
     } catch (err) {
       log.warn({ port: enclavePort, err }, 'cannot reach the enclave; client dropped');
       client.destroy();
@@ -109,6 +91,35 @@ export async function startHostIngress(opts: HostIngressSlice, deps: HostIngress
     await splice(client, upstream);
   };
 
+  // The fast path (transport/fast.ts): host TCP accept -> enclave connect -> splice pump, no net.Socket.
+  // A PROXY header needs the client's addresses from a Socket, so those listeners keep the Node path.
+  const native = opts.proxyProtocol ? null : fastPathAddon();
+  const connectFd = deps.transport.connectFd?.bind(deps.transport);
+  const forwardFast = async (native: NativeAddon, enclavePort: number, conn: FastConnection) => {
+    const h = conn.handle;
+    h.setNoDelay?.(true);
+    let upstream: number;
+    try {
+      upstream = await connectWithRetry(
+        () => connectFd!(deps.enclaveCid, enclavePort, Math.max(1, retryMs)),
+        { deadline: Date.now() + retryMs, gone: () => conn.destroyed, maxDelayMs: 500 },
+      );
+    } catch (err) {
+      log.warn({ port: enclavePort, err }, 'cannot reach the enclave; client dropped');
+      h.close();
+      return conn.finish();
+    }
+    if (conn.destroyed) {
+      native.closeFd(upstream);
+      h.close();
+      return conn.finish();
+    }
+    conn.tunnel(joinFds(native, h.fd, upstream, { onClose: () => conn.finish() }));
+    // The pump holds its own copies of both fds.
+    native.closeFd(upstream);
+    h.close();
+  };
+
   try {
     for (const m of opts.ports) {
       const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (sock) => {
@@ -121,6 +132,13 @@ export async function startHostIngress(opts: HostIngressSlice, deps: HostIngress
           res();
         });
       });
+      if (native && connectFd)
+        takeConnections(server, (h) => {
+          const conn = new FastConnection(native, h);
+          conns.add(conn);
+          void forwardFast(native, m.enclavePort, conn);
+          return true;
+        });
       // Unlike enclaver-run, an accept error (EMFILE...) is logged and the listener keeps going.
       keepServing(server, log, 'ingress listener', { port: m.enclavePort });
       servers.set(m.enclavePort, server);

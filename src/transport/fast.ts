@@ -9,11 +9,14 @@
 //
 // CLOISTER_CONNECTION_PATH=node turns it off (every connection through net.Socket as before), for
 // before/after comparisons from one tree (bench/egress.ts, bench/ingress.ts) and as an escape hatch.
-import { EventEmitter } from 'node:events';
-import { loadNative, type NativeAddon } from '../native.ts';
-import type { AcceptedHandle } from './node-internals.ts';
 
-export { type AcceptedHandle, takeConnections } from './node-internals.ts';
+import { channel } from 'node:diagnostics_channel';
+import { EventEmitter } from 'node:events';
+import type { Server } from 'node:net';
+import { loadNative, type NativeAddon } from '../native.ts';
+import { type AcceptedHandle, takeConnections as takeFromServer } from './node-internals.ts';
+
+export type { AcceptedHandle } from './node-internals.ts';
 
 /** The addon when the fast path is on and possible, else null (then every connection takes the Node path). */
 export function fastPathAddon(): NativeAddon | null {
@@ -24,6 +27,28 @@ export function fastPathAddon(): NativeAddon | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * Each connection the fast path keeps is published here as `{ server }`, as Node publishes the Sockets
+ * its servers make on `net.server.socket`: how a test (or a debugger) sees a connection arrive that
+ * never becomes a Socket. Free when nobody subscribes.
+ */
+export const fastConnectionChannel = channel('cloister:fast-connection');
+
+/**
+ * Offers each connection `server` accepts to `take` first, as a raw handle (see node-internals.ts
+ * takeConnections); returns the function that hands a kept one back to the server's Node path.
+ */
+export function takeConnections(
+  server: Server,
+  take: (client: AcceptedHandle) => boolean,
+): (client: AcceptedHandle) => void {
+  return takeFromServer(server, (client) => {
+    const kept = take(client);
+    if (kept && fastConnectionChannel.hasSubscribers) fastConnectionChannel.publish({ server });
+    return kept;
+  });
 }
 
 /**

@@ -149,6 +149,11 @@ test(
     assert.equal(fresh.status, 0, fresh.stderr);
     assert.match(JSON.parse(fresh.stdout).attestation.nonce, /^[0-9a-f]{32}$/);
 
+    // A usage mistake: exit 2 with connect's own usage.
+    const usage = await attest(['connect']);
+    assert.equal(usage.status, 2);
+    assert.match(usage.stderr, /exactly one HOST:PORT\nusage:\n {2}cloister attest connect HOST:PORT/);
+
     // Nothing listening: the connect check, exit 1.
     const closed = await attest(['connect', '127.0.0.1:1', '--root', dev.root]);
     assert.equal(closed.status, 1);

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer, type Server, type Socket } from 'node:net';
@@ -55,11 +56,19 @@ async function chain(
   const transport = new EmulatedTransport(dir, 16);
   let arrived = 0;
   const listenOn = transport.listen.bind(transport);
+  const servers = new Set<unknown>();
   transport.listen = async (port, listenOpts) => {
     const server = await listenOn(port, listenOpts);
+    servers.add(server);
     server.on('connection', () => arrived++);
     return server;
   };
+  // A plain port's connections take the fast path (src/transport/fast.ts): no 'connection' event there.
+  const onFast = (m: unknown) => {
+    if (servers.has((m as { server: unknown }).server)) arrived++;
+  };
+  subscribe('cloister:fast-connection', onFast);
+  t.after(() => unsubscribe('cloister:fast-connection', onFast));
   const enclave = await startIngress(
     {
       ports: [
