@@ -4,6 +4,7 @@
 import type { Server as HttpServer } from 'node:http';
 import type { Server } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { delayUnless } from './deadline.ts';
 
 /** What a ConnectionSet tracks: a stream, or anything that closes like one (a fast-path connection). */
 export interface Closable {
@@ -40,15 +41,12 @@ export class ConnectionSet {
   /** Waits up to graceMs for every connection to finish, then destroys what is left. */
   async drain(graceMs: number): Promise<void> {
     if (this.live.size > 0 && graceMs > 0) {
-      await new Promise<void>((resolve) => {
-        // Unref'd: a grace period never keeps a stopping process alive by itself.
-        const timer = setTimeout(resolve, graceMs);
-        timer.unref();
-        this.drained = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
+      await delayUnless(
+        graceMs,
+        new Promise<void>((resolve) => {
+          this.drained = resolve;
+        }),
+      );
       this.drained = null;
     }
     for (const s of this.live) s.destroy();

@@ -154,8 +154,15 @@ async function rootCommand(argv: string[]): Promise<number> {
 
 export type Subcommand = (argv: string[]) => Promise<number>;
 
-/** `cloister attest SUB ...`; `extra` adds subcommands that live above this folder (connect, proxy). */
-export async function run(argv: string[], extra: Record<string, Subcommand> = {}): Promise<number> {
+/**
+ * `cloister attest SUB ...`; `extra` adds subcommands that live above this folder (connect, proxy), whose
+ * usage errors print `extraUsage`.
+ */
+export async function run(
+  argv: string[],
+  extra: Record<string, Subcommand> = {},
+  extraUsage = USAGE,
+): Promise<number> {
   const [sub, ...rest] = argv;
   const commands: Record<string, Subcommand> = {
     verify: verifyCommand,
@@ -184,7 +191,8 @@ export async function run(argv: string[], extra: Record<string, Subcommand> = {}
       return 1;
     }
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`cloister attest ${sub}: ${(err as Error).message}\n${USAGE}`);
+      const usage = Object.hasOwn(extra, sub) ? extraUsage : USAGE;
+      process.stderr.write(`cloister attest ${sub}: ${(err as Error).message}\n${usage}`);
       return 2;
     }
     const e = err as NodeJS.ErrnoException;

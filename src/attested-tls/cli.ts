@@ -113,5 +113,5 @@ async function proxyCommand(argv: string[]): Promise<number> {
 
 /** `cloister attest ...`: verify/describe/root from src/attestation/, connect/proxy from here. */
 export function run(argv: string[]): Promise<number> {
-  return attestRun(argv, { connect: connectCommand, proxy: proxyCommand });
+  return attestRun(argv, { connect: connectCommand, proxy: proxyCommand }, CONNECT_USAGE);
 }

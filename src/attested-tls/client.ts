@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { Agent, type AgentOptions } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { withDeadline } from '../deadline.ts';
 import { AttestedTlsConnectError } from '../errors.ts';
 import { nonceServername } from './sni-nonce.ts';
 import { type AttestedIdentity, type AttestedTlsPolicy, verifyAttestedCertificate } from './verify.ts';
@@ -93,28 +94,16 @@ export async function connectAttested(o: AttestedConnectOptions): Promise<Attest
     rejectUnauthorized: false,
   });
   const timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  let timer: NodeJS.Timeout | undefined;
   try {
-    const identity = await Promise.race([
+    const identity = await withDeadline(
       verifyPeer(socket, policy, `${o.host}:${o.port}`),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new AttestedTlsConnectError(
-                `${o.host}:${o.port}: no verified handshake within ${timeoutMs} ms`,
-              ),
-            ),
-          timeoutMs,
-        );
-      }),
-    ]);
+      timeoutMs,
+      () => new AttestedTlsConnectError(`${o.host}:${o.port}: no verified handshake within ${timeoutMs} ms`),
+    );
     return { socket, identity };
   } catch (err) {
     socket.destroy();
     throw err;
-  } finally {
-    clearTimeout(timer);
   }
 }
 

@@ -21,6 +21,7 @@
 // Err 22, which the stub reports as SERVFAIL; nothing else on the wire changes.
 import { isIPv4, type Socket } from 'node:net';
 import { MAX_EGRESS_FRAME } from '../constants.ts';
+import { withDeadline } from '../deadline.ts';
 import { FrameError } from '../errors.ts';
 import type { NativeAddon } from '../native.ts';
 
@@ -172,10 +173,10 @@ export function parseResolveResponse(buf: Buffer): ResolveResponse {
  * paused) for whoever pipes it next. Rejects on EOF, error or timeout.
  */
 export function readFrame(socket: Socket, timeoutMs: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
+  let finish!: (err: Error | null, frame?: Buffer, rest?: Buffer) => void;
+  const reading = new Promise<Buffer>((resolve, reject) => {
     let buf: Buffer = Buffer.alloc(0);
-    const finish = (err: Error | null, frame?: Buffer, rest?: Buffer) => {
-      clearTimeout(timer);
+    finish = (err, frame, rest) => {
       socket.off('data', onData);
       socket.off('end', onEnd);
       socket.off('error', onError);
@@ -195,15 +196,16 @@ export function readFrame(socket: Socket, timeoutMs: number): Promise<Buffer> {
     };
     const onEnd = () => finish(new FrameError('peer closed before a complete frame', 'ECONNRESET'));
     const onError = (e: Error) => finish(e);
-    const timer = setTimeout(
-      () => finish(new FrameError(`no complete frame within ${timeoutMs} ms`, 'ETIMEDOUT')),
-      timeoutMs,
-    );
     socket.on('data', onData);
     socket.on('end', onEnd);
     socket.on('close', onEnd);
     socket.on('error', onError);
     socket.resume();
+  });
+  return withDeadline(reading, timeoutMs, () => {
+    const late = new FrameError(`no complete frame within ${timeoutMs} ms`, 'ETIMEDOUT');
+    finish(late);
+    return late;
   });
 }
 

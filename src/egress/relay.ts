@@ -9,7 +9,7 @@
 import { lookup as dnsLookup, resolve4 } from 'node:dns/promises';
 import { connect as netConnect, type Server, type Socket } from 'node:net';
 import { ConnectionSet, closeServer, trackConnections } from '../connections.ts';
-import { withDeadline } from '../deadline.ts';
+import { onceWithin, withDeadline } from '../deadline.ts';
 import { RelayError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { NativeAddon } from '../native.ts';
@@ -91,23 +91,17 @@ const systemResolve = (name: string) => resolve4(name, { ttl: true });
 /** What a resolve reply says when DNS has no answer (RFC 2308: negative answers are cached this long). */
 const NEGATIVE_TTL_S = 30;
 
-function connectOnce(addr: string, family: number, port: number, timeoutMs: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const s = netConnect({ host: addr, port, family, allowHalfOpen: true });
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(Object.assign(new Error(`connect to ${addr} timed out`), { code: 'ETIMEDOUT' }));
-    }, timeoutMs);
-    s.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    s.once('connect', () => {
-      clearTimeout(timer);
-      s.removeAllListeners('error');
-      resolve(s);
-    });
-  });
+async function connectOnce(addr: string, family: number, port: number, timeoutMs: number): Promise<Socket> {
+  const s = netConnect({ host: addr, port, family, allowHalfOpen: true });
+  try {
+    await onceWithin(s, 'connect', timeoutMs, () =>
+      Object.assign(new Error(`connect to ${addr} timed out`), { code: 'ETIMEDOUT' }),
+    );
+    return s;
+  } catch (e) {
+    s.destroy();
+    throw e;
+  }
 }
 
 export async function startEgressRelay(opts: RelaySlice, deps: RelayDeps): Promise<Relay> {

@@ -10,6 +10,7 @@ import { connect as netConnect, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { type SecureContext, TLSSocket } from 'node:tls';
 import { ConnectionSet, closeServer } from '../connections.ts';
+import { onceWithin } from '../deadline.ts';
 import { ProxyHeaderError, TlsHandshakeError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { ingressConnections } from '../metrics.ts';
@@ -148,25 +149,18 @@ export async function startIngress(opts: IngressPlan, deps: IngressDeps): Promis
         inbound = tls;
         conns.add(tls);
         tls.on('error', () => {});
-        await new Promise<void>((res, rej) => {
-          const timer = setTimeout(
-            () => rej(new TlsHandshakeError('TLS handshake timed out')),
-            HANDSHAKE_TIMEOUT_MS,
-          );
-          tls.once('secure', () => {
-            clearTimeout(timer);
-            res();
-          });
-          tls.once('error', (e) => {
-            clearTimeout(timer);
-            rej(new TlsHandshakeError(`TLS handshake failed: ${e.message}`, { cause: e }));
-          });
-          const gone = () => {
-            clearTimeout(timer);
-            rej(new TlsHandshakeError('TLS handshake failed: client went away'));
-          };
-          tls.once('end', gone);
-          tls.once('close', gone);
+        await onceWithin(
+          tls,
+          'secure',
+          HANDSHAKE_TIMEOUT_MS,
+          () => new TlsHandshakeError('TLS handshake timed out'),
+          {
+            endsOn: ['end', 'close'],
+            gone: () => new TlsHandshakeError('TLS handshake failed: client went away'),
+          },
+        ).catch((e: Error) => {
+          if (e instanceof TlsHandshakeError) throw e;
+          throw new TlsHandshakeError(`TLS handshake failed: ${e.message}`, { cause: e });
         });
       }
       inbound.pause();

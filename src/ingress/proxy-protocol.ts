@@ -8,6 +8,7 @@
 // The enclave side takes the header off before TLS (a TLS server would choke on it) and hands the same
 // header to the app ahead of the plaintext, so a plain and a TLS port look alike to the app.
 import { isIPv4, isIPv6, type Socket } from 'node:net';
+import { withDeadline } from '../deadline.ts';
 import { ProxyHeaderError } from '../errors.ts';
 
 export const PPV2_SIGNATURE = Buffer.from([
@@ -156,10 +157,10 @@ export function keepTlvs(header: Buffer, keep: ReadonlySet<number>): Buffer {
  * streamOver). Rejects on a bad signature, an oversized header, EOF or the timeout.
  */
 export function readProxyV2(sock: Socket, timeoutMs: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
+  let finish!: (err: Error | null, header?: Buffer, rest?: Buffer) => void;
+  const reading = new Promise<Buffer>((resolve, reject) => {
     let buf: Buffer = Buffer.alloc(0);
-    const finish = (err: Error | null, header?: Buffer, rest?: Buffer) => {
-      clearTimeout(timer);
+    finish = (err, header, rest) => {
       sock.off('data', onData);
       sock.off('end', onEnd);
       sock.off('error', onEnd);
@@ -188,12 +189,13 @@ export function readProxyV2(sock: Socket, timeoutMs: number): Promise<Buffer> {
     };
     const onEnd = () =>
       finish(new ProxyHeaderError('connection closed before the PROXY header was complete'));
-    const timer = setTimeout(
-      () => finish(new ProxyHeaderError('timed out waiting for the PROXY header')),
-      timeoutMs,
-    );
     sock.on('data', onData);
     sock.once('end', onEnd);
     sock.once('error', onEnd);
+  });
+  return withDeadline(reading, timeoutMs, () => {
+    const late = new ProxyHeaderError('timed out waiting for the PROXY header');
+    finish(late);
+    return late;
   });
 }

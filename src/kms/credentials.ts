@@ -9,6 +9,7 @@
 // first. A failed refresh keeps the old credentials until they really expire, and retries with backoff.
 import { readFileSync } from 'node:fs';
 import type { AwsCredentialIdentity } from '@smithy/types';
+import { withDeadline } from '../deadline.ts';
 import type { Logger } from '../log/logger.ts';
 import { type EgressProxy, httpThrough } from './egress.ts';
 
@@ -222,19 +223,22 @@ export class CredentialChain {
   }
 
   /** Resolves once credentials exist, or rejects after `ms` with the reason they do not. */
-  waitReady(ms: number): Promise<void> {
-    if (this.usable(this.current)) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.readyWaiters = this.readyWaiters.filter((w) => w !== wake);
-        reject(new Error(`no AWS credentials yet${this.lastError ? ` (${this.lastError})` : ''}`));
-      }, ms);
-      const wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
+  async waitReady(ms: number): Promise<void> {
+    if (this.usable(this.current)) return;
+    let wake!: () => void;
+    const ready = new Promise<void>((resolve) => {
+      wake = resolve;
       this.readyWaiters.push(wake);
     });
+    try {
+      await withDeadline(
+        ready,
+        ms,
+        () => new Error(`no AWS credentials yet${this.lastError ? ` (${this.lastError})` : ''}`),
+      );
+    } finally {
+      this.readyWaiters = this.readyWaiters.filter((w) => w !== wake);
+    }
   }
 
   private refresh(): Promise<Credentials> {

@@ -12,6 +12,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import { rootCertificates, type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { onceWithin, withDeadline } from '../deadline.ts';
 
 export interface EgressProxy {
   host: string;
@@ -35,7 +36,7 @@ export class EgressError extends Error {
  * CONNECT is Node's own (http.request with method CONNECT and its 'connect' event): Node's HTTP parser
  * reads the reply and hands over the socket with any bytes that came after the reply head.
  */
-export function dialThrough(
+export async function dialThrough(
   proxy: EgressProxy | null,
   host: string,
   port: number,
@@ -43,12 +44,14 @@ export function dialThrough(
 ): Promise<Socket> {
   const authority = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
   const where = proxy ? `the egress proxy ${proxy.host}:${proxy.port}` : authority;
-  return new Promise((resolve, reject) => {
+  let connecting: Socket | undefined;
+  let req: ClientRequest | undefined;
+  let settle!: (err: Error | null, sock?: Socket) => void;
+  const dialing = new Promise<Socket>((resolve, reject) => {
     let settled = false;
-    const settle = (err: Error | null, sock?: Socket) => {
+    settle = (err, sock) => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
       if (err) {
         sock?.destroy();
         reject(err);
@@ -59,14 +62,6 @@ export function dialThrough(
       sock!.setNoDelay(true);
       resolve(sock!);
     };
-    const timer = setTimeout(() => {
-      const err = new EgressError(`timed out connecting to ${authority}`, true);
-      if (connecting) connecting.destroy(err);
-      else req!.destroy(err);
-      settle(err);
-    }, timeoutMs);
-    let connecting: Socket | undefined;
-    let req: ClientRequest | undefined;
     if (!proxy) {
       connecting = netConnect({ host, port });
       connecting.once('connect', () => settle(null, connecting));
@@ -103,6 +98,13 @@ export function dialThrough(
     });
     req.once('error', (err) => settle(new EgressError(`cannot connect to ${where}: ${err.message}`)));
     req.end();
+  });
+  return withDeadline(dialing, timeoutMs, () => {
+    const err = new EgressError(`timed out connecting to ${authority}`, true);
+    if (connecting) connecting.destroy(err);
+    else req?.destroy(err);
+    settle(err);
+    return err;
   });
 }
 
@@ -169,23 +171,21 @@ export class TunnelAgent extends Agent {
   }
 }
 
-function startTls(sock: Socket, servername: string, timeoutMs: number): Promise<TLSSocket> {
-  return new Promise((resolve, reject) => {
-    const t = tlsConnect({ socket: sock, servername, ca: trustedRoots(), ALPNProtocols: ['http/1.1'] });
-    const timer = setTimeout(() => {
+async function startTls(sock: Socket, servername: string, timeoutMs: number): Promise<TLSSocket> {
+  const t = tlsConnect({ socket: sock, servername, ca: trustedRoots(), ALPNProtocols: ['http/1.1'] });
+  try {
+    await onceWithin(t, 'secureConnect', timeoutMs, () => {
       t.destroy();
-      reject(new EgressError(`TLS handshake with ${servername} timed out`, true));
-    }, timeoutMs);
-    t.once('secureConnect', () => {
-      clearTimeout(timer);
-      resolve(t);
+      return new EgressError(`TLS handshake with ${servername} timed out`, true);
     });
-    t.once('error', (err) => {
-      clearTimeout(timer);
-      sock.destroy();
-      reject(new EgressError(`TLS with ${servername} failed: ${err.message}`));
-    });
-  });
+    // A later error, before the HTTP client has its own listener on the socket, must not go uncaught.
+    t.once('error', () => sock.destroy());
+    return t;
+  } catch (err) {
+    if (err instanceof EgressError) throw err;
+    sock.destroy();
+    throw new EgressError(`TLS with ${servername} failed: ${(err as Error).message}`);
+  }
 }
 
 export interface SmallResponse {

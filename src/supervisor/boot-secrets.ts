@@ -4,6 +4,7 @@
 // with 1: with `never` the start is fatal at once; otherwise the secrets are tried again after the
 // backoff (status `restarting`, with the error) until they are ready or max_restarts gives up.
 import type { Settings } from '../config/types.ts';
+import { delayUnless } from '../deadline.ts';
 import { InterruptedError, isSecretError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { SecretsPlan } from '../plan/index.ts';
@@ -41,9 +42,7 @@ export async function loadBootSecrets(o: BootSecretsOptions): Promise<ReadySecre
         `boot-time secrets not ready; trying again in ${d.delayMs} ms (restart ${d.attempt})`,
       );
       o.setStatus({ status: 'restarting', error: err.message, restarts: d.attempt, delay_ms: d.delayMs });
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([new Promise((r) => (timer = setTimeout(r, d.delayMs))), o.stopRequested]);
-      clearTimeout(timer);
+      await delayUnless(d.delayMs, o.stopRequested);
       if (stopping) throw new InterruptedError('stopped while waiting to try the boot-time secrets again');
     }
   }

@@ -16,7 +16,7 @@ import type { Server } from 'node:net';
 import type { AttestedTls } from '../attested-tls/issuer.ts';
 import { findConfigFiles, loadConfig } from '../config/load.ts';
 import { type Config, DEFAULT_SETTINGS, type Settings } from '../config/types.ts';
-import { withDeadline } from '../deadline.ts';
+import { delayUnless, withDeadline } from '../deadline.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { LogRing } from '../log/ring.ts';
 import { LogSink, openConsoleEcho } from '../log/sink.ts';
@@ -486,14 +486,7 @@ export class Supervisor {
         restarts: decision.attempt,
         delay_ms: decision.delayMs,
       });
-      let backoff: NodeJS.Timeout | undefined;
-      await Promise.race([
-        new Promise<void>((r) => {
-          backoff = setTimeout(r, decision.delayMs);
-        }),
-        this.stopRequested,
-      ]);
-      clearTimeout(backoff);
+      await delayUnless(decision.delayMs, this.stopRequested);
       if (this.stopping) break;
     }
     if (this.lastExit) this.board.set(finalStatus(this.lastExit));

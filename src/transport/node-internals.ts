@@ -20,6 +20,7 @@ import { IncomingMessage, ServerResponse } from 'node:http';
 import { Server, Socket, type SocketConstructorOpts } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { getSystemErrorName } from 'node:util';
+import { onceWithin } from '../deadline.ts';
 import type { NativeAddon } from '../native.ts';
 
 /** A libuv Pipe handle (pipe_wrap's Pipe), the kind of handle every adopted fd gets. */
@@ -199,18 +200,12 @@ async function afterOnePoll(): Promise<void> {
   await immediate();
 }
 
-/** Resolves with the first event of `names` that `emitter` emits within `ms`, or 'timeout'. */
-function first(emitter: NodeJS.EventEmitter, names: string[], ms: number): Promise<string> {
-  return new Promise((resolve) => {
-    const done = (name: string) => () => {
-      clearTimeout(timer);
-      for (const [n, f] of handlers) emitter.off(n, f);
-      resolve(name);
-    };
-    const handlers = names.map((n) => [n, done(n)] as const);
-    for (const [n, f] of handlers) emitter.once(n, f);
-    const timer = setTimeout(done('timeout'), ms);
-  });
+/** What happened first within `ms`: `event`, an 'error' (its message), or 'timeout'. */
+function first(emitter: NodeJS.EventEmitter, event: string, ms: number): Promise<string> {
+  return onceWithin(emitter, event, ms, () => new Error('timeout')).then(
+    () => event,
+    (err: Error) => err.message,
+  );
 }
 
 let checked: Promise<void> | undefined;
@@ -276,7 +271,7 @@ async function checkAdoptedPipe(addon: NativeAddon): Promise<void> {
       'socket._writableState.highWaterMark is not the write buffer',
     );
     writeSync(writeFd, 'a');
-    expect((await first(sock, ['data'], 2000)) === 'data', 'an adopted pipe socket reads nothing');
+    expect((await first(sock, 'data', 2000)) === 'data', 'an adopted pipe socket reads nothing');
     stopReadingForever(sock);
     sock.on('data', () => {});
     sock.resume();
@@ -306,7 +301,7 @@ async function checkAdoptedServer(addon: NativeAddon): Promise<void> {
     throw new NodeInternalsError(`a listening vsock fd cannot be adopted (${(err as Error).message})`);
   }
   const server = new Server();
-  const outcome = first(server, ['listening', 'error'], 2000);
+  const outcome = first(server, 'listening', 2000);
   listenOnHandle(server, handle, 1);
   const got = await outcome;
   server.close();

@@ -97,17 +97,16 @@ function failedCheck(r: Ran): string | undefined {
 const HTTP_APP = (port: number) =>
   `require('http').createServer((q,r)=>r.end('hello from the app\\n')).listen(${port},'127.0.0.1',()=>console.log('app up'))`;
 
+/** `cloister dev` with an HTTP app behind an ingress port on which cloister terminates attested TLS. */
+const startAttestedHttp = (t: TestContext, port: number) =>
+  startDev(t, port, `ingress:\n  ports:\n    ${port}:\n      tls: attested\n`, HTTP_APP(port));
+
 test(
   'attest connect: the dev enclave passes with its PCRs and the software root; each wrong thing is named',
   opts,
   async (t) => {
     const port = 18611;
-    const dev = await startDev(
-      t,
-      port,
-      `ingress:\n  ports:\n    ${port}:\n      tls: attested\n`,
-      HTTP_APP(port),
-    );
+    const dev = await startAttestedHttp(t, port);
 
     // The banner says how to check the port, with this run's root and PCR0; that command passes.
     const banner = /verify\s+cloister attest (connect .*)$/m.exec(dev.d.err())?.[1];
@@ -148,6 +147,11 @@ test(
     const fresh = await attest(['connect', dev.addr, '--root', dev.root, '--fresh', '--max-age', '1m']);
     assert.equal(fresh.status, 0, fresh.stderr);
     assert.match(JSON.parse(fresh.stdout).attestation.nonce, /^[0-9a-f]{32}$/);
+
+    // A usage mistake: exit 2 with connect's own usage.
+    const usage = await attest(['connect']);
+    assert.equal(usage.status, 2);
+    assert.match(usage.stderr, /exactly one HOST:PORT\nusage:\n {2}cloister attest connect HOST:PORT/);
 
     // Nothing listening: the connect check, exit 1.
     const closed = await attest(['connect', '127.0.0.1:1', '--root', dev.root]);
@@ -205,12 +209,7 @@ test(
   opts,
   async (t) => {
     const port = 18612;
-    const dev = await startDev(
-      t,
-      port,
-      `ingress:\n  ports:\n    ${port}:\n      tls: attested\n`,
-      HTTP_APP(port),
-    );
+    const dev = await startAttestedHttp(t, port);
     const startProxy = (pcr0: string) =>
       spawnCloister(t, [
         'attest',
