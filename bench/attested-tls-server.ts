@@ -1,13 +1,12 @@
 // The server side of bench/attested-tls.ts as its own process, so its CPU time is its own: enclave ingress
 // (emulated vsock) with two TLS ports, one with a plain self-signed P-256 certificate and one with the
 // attested certificate (software NSM), host ingress in front of both on loopback, and an app that accepts
-// and closes. Prints one JSON line {plain, attested, rootPem, pcr0}; then answers each "cpu" line on stdin
-// with process.cpuUsage() as JSON.
+// and closes. Prints one JSON line {plain, attested, rootPem, pcr0, certificateBytes} and serves until
+// killed (bench/attested-tls.ts reads its CPU time from /proc).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { createSecureContext } from 'node:tls';
 import { generateAttestedKey } from '../src/attested-tls/certificate.ts';
 import { startAttestedTls } from '../src/attested-tls/issuer.ts';
@@ -88,7 +87,3 @@ process.stdout.write(
     certificateBytes: { plain: plainCert.der.length, attested: attestedTls.current().der.length },
   })}\n`,
 );
-for await (const line of createInterface({ input: process.stdin })) {
-  if (line === 'cpu') process.stdout.write(`${JSON.stringify(process.cpuUsage())}\n`);
-}
-process.exit(0);

@@ -36,6 +36,8 @@ const CACHE_MAX = 1024;
 const MAX_PENDING = 256;
 /** How often one refused name is logged again. */
 const REFUSAL_LOG_INTERVAL_MS = 60_000;
+/** Answers a TCP client may leave unread before it is cut off. */
+const MAX_TCP_UNREAD = 1024 * 1024;
 /** A TCP DNS connection idle this long is closed (RFC 7766 suggests seconds). */
 const TCP_IDLE_MS = 10_000;
 
@@ -282,6 +284,8 @@ function serveTcp(sock: Socket, answer: (query: Buffer, udp: boolean) => Promise
       answer(msg, false).then(
         (out) => {
           if (!out || sock.destroyed) return;
+          // A client that pipelines queries and never reads its answers is cut off, not buffered for.
+          if (sock.writableLength > MAX_TCP_UNREAD) return void sock.destroy();
           const framed = Buffer.allocUnsafe(2 + out.length);
           framed.writeUInt16BE(out.length, 0);
           out.copy(framed, 2);

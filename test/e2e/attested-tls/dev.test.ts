@@ -97,17 +97,16 @@ function failedCheck(r: Ran): string | undefined {
 const HTTP_APP = (port: number) =>
   `require('http').createServer((q,r)=>r.end('hello from the app\\n')).listen(${port},'127.0.0.1',()=>console.log('app up'))`;
 
+/** `cloister dev` with an HTTP app behind an ingress port on which cloister terminates attested TLS. */
+const startAttestedHttp = (t: TestContext, port: number) =>
+  startDev(t, port, `ingress:\n  ports:\n    ${port}:\n      tls: attested\n`, HTTP_APP(port));
+
 test(
   'attest connect: the dev enclave passes with its PCRs and the software root; each wrong thing is named',
   opts,
   async (t) => {
     const port = 18611;
-    const dev = await startDev(
-      t,
-      port,
-      `ingress:\n  ports:\n    ${port}:\n      tls: attested\n`,
-      HTTP_APP(port),
-    );
+    const dev = await startAttestedHttp(t, port);
 
     // The banner says how to check the port, with this run's root and PCR0; that command passes.
     const banner = /verify\s+cloister attest (connect .*)$/m.exec(dev.d.err())?.[1];
@@ -210,12 +209,7 @@ test(
   opts,
   async (t) => {
     const port = 18612;
-    const dev = await startDev(
-      t,
-      port,
-      `ingress:\n  ports:\n    ${port}:\n      tls: attested\n`,
-      HTTP_APP(port),
-    );
+    const dev = await startAttestedHttp(t, port);
     const startProxy = (pcr0: string) =>
       spawnCloister(t, [
         'attest',

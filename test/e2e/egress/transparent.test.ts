@@ -114,7 +114,8 @@ check dns-getaddrinfo python3 -c "import socket;print(socket.getaddrinfo('allowe
 check boto3-imds env AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null python3 -c "import boto3;print(boto3.Session(region_name='us-east-1').get_credentials().get_frozen_credentials().access_key)"
 check udp-other python3 -c "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);[s.sendto(b'x',('192.0.2.1',9999)) for _ in range(3)];print('sent')"
 check ipv6 curl -sS --max-time 5 -g https://[2001:db8::1]/
-sleep 0.3
+# The sink counts datagrams as it reads them: wait (at most 10 s) until all three are in.
+for i in $(seq 50); do curl -s http://127.0.0.1:${METRICS_PORT}/metrics | grep -q '^cloister_egress_udp_dropped_total 3' && break; sleep 0.2; done
 check metrics curl -sS --max-time 5 http://127.0.0.1:${METRICS_PORT}/metrics
 kill -TERM $PPID
 `;

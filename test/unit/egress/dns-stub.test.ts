@@ -226,3 +226,30 @@ test('the stub serves UDP and TCP (length-prefixed, two queries on one connectio
   assert.equal(byId.get(1)?.rcode, 'NOERROR');
   assert.equal(byId.get(2)?.rcode, 'REFUSED');
 });
+
+test('a TCP client that pipelines queries and never reads the answers is cut off', async (t) => {
+  const many = Array.from({ length: 64 }, (_, i) => `198.51.100.${i + 1}`);
+  const { answer } = stub({ 'api.example.com': { addresses: many, ttl: 60 } });
+  const server = await startDnsStub(answer, { port: 0, logger: quietLogger() });
+  t.after(() => server.close());
+  const sock = connect(server.port, '127.0.0.1');
+  t.after(() => sock.destroy());
+  sock.on('error', () => {});
+  sock.pause(); // not reading: ~2 KiB per answer piles up in the kernel, then on the stub's side
+  const q = query('api.example.com');
+  const frame = Buffer.concat([Buffer.from([q.length >> 8, q.length & 0xff]), q]);
+  const sent = 20_000;
+  for (let i = 0; i < 40; i++) sock.write(Buffer.concat(Array.from({ length: sent / 40 }, () => frame)));
+  // Past the kernel's buffers (a few MiB on loopback) and 1 MiB more, the stub cuts the connection.
+  await new Promise((r) => setTimeout(r, 3000));
+  let bytes = 0;
+  sock.on('data', (d: Buffer) => {
+    bytes += d.length;
+  });
+  await new Promise<void>((resolve) => {
+    sock.once('close', () => resolve());
+    sock.resume();
+  });
+  const oneAnswer = (await answer(q, false))!.length + 2;
+  assert.ok(bytes < sent * oneAnswer, `got ${bytes} bytes, all ${sent} answers would be ${sent * oneAnswer}`);
+});
