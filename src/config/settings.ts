@@ -15,6 +15,7 @@ import {
   str,
   type YamlSource,
 } from './schema.ts';
+import { checkKmsEndpoint } from './manifest.ts';
 import { secretsSchema, toSecretSpecs } from './secrets.ts';
 import { DEFAULT_SETTINGS, type Settings } from './types.ts';
 
@@ -107,7 +108,14 @@ const settingsSchema = obj({
       ),
     }),
   ),
-  kms: opt(obj({ ready_wait_ms: opt(ms()), upstream_timeout_ms: opt(ms(1)) })),
+  kms: opt(
+    obj({
+      ready_wait_ms: opt(ms()),
+      upstream_timeout_ms: opt(ms(1)),
+      // Same form as the manifest's kms_proxy.endpoints: region -> host[:port] or http(s) URL.
+      endpoints: opt(dict(refine(str(), checkKmsEndpoint))),
+    }),
+  ),
   streams: opt(obj({ max_readers: opt(int({ min: 1, max: 1024 })) })),
   api: opt(obj({ metrics_port: opt(nullable(port())) })),
   secrets: opt(secretsSchema),
