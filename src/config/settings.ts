@@ -1,6 +1,7 @@
 // cloister.yaml: cloister's own settings, in a file beside enclaver.yaml so that the manifest stays
 // valid for Enclaver. Every key is optional; absent keys take DEFAULT_SETTINGS (src/config/types.ts).
 import { isAbsolute, resolve } from 'node:path';
+import { checkKmsEndpoint } from './manifest.ts';
 import {
   bool,
   dict,
@@ -15,7 +16,6 @@ import {
   str,
   type YamlSource,
 } from './schema.ts';
-import { checkKmsEndpoint } from './manifest.ts';
 import { secretsSchema, toSecretSpecs } from './secrets.ts';
 import { DEFAULT_SETTINGS, type Settings } from './types.ts';
 
