@@ -19,6 +19,7 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
+import { cpuUs } from './measure.ts';
 
 const run = promisify(execFile);
 const { values } = parseArgs({ options: { before: { type: 'string' } } });
@@ -162,12 +163,8 @@ async function stopDev(dev: Dev): Promise<void> {
   rmSync(dev.dir, { recursive: true, force: true });
 }
 
-// utime + stime in µs (USER_HZ 100) of the dev process (host side), its child (the enclave side) and
-// that one's child (the app).
-const cpuUs = (pid: number) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10_000;
-};
+// CPU (measure.ts cpuUs) of the dev process (host side), its child (the enclave side) and that one's
+// child (the app).
 const childOf = (pid: number) =>
   Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)[0]);
 function roles(dev: Dev): { host: number; enclave: number; app: number } {

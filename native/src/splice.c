@@ -30,7 +30,7 @@ typedef struct {
   bool shut;      // EOF passed on with shutdown(SHUT_WR)
   bool grown;     // pipe enlarged to PUMP_PIPE_SIZE
   bool copy_in;   // the kernel refused splice from `from`: fill the pipe with read() + write()
-  bool drained;   // the last read took less than a default pipe holds: `from` is likely empty
+  bool drained;   // the last read was small (request/response traffic): `from` is likely empty
   uint64_t bytes; // bytes written to `to`
   uint64_t greet; // of which a greeting that went through the pipe (not tunnel bytes)
 } pump_dir;
@@ -268,7 +268,9 @@ static bool pump_run_dir(pump *p, pump_dir *d) {
         fcntl(d->pipe_w, F_SETPIPE_SZ, PUMP_PIPE_SIZE);
       }
       d->in_pipe = (size_t)n;
-      d->drained = n < 65536;
+      // Only small reads of a direction that never carried bulk: a bulk transfer keeps reading until
+      // EAGAIN, as before (its next read usually finds more).
+      d->drained = !d->grown && n < 16384;
       p->last_activity = uv_now(p->loop);
       continue;
     }

@@ -185,19 +185,28 @@ static char *arg_string(napi_env env, napi_value v, const char *what) {
   return buf;
 }
 
+// Two string arguments (mountTmpfs, bindMount), malloc'd; false (with an exception pending) if either is
+// missing or not a string. The caller frees both.
+static bool two_strings(napi_env env, napi_callback_info info, const char *what1, char **s1, const char *what2,
+                        char **s2) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return false;
+  *s1 = arg_string(env, argv[0], what1);
+  if (!*s1) return false;
+  *s2 = arg_string(env, argv[1], what2);
+  if (!*s2) {
+    free(*s1);
+    return false;
+  }
+  return true;
+}
+
 // mountTmpfs(target, options): mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
 // options), e.g. "size=16m,mode=0711,noswap". Needs CAP_SYS_ADMIN (root in the enclave, or a test in
 // its own mount namespace); the caller decides when to try.
 static napi_value MountTmpfs(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  if (!get_args(env, info, 2, argv)) return NULL;
-  char *target = arg_string(env, argv[0], "target");
-  if (!target) return NULL;
-  char *options = arg_string(env, argv[1], "options");
-  if (!options) {
-    free(target);
-    return NULL;
-  }
+  char *target, *options;
+  if (!two_strings(env, info, "target", &target, "options", &options)) return NULL;
   int r = mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, options);
   int e = errno;
   free(target);
@@ -223,15 +232,8 @@ static napi_value Unmount(napi_env env, napi_callback_info info) {
 // bindMount(source, target): mount(source, target, NULL, MS_BIND): a file of cloister's over one of the
 // image's (transparent egress's resolv.conf when the image's is read-only). unmount() undoes it.
 static napi_value BindMount(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  if (!get_args(env, info, 2, argv)) return NULL;
-  char *source = arg_string(env, argv[0], "source");
-  if (!source) return NULL;
-  char *target = arg_string(env, argv[1], "target");
-  if (!target) {
-    free(source);
-    return NULL;
-  }
+  char *source, *target;
+  if (!two_strings(env, info, "source", &source, "target", &target)) return NULL;
   int r = mount(source, target, NULL, MS_BIND, NULL);
   int e = errno;
   free(source);

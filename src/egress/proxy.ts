@@ -51,7 +51,7 @@ import { type Service, serviceLifetime } from '../service.ts';
 import type { RamDir } from '../system/ram-dir.ts';
 import { type AcceptedHandle, FastConnection, fastPathAddon, takeConnections } from '../transport/fast.ts';
 import { socketFromHandle } from '../transport/node-internals.ts';
-import { joinFds, joinSockets } from '../transport/tunnel.ts';
+import { joinSockets } from '../transport/tunnel.ts';
 import { EGRESS_VSOCK_PORT, type Transport } from '../transport/types.ts';
 import { parseConnectHead } from './connect-head.ts';
 import { boundedMemo } from './memo.ts';
@@ -536,63 +536,51 @@ export async function startEgressProxy(plan: EgressPlan, deps: EgressProxyDeps):
       conn.finish();
       rawReply(sock, err);
     };
-    const drop = () => {
-      h.close();
-      conn.finish();
-    };
     let bytes: Buffer;
     try {
       bytes = await native.peekHead(h.fd, settings.max_header_bytes, settings.header_timeout_ms);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ETIMEDOUT' || conn.destroyed) return drop();
+      if ((e as NodeJS.ErrnoException).code !== 'ETIMEDOUT' || conn.destroyed) return conn.drop();
       // Nothing at all within header_timeout_ms: the 408 Node's server gives a slow head.
       const code = 'ERR_HTTP_REQUEST_TIMEOUT';
       const refusal = headRefusal(Object.assign(new Error('request timeout'), { code }));
       log.info({ code }, refusal.message);
       return reply(refusal);
     }
-    if (bytes.length === 0 || conn.destroyed) return drop();
+    if (bytes.length === 0 || conn.destroyed) return conn.drop();
     const head = parseConnectHead(bytes, settings.max_header_bytes);
     // Partial, not CONNECT, or anything unusual: Node's HTTP server reads the same bytes (only peeked).
     if (!head) {
       conn.finish();
       return deliver(h);
     }
-    let opened: { upstream: number; release: () => void } | undefined;
+    let release: (() => void) | undefined;
     try {
       native.recvDiscard(h.fd, head.length);
       const { host, port } = parseAuthority(head.authority);
       const { target, decision } = admit(host, port);
-      opened = await openUpstreamVia(relayLink, target, port, decision);
-      const { upstream, release } = opened;
-      if (conn.destroyed) throw new EgressRelayUnreachableError('the egress proxy is closing');
-      egressOpenTunnels.inc();
+      const opened = await openUpstreamVia(relayLink, target, port, decision);
+      release = opened.release;
       h.setNoDelay?.(true);
-      conn.tunnel(
-        joinFds(native, h.fd, upstream, {
-          idleTimeoutMs: settings.idle_timeout_ms,
-          greetA: CONNECT_OK,
-          onClose: ({ aToB, bToA }) => {
-            release();
-            egressOpenTunnels.dec();
-            egressBytes.inc({ direction: 'up' }, aToB);
-            egressBytes.inc({ direction: 'down' }, bToA);
-            log.debug({ engine: 'splice', up: aToB, down: bToA }, 'tunnel closed');
-            conn.finish();
-          },
-        }),
-      );
-      // The pump holds its own copies of both fds.
-      native.closeFd(upstream);
-      h.close();
+      // join() takes the relay stream over whatever happens; false: the proxy closed meanwhile.
+      const joined = conn.join(opened.upstream, {
+        idleTimeoutMs: settings.idle_timeout_ms,
+        greetA: CONNECT_OK,
+        onClose: ({ aToB, bToA }) => {
+          opened.release();
+          egressOpenTunnels.dec();
+          egressBytes.inc({ direction: 'up' }, aToB);
+          egressBytes.inc({ direction: 'down' }, bToA);
+          log.debug({ engine: 'splice', up: aToB, down: bToA }, 'tunnel closed');
+        },
+      });
+      if (joined) egressOpenTunnels.inc();
+      else opened.release();
     } catch (e) {
-      if (opened) {
-        native.closeFd(opened.upstream);
-        opened.release();
-      }
+      release?.();
       const err = toCloisterError(e);
       if (err.status >= 500) log.warn({ url: head.authority, status: err.status, err }, 'CONNECT failed');
-      if (conn.destroyed) return drop();
+      if (conn.destroyed) return conn.drop();
       reply(err);
     }
   }

@@ -27,7 +27,7 @@ import { keepServing } from '../server-errors.ts';
 import { type Service, serviceLifetime } from '../service.ts';
 import { FastConnection, fastPathAddon, takeConnections } from '../transport/fast.ts';
 import { socketFromHandle } from '../transport/node-internals.ts';
-import { joinFds, joinSockets } from '../transport/tunnel.ts';
+import { joinSockets } from '../transport/tunnel.ts';
 import { EGRESS_VSOCK_PORT, type Transport } from '../transport/types.ts';
 import { boundedMemo } from './memo.ts';
 import {
@@ -83,7 +83,6 @@ const TARGET_MEMO_MAX = 1024;
 /** Distinct deny lists kept parsed (one enclave sends one or two). */
 const DENY_LIST_MEMO_MAX = 64;
 const EINVAL = 22;
-const ECANCELED = 125;
 /** The reply that opens a tunnel. */
 const RELAY_OK = encodeResponse({ ok: true });
 
@@ -264,7 +263,6 @@ export async function startEgressRelay(opts: RelaySlice, deps: RelayDeps): Promi
   async function serveFast(native: NativeAddon, conn: FastConnection): Promise<void> {
     const h = conn.handle;
     let req: ConnectRequest | undefined;
-    let upstream: number | undefined;
     let sock: Socket | undefined;
     try {
       const request = parseRelayRequest(await readFrameFd(native, h.fd, requestTimeoutMs));
@@ -275,26 +273,12 @@ export async function startEgressRelay(opts: RelaySlice, deps: RelayDeps): Promi
       }
       req = request;
       const dialled = await dial(req, (addr, _family, port, ms) => native.tcpConnect(addr, port, ms));
-      upstream = dialled.upstream;
-      if (conn.destroyed) throw new RelayError(ECANCELED, 'the relay is closing');
-      conn.tunnel(
-        joinFds(native, h.fd, upstream, {
-          idleTimeoutMs: opts.idleTimeoutMs,
-          greetA: RELAY_OK,
-          onClose: () => conn.finish(),
-        }),
-      );
-      log.debug({ host: req.host, port: req.port, address: dialled.address }, 'egress relay connected');
-      // The pump holds its own copies of both fds.
-      native.closeFd(upstream);
-      h.close();
+      // join() takes the upstream fd over whatever happens; false: the relay closed meanwhile.
+      if (conn.join(dialled.upstream, { idleTimeoutMs: opts.idleTimeoutMs, greetA: RELAY_OK }))
+        log.debug({ host: req.host, port: req.port, address: dialled.address }, 'egress relay connected');
     } catch (e) {
-      if (upstream !== undefined) native.closeFd(upstream);
       if (sock) return refuse(sock, e, req);
-      if (conn.destroyed) {
-        h.close();
-        return conn.finish();
-      }
+      if (conn.destroyed) return conn.drop();
       refuse(nodeSocket(conn), e, req);
     }
   }

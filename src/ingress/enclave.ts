@@ -19,7 +19,6 @@ import type { IngressPlan, PortPlan } from '../plan/ingress.ts';
 import { keepServing } from '../server-errors.ts';
 import { type Service, serviceLifetime } from '../service.ts';
 import { FastConnection, fastPathAddon, takeConnections } from '../transport/fast.ts';
-import { joinFds } from '../transport/tunnel.ts';
 import type { Transport } from '../transport/types.ts';
 import { connectWithRetry } from './connect-retry.ts';
 import { keepTlvs, readProxyV2 } from './proxy-protocol.ts';
@@ -194,7 +193,6 @@ export async function startIngress(opts: IngressPlan, deps: IngressDeps): Promis
   // pump, no net.Socket. TLS and PROXY-header ports read through Node and keep the path above.
   const native = fastPathAddon();
   const forwardFast = async (native: NativeAddon, port: number, conn: FastConnection) => {
-    const h = conn.handle;
     const label = String(port);
     let upstream: number;
     try {
@@ -207,26 +205,18 @@ export async function startIngress(opts: IngressPlan, deps: IngressDeps): Promis
     } catch (err) {
       ingressConnections.inc({ port: label, result: 'upstream_failed' });
       log.warn({ port, err }, `Connection to upstream (127.0.0.1:${port}) failed`);
-      h.close();
-      return conn.finish();
+      return conn.drop();
     }
-    if (conn.destroyed) {
-      native.closeFd(upstream);
-      h.close();
-      return conn.finish();
+    try {
+      const onClose = ({ aToB, bToA }: { aToB: number; bToA: number }) =>
+        log.debug({ port, in: aToB, out: bToA, engine: 'splice' }, 'ingress connection closed');
+      if (!conn.join(upstream, { onClose })) return;
+      ingressConnections.inc({ port: label, result: 'ok' });
+    } catch (err) {
+      ingressConnections.inc({ port: label, result: 'upstream_failed' });
+      log.warn({ port, err }, 'cannot start the tunnel; client dropped');
+      conn.drop();
     }
-    ingressConnections.inc({ port: label, result: 'ok' });
-    conn.tunnel(
-      joinFds(native, h.fd, upstream, {
-        onClose: ({ aToB, bToA }) => {
-          log.debug({ port, in: aToB, out: bToA, engine: 'splice' }, 'ingress connection closed');
-          conn.finish();
-        },
-      }),
-    );
-    // The pump holds its own copies of both fds.
-    native.closeFd(upstream);
-    h.close();
   };
 
   try {

@@ -9,11 +9,9 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { ConnectionSet, closeServer } from '../connections.ts';
 import type { Logger } from '../log/logger.ts';
-import type { NativeAddon } from '../native.ts';
 import { keepServing } from '../server-errors.ts';
 import { type Service, serviceLifetime } from '../service.ts';
 import { FastConnection, fastPathAddon, takeConnections } from '../transport/fast.ts';
-import { joinFds } from '../transport/tunnel.ts';
 import type { Transport } from '../transport/types.ts';
 import { connectWithRetry } from './connect-retry.ts';
 import { encodeProxyV2 } from './proxy-protocol.ts';
@@ -95,9 +93,8 @@ export async function startHostIngress(opts: HostIngressSlice, deps: HostIngress
   // A PROXY header needs the client's addresses from a Socket, so those listeners keep the Node path.
   const native = opts.proxyProtocol ? null : fastPathAddon();
   const connectFd = deps.transport.connectFd?.bind(deps.transport);
-  const forwardFast = async (native: NativeAddon, enclavePort: number, conn: FastConnection) => {
-    const h = conn.handle;
-    h.setNoDelay?.(true);
+  const forwardFast = async (enclavePort: number, conn: FastConnection) => {
+    conn.handle.setNoDelay?.(true);
     let upstream: number;
     try {
       upstream = await connectWithRetry(
@@ -106,18 +103,14 @@ export async function startHostIngress(opts: HostIngressSlice, deps: HostIngress
       );
     } catch (err) {
       log.warn({ port: enclavePort, err }, 'cannot reach the enclave; client dropped');
-      h.close();
-      return conn.finish();
+      return conn.drop();
     }
-    if (conn.destroyed) {
-      native.closeFd(upstream);
-      h.close();
-      return conn.finish();
+    try {
+      conn.join(upstream);
+    } catch (err) {
+      log.warn({ port: enclavePort, err }, 'cannot start the tunnel; client dropped');
+      conn.drop();
     }
-    conn.tunnel(joinFds(native, h.fd, upstream, { onClose: () => conn.finish() }));
-    // The pump holds its own copies of both fds.
-    native.closeFd(upstream);
-    h.close();
   };
 
   try {
@@ -136,7 +129,7 @@ export async function startHostIngress(opts: HostIngressSlice, deps: HostIngress
         takeConnections(server, (h) => {
           const conn = new FastConnection(native, h);
           conns.add(conn);
-          void forwardFast(native, m.enclavePort, conn);
+          void forwardFast(m.enclavePort, conn);
           return true;
         });
       // Unlike enclaver-run, an accept error (EMFILE...) is logged and the listener keeps going.

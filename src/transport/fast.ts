@@ -15,6 +15,7 @@ import { EventEmitter } from 'node:events';
 import type { Server } from 'node:net';
 import { loadNative, type NativeAddon } from '../native.ts';
 import { type AcceptedHandle, takeConnections as takeFromServer } from './node-internals.ts';
+import { type FdTunnelOptions, joinFds } from './tunnel.ts';
 
 export type { AcceptedHandle } from './node-internals.ts';
 
@@ -70,9 +71,45 @@ export class FastConnection extends EventEmitter {
   }
 
   /** The connection's tunnel is running: destroy() cancels it (at once if destroy() came first). */
-  tunnel(cancel: () => void): void {
+  private tunnel(cancel: () => void): void {
     this.cancel = cancel;
     if (this.destroyed) cancel();
+  }
+
+  /**
+   * Joins the accepted connection to `upstream` (a connected raw fd, taken over here in every case) with
+   * the splice pump; the connection finishes when the tunnel ends. If destroy() came first, both are
+   * closed instead (false). If the pump cannot start, upstream is closed and the error thrown: the
+   * handle is still the caller's, to answer on or drop.
+   */
+  join(upstream: number, opts: FdTunnelOptions = {}): boolean {
+    if (this.destroyed) {
+      this.native.closeFd(upstream);
+      this.drop();
+      return false;
+    }
+    try {
+      this.tunnel(
+        joinFds(this.native, this.handle.fd, upstream, {
+          ...opts,
+          onClose: (info) => {
+            opts.onClose?.(info);
+            this.finish();
+          },
+        }),
+      );
+    } finally {
+      // The pump holds its own copies of both fds.
+      this.native.closeFd(upstream);
+    }
+    this.handle.close();
+    return true;
+  }
+
+  /** Closes the accepted connection: the fast path is done with it. */
+  drop(): void {
+    this.handle.close();
+    this.finish();
   }
 
   /** The fast path is done with the connection. */

@@ -20,7 +20,13 @@ import { createLogger } from '../../../src/log/logger.ts';
 import { loadOrCreateRoot } from '../../../src/nsm/software.ts';
 import { WORLD_CREDS } from '../../helpers/aws-fakes.ts';
 import { writeSelfSigned } from '../../helpers/fixtures/tls.ts';
-import { connectPort, readStatus, startEnclave, waitUntil } from '../../helpers/supervisor-harness.ts';
+import {
+  connectPort,
+  type Enclave,
+  readStatus,
+  startEnclave,
+  waitUntil,
+} from '../../helpers/supervisor-harness.ts';
 
 const PCR0 = 'a7'.repeat(48);
 const APP_UID = 4242;
@@ -237,6 +243,21 @@ function exchange(sock: Socket | TLSSocket, host: string, path: string): Promise
   });
 }
 
+/** `cloister enclave` as root in `unshare -n -m` (its own tmpfs), on the world's vsock directory. */
+function startSecretsEnclave(
+  t: import('node:test').TestContext,
+  o: { app: string[]; manifest: string; settings: string; env?: Record<string, string> },
+): Enclave {
+  return startEnclave(t, {
+    ...o,
+    noBootstrap: false,
+    mountNs: true,
+    vsockDir: world.vsockDir,
+    env: { ...CREDS_ENV, ...o.env },
+    confFiles: confFiles(),
+  });
+}
+
 /** Every planted plaintext, in each form it could leak in. */
 function assertNoPlaintext(where: string, text: string): void {
   const needles = [
@@ -257,15 +278,11 @@ test('every source reaches env and RAM file (exact bytes, 0400, app uid, tmpfs);
   mkdirSync(join(dir, 'app'), { mode: 0o777 });
   chmodSync(join(dir, 'app'), 0o777);
   const marker = join(dir, 'app', 'first-run');
-  const e = startEnclave(t, {
+  const e = startSecretsEnclave(t, {
     app: [process.execPath, '-e', APP],
     manifest: manifest('127.0.0.1'),
     settings: settings(allSecrets(), 'restart: on-failure\n  restart_backoff_ms: 100'),
-    noBootstrap: false,
-    mountNs: true,
-    vsockDir: world.vsockDir,
-    env: { ...CREDS_ENV, MARKER: marker },
-    confFiles: confFiles(),
+    env: { MARKER: marker },
   });
   const status = await readStatus(t, e);
   const results = await waitUntil(
@@ -322,18 +339,13 @@ test('every source reaches env and RAM file (exact bytes, 0400, app uid, tmpfs);
 });
 
 test('a key bound to another PCR0 stops the start: fatal, naming the secret and AccessDeniedException, after the restart policy gave up', async (t) => {
-  const e = startEnclave(t, {
+  const e = startSecretsEnclave(t, {
     app: [process.execPath, '-e', 'console.log("RESULT started")'],
     manifest: manifest('127.0.0.1', false),
     settings: settings(
       entry('db-password', `{ inline: "${ct.otherPcr}" }`, '{ env: DB_PASSWORD }'),
       'restart: on-failure\n  restart_backoff_ms: 50\n  max_restarts: 1',
     ),
-    noBootstrap: false,
-    mountNs: true,
-    vsockDir: world.vsockDir,
-    env: CREDS_ENV,
-    confFiles: confFiles(),
   });
   const status = await readStatus(t, e);
   const fatal = await status.waitFor(['fatal'], 60_000);
@@ -348,15 +360,10 @@ test('a key bound to another PCR0 stops the start: fatal, naming the secret and 
 test('S3, SSM and Secrets Manager endpoints the egress policy does not allow: the start fails with CLO_ERR_EGRESS_DENIED, nothing fetched', async (t) => {
   const kmsAuthority = new URL(world.urls.kms!).host;
   const before = (world.out().match(/^REQ /gm) ?? []).length;
-  const e = startEnclave(t, {
+  const e = startSecretsEnclave(t, {
     app: [process.execPath, '-e', 'console.log("RESULT started")'],
     manifest: manifest(kmsAuthority, false),
     settings: settings(fetchedEntries((k) => `{ env: ${k}, env_base64: true }`)),
-    noBootstrap: false,
-    mountNs: true,
-    vsockDir: world.vsockDir,
-    env: CREDS_ENV,
-    confFiles: confFiles(),
   });
   const status = await readStatus(t, e);
   const fatal = String((await status.waitFor(['fatal'], 60_000)).error);
