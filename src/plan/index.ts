@@ -57,7 +57,7 @@ export interface KmsPlan {
 /** What the boot-time secrets (src/secrets/) need. */
 export interface SecretsPlan {
   secrets: SecretSpec[];
-  /** kms_proxy.endpoints (the same KMS the KMS proxy uses). */
+  /** kms_proxy.endpoints overlaid with cloister.yaml kms.endpoints. */
   kmsEndpoints: Record<string, string>;
   /** Timeout of each AWS call (kms.upstream_timeout_ms). */
   timeoutMs: number;
@@ -140,7 +140,8 @@ export function planSecrets(config: Config): SecretsPlan | null {
   if (settings.secrets.length === 0) return null;
   return {
     secrets: settings.secrets,
-    kmsEndpoints: config.manifest.kms_proxy?.endpoints ?? {},
+    // cloister.yaml's kms.endpoints over the manifest's kms_proxy.endpoints (the KMS proxy's).
+    kmsEndpoints: { ...(config.manifest.kms_proxy?.endpoints ?? {}), ...settings.kms.endpoints },
     timeoutMs: settings.kms.upstream_timeout_ms,
     readyWaitMs: settings.kms.ready_wait_ms,
     owner: { uid: settings.app.uid, gid: settings.app.gid },
