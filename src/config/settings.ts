@@ -82,6 +82,7 @@ const settingsSchema = obj({
         ),
       ),
       doh_ca_file: opt(nullable(str())),
+      check_sni: opt(bool()),
     }),
   ),
   ingress: opt(

@@ -28,6 +28,8 @@ export type { IngressPlan, PortPlan } from './ingress.ts';
 export interface TransparentPlan {
   /** Who resolves allowed names for the DNS stub. */
   resolver: { kind: 'relay' } | { kind: 'doh'; url: URL; host: string; port: number; caFile: string | null };
+  /** Check a name-allowed connection's TLS SNI / HTTP Host against the names bound to its address. */
+  checkSni: boolean;
 }
 
 export interface EgressPlan {
@@ -100,7 +102,8 @@ export function planEgress(config: Config): EgressPlan | null {
 /** The transparent part (null when off). Throws when the DoH server is not allowed by the egress policy. */
 export function planTransparent(t: Settings['transparent'], policy: Policy): TransparentPlan | null {
   if (!t.enabled) return null;
-  if (t.resolver === 'relay' || t.doh_url === null) return { resolver: { kind: 'relay' } };
+  const checkSni = t.check_sni;
+  if (t.resolver === 'relay' || t.doh_url === null) return { resolver: { kind: 'relay' }, checkSni };
   const url = new URL(t.doh_url);
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   const port = url.port === '' ? 443 : Number(url.port);
@@ -110,7 +113,7 @@ export function planTransparent(t: Settings['transparent'], policy: Policy): Tra
     throw new TransparentSetupError(
       `transparent.doh_url ${t.doh_url}: the DoH server must be allowed by egress.allow (${d.reason})`,
     );
-  return { resolver: { kind: 'doh', url, host: d.target!, port, caFile: t.doh_ca_file } };
+  return { resolver: { kind: 'doh', url, host: d.target!, port, caFile: t.doh_ca_file }, checkSni };
 }
 
 /** The KMS proxy part alone (null when the manifest has no kms_proxy). */
