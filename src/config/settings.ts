@@ -1,6 +1,7 @@
 // cloister.yaml: cloister's own settings, in a file beside enclaver.yaml so that the manifest stays
 // valid for Enclaver. Every key is optional; absent keys take DEFAULT_SETTINGS (src/config/types.ts).
 import { isAbsolute, resolve } from 'node:path';
+import { checkKmsEndpoint } from './manifest.ts';
 import {
   bool,
   dict,
@@ -81,6 +82,7 @@ const settingsSchema = obj({
         ),
       ),
       doh_ca_file: opt(nullable(str())),
+      check_sni: opt(bool()),
     }),
   ),
   ingress: opt(
@@ -107,7 +109,14 @@ const settingsSchema = obj({
       ),
     }),
   ),
-  kms: opt(obj({ ready_wait_ms: opt(ms()), upstream_timeout_ms: opt(ms(1)) })),
+  kms: opt(
+    obj({
+      ready_wait_ms: opt(ms()),
+      upstream_timeout_ms: opt(ms(1)),
+      // Same form as the manifest's kms_proxy.endpoints: region -> host[:port] or http(s) URL.
+      endpoints: opt(dict(refine(str(), checkKmsEndpoint))),
+    }),
+  ),
   streams: opt(obj({ max_readers: opt(int({ min: 1, max: 1024 })) })),
   api: opt(obj({ metrics_port: opt(nullable(port())) })),
   secrets: opt(secretsSchema),

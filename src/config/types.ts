@@ -128,6 +128,8 @@ export interface Settings {
     doh_url: string | null;
     /** resolver: doh. A PEM file of CA certificates for the DoH server instead of Node's bundled roots. */
     doh_ca_file: string | null;
+    /** A connection allowed through a name must not name another host in its TLS SNI or HTTP Host. */
+    check_sni: boolean;
   };
   ingress: {
     /** How long to keep retrying 127.0.0.1:<port> while the app is still starting. */
@@ -143,6 +145,8 @@ export interface Settings {
     /** How long a KMS call that arrives before credentials/key are ready waits. */
     ready_wait_ms: number;
     upstream_timeout_ms: number;
+    /** Boot-time secrets' KMS endpoint per region (over kms_proxy.endpoints), as kms_proxy.endpoints. */
+    endpoints: Record<string, string>;
   };
   streams: {
     /** Readers served at once on each host-facing stream (status 17000, logs 17001); more are closed. */
@@ -206,9 +210,9 @@ export const DEFAULT_SETTINGS: Settings = {
     max_header_bytes: 16384,
     max_tunnels: 10000,
   },
-  transparent: { enabled: false, resolver: 'relay', doh_url: null, doh_ca_file: null },
+  transparent: { enabled: false, resolver: 'relay', doh_url: null, doh_ca_file: null, check_sni: false },
   ingress: { upstream_retry_ms: 30000, proxy_protocol: false, proxy_protocol_tlvs: [], ports: {} },
-  kms: { ready_wait_ms: 10000, upstream_timeout_ms: 30000 },
+  kms: { ready_wait_ms: 10000, upstream_timeout_ms: 30000, endpoints: {} },
   streams: { max_readers: 8 },
   api: { metrics_port: null },
   secrets: [],

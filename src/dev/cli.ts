@@ -190,7 +190,9 @@ async function runDev(argv: string[]): Promise<number> {
       CLOISTER_DEV_NSM_ROOT: nsmRoot,
     };
     let kmsUrl: string | null = null;
-    if (config.manifest.kms_proxy && values.kms !== 'aws') {
+    // The emulator serves the KMS proxy and the boot-time secrets.
+    const needsKms = !!config.manifest.kms_proxy || config.settings.secrets.length > 0;
+    if (needsKms && values.kms !== 'aws') {
       const creds = {
         accessKeyId: `AKIDDEV${randomBytes(6).toString('hex').toUpperCase()}`,
         secretAccessKey: randomBytes(24).toString('base64url'),

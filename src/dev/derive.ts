@@ -1,6 +1,7 @@
 // What `cloister dev` hands the enclave side: a copy of the manifest and settings adjusted for this
 // machine, written to a scratch config dir. Nothing of the user's files is changed.
-//   - kms_proxy.endpoints[region] -> the KMS emulator (unless --kms aws);
+//   - kms_proxy.endpoints[region] and, with boot-time secrets, cloister.yaml kms.endpoints[region] -> the
+//     KMS emulator (unless --kms aws);
 //   - egress.allow gets the emulator's 127.0.0.1:<port> if the policy would refuse it (and says so);
 //   - ingress tls paths made absolute (the scratch dir has no tls/);
 //   - settings: emulated transport, software NSM with the dev PCRs, quieter logs, the RAM directory
@@ -61,8 +62,11 @@ export interface Derived {
 export function deriveEnclaveConfig(o: DeriveOptions): Derived {
   const notes: string[] = [];
   const m: Manifest = structuredClone(o.config.manifest);
-  if (o.kms && m.kms_proxy) {
-    m.kms_proxy.endpoints = { ...(m.kms_proxy.endpoints ?? {}), [o.kms.region]: o.kms.url };
+  const secrets = o.config.settings.secrets.length > 0;
+  if (o.kms && (m.kms_proxy || secrets)) {
+    if (m.kms_proxy) {
+      m.kms_proxy.endpoints = { ...(m.kms_proxy.endpoints ?? {}), [o.kms.region]: o.kms.url };
+    }
     const u = new URL(o.kms.url);
     const port = Number(u.port);
     const allow = m.egress?.allow ?? [];
@@ -82,6 +86,8 @@ export function deriveEnclaveConfig(o: DeriveOptions): Derived {
   s.transport = { kind: 'emulated', dir: o.vsockDir, enclave_cid: o.enclaveCid, parent_cid: CID_HOST };
   s.nsm = { ...s.nsm, kind: 'software', state_dir: o.nsmState, pcrs: o.pcrs };
   s.log.level = o.logLevel;
+  // The boot-time secrets decrypt with the emulator too (with or without a KMS proxy).
+  if (o.kms && secrets) s.kms = { ...s.kms, endpoints: { ...s.kms.endpoints, [o.kms.region]: o.kms.url } };
   // No mount on the developer's machine: a private directory under /dev/shm, removed at exit.
   s.ram_dir = { ...s.ram_dir, path: null, mount: 'never' };
   // Transparent egress changes the routes and nat table of the network namespace it runs in: here that

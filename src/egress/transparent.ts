@@ -29,6 +29,7 @@ import { addDefaultRouteViaLoopback, removeDefaultRouteViaLoopback } from '../sy
 import { handleFd } from '../transport/node-internals.ts';
 import { type DnsResolver, dohResolver, relayResolver } from './dns-resolvers.ts';
 import { createDnsAnswerer, startDnsStub } from './dns-stub.ts';
+import { claimedName } from './first-bytes-name.ts';
 import { NameBindings } from './name-bindings.ts';
 
 /** What the egress proxy shares with the transparent listener. */
@@ -138,6 +139,32 @@ export function judgeTransparent(
   };
 }
 
+/** How long a name-allowed connection may take to send its first bytes when `check_sni` is on. */
+const FIRST_BYTES_WAIT_MS = 1000;
+
+/**
+ * The first bytes the client sends, read and put back (unshift) for the tunnel; null if none come within
+ * `ms` (a protocol where the server speaks first: nothing to check) or the client goes away.
+ */
+function firstBytes(client: Socket, ms: number): Promise<Buffer | null> {
+  return new Promise((resolve) => {
+    const done = (b: Buffer | null) => {
+      clearTimeout(timer);
+      client.off('data', onData);
+      client.off('close', onClose);
+      client.pause();
+      if (b) client.unshift(b);
+      resolve(b);
+    };
+    const onData = (b: Buffer) => done(b);
+    const onClose = () => done(null);
+    const timer = setTimeout(() => done(null), ms);
+    client.on('data', onData);
+    client.once('close', onClose);
+    client.resume();
+  });
+}
+
 function listen(server: Server): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -222,6 +249,11 @@ export async function startTransparent(
     throw e;
   }
 
+  /** A claimed name is fine if this address was returned for it and its rules allow this port. */
+  function claimAllowed(claimed: string, address: string, port: number): boolean {
+    return bindings.namesFor(address).includes(claimed) && gw.check(claimed, port).allowed;
+  }
+
   async function onConnection(client: Socket): Promise<void> {
     client.on('error', () => client.destroy());
     gw.connections.add(client);
@@ -234,7 +266,21 @@ export async function startTransparent(
     }
     // Dialled directly rather than redirected: nothing to forward to.
     if (dest.address.startsWith('127.')) return void client.destroy();
-    const { decision, boundTo } = judgeTransparent(gw.check, bindings, dest.address, dest.port);
+    let { decision, boundTo } = judgeTransparent(gw.check, bindings, dest.address, dest.port);
+    // Allowed through a name: optionally, the name the connection itself gives must be one of those.
+    if (decision.allowed && boundTo !== null && plan.checkSni) {
+      const first = await firstBytes(client, FIRST_BYTES_WAIT_MS);
+      const claimed = first === null ? null : claimedName(first);
+      if (claimed !== null && !claimAllowed(claimed, dest.address, dest.port)) {
+        decision = {
+          allowed: false,
+          rule: null,
+          target: dest.address,
+          reason: `${dest.address}:${dest.port} (resolved for ${boundTo}) names '${claimed}' in its TLS SNI or HTTP Host, which the DNS stub did not return this address for`,
+        };
+        boundTo = null;
+      }
+    }
     gw.record(decision, {
       host: dest.address,
       port: dest.port,

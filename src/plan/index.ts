@@ -28,6 +28,8 @@ export type { IngressPlan, PortPlan } from './ingress.ts';
 export interface TransparentPlan {
   /** Who resolves allowed names for the DNS stub. */
   resolver: { kind: 'relay' } | { kind: 'doh'; url: URL; host: string; port: number; caFile: string | null };
+  /** Check a name-allowed connection's TLS SNI / HTTP Host against the names bound to its address. */
+  checkSni: boolean;
 }
 
 export interface EgressPlan {
@@ -55,7 +57,7 @@ export interface KmsPlan {
 /** What the boot-time secrets (src/secrets/) need. */
 export interface SecretsPlan {
   secrets: SecretSpec[];
-  /** kms_proxy.endpoints (the same KMS the KMS proxy uses). */
+  /** kms_proxy.endpoints overlaid with cloister.yaml kms.endpoints. */
   kmsEndpoints: Record<string, string>;
   /** Timeout of each AWS call (kms.upstream_timeout_ms). */
   timeoutMs: number;
@@ -100,7 +102,8 @@ export function planEgress(config: Config): EgressPlan | null {
 /** The transparent part (null when off). Throws when the DoH server is not allowed by the egress policy. */
 export function planTransparent(t: Settings['transparent'], policy: Policy): TransparentPlan | null {
   if (!t.enabled) return null;
-  if (t.resolver === 'relay' || t.doh_url === null) return { resolver: { kind: 'relay' } };
+  const checkSni = t.check_sni;
+  if (t.resolver === 'relay' || t.doh_url === null) return { resolver: { kind: 'relay' }, checkSni };
   const url = new URL(t.doh_url);
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   const port = url.port === '' ? 443 : Number(url.port);
@@ -110,7 +113,7 @@ export function planTransparent(t: Settings['transparent'], policy: Policy): Tra
     throw new TransparentSetupError(
       `transparent.doh_url ${t.doh_url}: the DoH server must be allowed by egress.allow (${d.reason})`,
     );
-  return { resolver: { kind: 'doh', url, host: d.target!, port, caFile: t.doh_ca_file } };
+  return { resolver: { kind: 'doh', url, host: d.target!, port, caFile: t.doh_ca_file }, checkSni };
 }
 
 /** The KMS proxy part alone (null when the manifest has no kms_proxy). */
@@ -137,7 +140,8 @@ export function planSecrets(config: Config): SecretsPlan | null {
   if (settings.secrets.length === 0) return null;
   return {
     secrets: settings.secrets,
-    kmsEndpoints: config.manifest.kms_proxy?.endpoints ?? {},
+    // cloister.yaml's kms.endpoints over the manifest's kms_proxy.endpoints (the KMS proxy's).
+    kmsEndpoints: { ...(config.manifest.kms_proxy?.endpoints ?? {}), ...settings.kms.endpoints },
     timeoutMs: settings.kms.upstream_timeout_ms,
     readyWaitMs: settings.kms.ready_wait_ms,
     owner: { uid: settings.app.uid, gid: settings.app.gid },

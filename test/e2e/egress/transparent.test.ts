@@ -233,3 +233,29 @@ kill -TERM $PPID
   assert.equal(readFileSync(run.resolvConf, 'utf8'), 'nameserver 192.0.2.99\n');
   assert.match(run.after, /== resolv.conf\nnameserver 192\.0\.2\.99\n/);
 });
+
+test('transparent egress with check_sni: a connection to a name-bound address that names another host in its SNI is refused', async (t) => {
+  requireTool(
+    'iptables-legacy-save',
+    ['--version'],
+    'iptables-legacy (Debian package iptables) to inspect the rules',
+  );
+  const up = await startUpstreams(t);
+  // -k: without the check the TLS handshake to the real server would succeed whatever the SNI says.
+  const app = `${PRELUDE}
+check sni-match curl -sS --max-time 5 --cacert $CA https://allowed.test/sni
+check sni-other curl -sSk --max-time 5 --resolve sneaky.test:443:${NAMES['allowed.test']} https://sneaky.test/
+check ip-rule-unchecked curl -sSk --max-time 5 --resolve sneaky.test:443:10.1.3.1 https://sneaky.test/ip
+kill -TERM $PPID
+`;
+  const run = await runTransparentEnclave(t, up, MANIFEST, settings('  check_sni: true\n'), app);
+  const r = results(run.outDir);
+  assert.equal(r.get('sni-match')?.out, 'hello allowed.test 443 /sni', run.stdout.slice(-3000));
+  assert.equal(r.get('sni-other')?.ok, false, r.get('sni-other')?.out);
+  // An IP rule allows by the address alone: there is no name to hold the SNI to.
+  assert.equal(r.get('ip-rule-unchecked')?.out, 'hello sneaky.test 443 /ip');
+  assert.match(
+    run.stdout,
+    /egress denied: 10\.1\.2\.3:443 \(resolved for allowed\.test\) names 'sneaky\.test' in its TLS SNI or HTTP Host/,
+  );
+});

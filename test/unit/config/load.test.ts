@@ -741,6 +741,7 @@ transparent:
   resolver: doh
   doh_url: https://dns.example/dns-query
   doh_ca_file: ca.pem
+  check_sni: true
 ingress:
   upstream_retry_ms: 1000
   proxy_protocol: true
@@ -795,9 +796,10 @@ attested_tls:
         resolver: 'doh',
         doh_url: 'https://dns.example/dns-query',
         doh_ca_file: join(dir, 'ca.pem'),
+        check_sni: true,
       },
       ingress: { upstream_retry_ms: 1000, proxy_protocol: true, proxy_protocol_tlvs: [1, 0xea], ports: {} },
-      kms: { ready_wait_ms: 2000, upstream_timeout_ms: 5000 },
+      kms: { ready_wait_ms: 2000, upstream_timeout_ms: 5000, endpoints: {} },
       streams: { max_readers: 3 },
       api: { metrics_port: 9100 },
       secrets: [],

@@ -6,12 +6,16 @@ import { describe, test } from 'node:test';
 import { stringify } from 'yaml';
 import { ConfigError, findConfigFiles, loadConfig } from '../../../src/config/load.ts';
 import { secretsToYaml } from '../../../src/config/secrets.ts';
+import { planSecrets } from '../../../src/plan/index.ts';
 import { BASE_MANIFEST as BASE, configDirs } from '../../helpers/config-dirs.ts';
 
 const { configDir } = configDirs();
 
 const MANIFEST = `${BASE}egress:
   allow: [169.254.169.254, "**.amazonaws.com"]
+kms_proxy:
+  listen_port: 9999
+  endpoints: { us-east-1: "https://kms.us-east-1.amazonaws.com", eu-west-1: "kms.eu-west-1.amazonaws.com" }
 ingress:
   - listen_port: 8443
     tls: { key_file: tls/key.pem.enc, cert_file: tls/cert.pem }
@@ -22,7 +26,11 @@ const CT = Buffer.from('a ciphertext stands here').toString('base64');
 test('a full secrets list loads: every source, targets, defaults', () => {
   const dir = configDir(
     MANIFEST,
-    `secrets:
+    `kms:
+  endpoints:
+    eu-west-1: "http://127.0.0.1:4599"
+    us-east-1: "https://kms-fips.us-east-1.amazonaws.com"
+secrets:
   - name: vault-tls-key
     source: { file: tls/key.pem.enc }
     key_id: arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab
@@ -44,7 +52,13 @@ test('a full secrets list loads: every source, targets, defaults', () => {
     targets: { env: FROM_SM }
 `,
   );
-  const { settings } = loadConfig(findConfigFiles(dir));
+  const config = loadConfig(findConfigFiles(dir));
+  const { settings } = config;
+  // cloister.yaml kms.endpoints over the manifest's kms_proxy.endpoints, for the secrets only.
+  assert.deepEqual(planSecrets(config)?.kmsEndpoints, {
+    'us-east-1': 'https://kms-fips.us-east-1.amazonaws.com',
+    'eu-west-1': 'http://127.0.0.1:4599',
+  });
   // What `cloister dev` writes back (and `cloister secrets encrypt` prints) loads to the same secrets.
   const again = loadConfig(
     findConfigFiles(configDir(MANIFEST, stringify({ secrets: secretsToYaml(settings.secrets) }))),
