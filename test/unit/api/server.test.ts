@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { Agent, get as httpGet } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -279,4 +280,62 @@ test('a private key sent as public_key is refused without echoing it', async (t)
   assert.equal(r.status, 400);
   assert.match(JSON.parse(r.body).error, /public_key: not a valid SubjectPublicKeyInfo/);
   assert.ok(!r.body.includes(b64.slice(20, 60)));
+});
+
+test('close() lets a request in flight finish on its kept-alive connection, then closes that connection', {
+  timeout: 20_000,
+}, async () => {
+  const slow = (await swPromise).client();
+  let release!: () => void;
+  const released = new Promise<void>((r) => {
+    release = r;
+  });
+  const inner = slow.attestation.bind(slow);
+  let called = false;
+  slow.attestation = async (req) => {
+    called = true;
+    await released;
+    return inner(req);
+  };
+  // A grace far longer than the test: close() resolves early only because the connection is closed once
+  // its answer is out (Node alone keeps it open until its keep-alive timeout, and close() would wait).
+  const api = await startApiServer(buildPlan(config).api!, {
+    logger: createLogger({ level: 'silent' }),
+    nsm: slow,
+    closeGraceMs: 60_000,
+  });
+  const url = `http://127.0.0.1:${api.port}/v1/attestation`;
+  const agent = new Agent({ keepAlive: true });
+  const answered = new Promise<{ status: number; bytes: number }>((resolve, reject) => {
+    const req = httpGet(`${url}?nonce=01`, { agent }, (res) => {
+      let bytes = 0;
+      res.on('data', (d: Buffer) => {
+        bytes += d.length;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes }));
+    });
+    req.on('error', reject);
+  });
+  // The request is in the server, waiting on the NSM, when close() is called.
+  while (!called) await new Promise((r) => setTimeout(r, 5));
+  const closed = api.close();
+  assert.equal(api.close(), closed, 'close() is idempotent');
+  // Not accepting any more, while the request in flight goes on.
+  await assert.rejects(fetch(url), /fetch failed/);
+  release();
+  const { status, bytes } = await answered;
+  assert.equal(status, 200);
+  assert.ok(bytes > 1000, `the whole document arrived (${bytes} bytes)`);
+  // Node keeps the idle connection for its 5 s keep-alive timeout unless close() ends it: closed first.
+  let keepAlive: NodeJS.Timeout | undefined;
+  const first = await Promise.race([
+    closed.then(() => 'closed'),
+    new Promise((r) => {
+      keepAlive = setTimeout(() => r('still open after 3 s'), 3000);
+    }),
+  ]);
+  clearTimeout(keepAlive);
+  assert.equal(first, 'closed');
+  await closed;
+  agent.destroy();
 });
