@@ -16,6 +16,7 @@ import { readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Settings } from '../config/types.ts';
 import type { ConnectionSet } from '../connections.ts';
+import { withDeadline } from '../deadline.ts';
 import { toCloisterError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { udpDropped } from '../metrics.ts';
@@ -147,9 +148,9 @@ const FIRST_BYTES_WAIT_MS = 1000;
  * `ms` (a protocol where the server speaks first: nothing to check) or the client goes away.
  */
 function firstBytes(client: Socket, ms: number): Promise<Buffer | null> {
-  return new Promise((resolve) => {
-    const done = (b: Buffer | null) => {
-      clearTimeout(timer);
+  let done!: (b: Buffer | null) => void;
+  const reading = new Promise<Buffer | null>((resolve) => {
+    done = (b) => {
       client.off('data', onData);
       client.off('close', onClose);
       client.pause();
@@ -158,11 +159,15 @@ function firstBytes(client: Socket, ms: number): Promise<Buffer | null> {
     };
     const onData = (b: Buffer) => done(b);
     const onClose = () => done(null);
-    const timer = setTimeout(() => done(null), ms);
     client.on('data', onData);
     client.once('close', onClose);
     client.resume();
   });
+  // Quiet for `ms`: nothing to check (a server-speaks-first protocol).
+  return withDeadline(reading, ms, () => {
+    done(null);
+    return new Error('no first bytes');
+  }).catch(() => null);
 }
 
 function listen(server: Server): Promise<number> {

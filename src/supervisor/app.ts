@@ -7,6 +7,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
+import { delayUnless } from '../deadline.ts';
 import { AppStartError } from '../errors.ts';
 import { openSharedPipe, type SharedPipe, sharedPipeUnavailable } from './output-pipe.ts';
 import { registerNodeChild } from './reaper.ts';
@@ -159,14 +160,7 @@ export function launchApp(spec: AppSpec): Promise<RunningApp> {
             ranMs,
           };
           // Orphans may hold the pipes open for ever: wait for the output only briefly.
-          let settle: NodeJS.Timeout | undefined;
-          const timeout = new Promise<void>((r) => {
-            settle = setTimeout(r, OUTPUT_SETTLE_MS);
-          });
-          Promise.race([outputDone, timeout]).then(() => {
-            clearTimeout(settle);
-            done(result);
-          });
+          void delayUnless(OUTPUT_SETTLE_MS, outputDone).then(() => done(result));
         });
       });
       resolve({
