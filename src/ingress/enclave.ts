@@ -18,9 +18,9 @@ import type { NativeAddon } from '../native.ts';
 import type { IngressPlan, PortPlan } from '../plan/ingress.ts';
 import { keepServing } from '../server-errors.ts';
 import { type Service, serviceLifetime } from '../service.ts';
+import { connectWithRetry } from '../transport/connect-retry.ts';
 import { FastConnection, fastPathAddon, takeConnections } from '../transport/fast.ts';
 import type { Transport } from '../transport/types.ts';
-import { connectWithRetry } from './connect-retry.ts';
 import { keepTlvs, readProxyV2 } from './proxy-protocol.ts';
 import { splice } from './splice.ts';
 

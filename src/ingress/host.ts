@@ -11,9 +11,9 @@ import { ConnectionSet, closeServer } from '../connections.ts';
 import type { Logger } from '../log/logger.ts';
 import { keepServing } from '../server-errors.ts';
 import { type Service, serviceLifetime } from '../service.ts';
+import { connectWithRetry } from '../transport/connect-retry.ts';
 import { FastConnection, fastPathAddon, takeConnections } from '../transport/fast.ts';
 import type { Transport } from '../transport/types.ts';
-import { connectWithRetry } from './connect-retry.ts';
 import { encodeProxyV2 } from './proxy-protocol.ts';
 import { splice } from './splice.ts';
 

@@ -4,6 +4,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { loadNative } from '../native.ts';
+import { connectWithRetry } from './connect-retry.ts';
 import type { ListenOptions, Transport } from './types.ts';
 
 export function socketPath(dir: string, cid: number, port: number): string {
@@ -32,8 +33,21 @@ export class EmulatedTransport implements Transport {
     return listenUnix(path, opts);
   }
 
+  /**
+   * A non-blocking connect to a Unix listener whose backlog is full fails at once with EAGAIN (vsock
+   * and TCP queue or refuse instead), as a burst of tunnels can make it: tried again with a short
+   * backoff until timeoutMs has passed.
+   */
   connectFd(cid: number, port: number, timeoutMs: number): Promise<number> {
-    return loadNative().unixConnect(socketPath(this.dir, cid, port), timeoutMs);
+    const path = socketPath(this.dir, cid, port);
+    const deadline = Date.now() + timeoutMs;
+    return connectWithRetry(() => loadNative().unixConnect(path, Math.max(1, deadline - Date.now())), {
+      deadline,
+      gone: () => false,
+      firstDelayMs: 1,
+      maxDelayMs: 50,
+      retriable: (err) => err.code === 'EAGAIN',
+    });
   }
 
   connect(cid: number, port: number): Promise<Socket> {

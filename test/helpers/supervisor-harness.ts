@@ -1,7 +1,15 @@
 // Runs the real `cloister enclave` (dist/cli.js) under `unshare -n`, over the emulated transport, and
 // reads its status (17000) and log (17001) streams from the root namespace, as the host side would.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -121,8 +129,12 @@ export function startEnclave(t: TestContext, opts: EnclaveOptions): Enclave {
   );
   t.after(async () => {
     if (proc.exitCode === null && proc.signalCode === null) {
+      // The app is a session leader of its own (src/supervisor/app.ts): killing cloister alone would
+      // leave it running, adopted by init, after the test. Its process group goes too.
+      const apps = childPids(proc.pid!);
       proc.kill('SIGKILL');
       await exited;
+      for (const pid of apps) killGroup(pid);
     }
     rmSync(dir, { recursive: true, force: true });
   });
@@ -237,5 +249,26 @@ export function procStat(pid: number): { state: string; ppid: number } | null {
     return { state: fields[0]!, ppid: Number(fields[1]) };
   } catch {
     return null;
+  }
+}
+
+/** The direct children of `pid` (Linux: /proc/<pid>/task/<tid>/children). */
+function childPids(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((tid) =>
+      readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean).map(Number),
+    );
+  } catch {
+    return [];
+  }
+}
+
+/** SIGKILL to the process group led by `pid`, else to `pid` alone; gone already is fine. */
+function killGroup(pid: number): void {
+  for (const target of [-pid, pid]) {
+    try {
+      process.kill(target, 'SIGKILL');
+      return;
+    } catch {}
   }
 }

@@ -1,6 +1,7 @@
-// Both sides of ingress connect to something that may still be starting (the enclave while it boots,
-// the app inside it) and retry with backoff. One loop for both, and for both connection paths (a
-// net.Socket, or a raw fd on the fast path, src/transport/fast.ts).
+// Connects that are worth retrying with backoff, in one loop: both sides of ingress connect to
+// something that may still be starting (the enclave while it boots, the app inside it), on both
+// connection paths (a net.Socket, or a raw fd on the fast path, src/transport/fast.ts); and the
+// emulated transport's raw connect meets a Unix listener whose backlog is full (EAGAIN).
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface RetryOptions {
@@ -8,15 +9,16 @@ export interface RetryOptions {
   deadline: number;
   /** Give up now: the client went away. */
   gone: () => boolean;
-  /** The backoff starts at 25 ms and doubles up to this. */
+  /** The backoff starts at firstDelayMs (default 25 ms) and doubles up to this. */
   maxDelayMs: number;
+  firstDelayMs?: number;
   /** Which failures are worth another try (default: all). */
   retriable?: (err: NodeJS.ErrnoException) => boolean;
 }
 
 /** connect(), retried with backoff as `opts` says. */
 export async function connectWithRetry<S>(connect: () => Promise<S>, opts: RetryOptions): Promise<S> {
-  let delay = 25;
+  let delay = opts.firstDelayMs ?? 25;
   for (;;) {
     try {
       return await connect();
