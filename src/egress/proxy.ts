@@ -254,6 +254,8 @@ export async function startEgressProxy(plan: EgressPlan, deps: EgressProxyDeps):
       sock = await withDeadline(connecting, settings.connect_timeout_ms, timedOut).catch(
         (e: NodeJS.ErrnoException) => {
           if (e instanceof EgressTimeoutError) throw e;
+          // The fast path's own connect timer has the same length and may fire first: still a 504.
+          if (e.code === 'ETIMEDOUT') throw timedOut();
           throw new EgressRelayUnreachableError(
             `cannot reach the host egress relay: ${e.code ?? e.message}`,
             {
