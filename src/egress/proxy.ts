@@ -311,17 +311,20 @@ export async function startEgressProxy(plan: EgressPlan, deps: EgressProxyDeps):
     return upstream;
   }
 
+  /** A tunnel ended, on either connection path: the open-tunnel gauge, the byte counters, one debug line. */
+  function tunnelClosed(engine: string, up: number, down: number): void {
+    egressOpenTunnels.dec();
+    egressBytes.inc({ direction: 'up' }, up);
+    egressBytes.inc({ direction: 'down' }, down);
+    log.debug({ engine, up, down }, 'tunnel closed');
+  }
+
   function track(client: Socket, upstream: Socket): void {
     live.add(client, upstream);
     egressOpenTunnels.inc();
     joinSockets(client, upstream, {
       idleTimeoutMs: settings.idle_timeout_ms,
-      onClose: ({ aRead, aWritten, engine }) => {
-        egressOpenTunnels.dec();
-        egressBytes.inc({ direction: 'up' }, aRead);
-        egressBytes.inc({ direction: 'down' }, aWritten);
-        log.debug({ engine, up: aRead, down: aWritten }, 'tunnel closed');
-      },
+      onClose: ({ aRead, aWritten, engine }) => tunnelClosed(engine, aRead, aWritten),
     });
   }
 
@@ -570,10 +573,7 @@ export async function startEgressProxy(plan: EgressPlan, deps: EgressProxyDeps):
         greetA: CONNECT_OK,
         onClose: ({ aToB, bToA }) => {
           opened.release();
-          egressOpenTunnels.dec();
-          egressBytes.inc({ direction: 'up' }, aToB);
-          egressBytes.inc({ direction: 'down' }, bToA);
-          log.debug({ engine: 'splice', up: aToB, down: bToA }, 'tunnel closed');
+          tunnelClosed('splice', aToB, bToA);
         },
       });
       if (joined) egressOpenTunnels.inc();
